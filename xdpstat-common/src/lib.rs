@@ -1,0 +1,35 @@
+//! Types shared by the xdpstat XDP program (`xdpstat-ebpf`) and user space.
+//!
+//! Everything here is `#[repr(C)]` plain data: the kernel side writes it into
+//! BPF maps and user space reads the same bytes back.
+#![no_std]
+
+/// The value stored in the counters map, one per CPU for the per-CPU layout.
+///
+/// The layout (two native-endian `u64`s, packets first) is the one the
+/// xdp-tutorial's `stats_kern.c` uses, so maps made by other loaders with
+/// this shape can be read too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames seen.
+    pub packets: u64,
+    /// Bytes seen: the sum of `data_end - data` over the frames.
+    pub bytes: u64,
+}
+
+impl Counters {
+    /// Size of one value in the map, in bytes.
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+}
+
+// SAFETY: `Counters` is `repr(C)`, made of two `u64`s with no padding, and
+// every bit pattern is a valid value.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Counters {}
+
+/// Name of the counters map in the embedded objects (and in the kernel).
+pub const COUNTERS_MAP: &str = "counters";
+
+/// The only key of the counters map.
+pub const COUNTERS_KEY: u32 = 0;

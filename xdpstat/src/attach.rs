@@ -1,0 +1,713 @@
+//! Attaching the embedded counter program to an interface, and detaching it.
+//!
+//! An attachment is a set of pins under `/sys/fs/bpf/xdpstat/<iface>/`:
+//! - `counters`: the counters map, reused by the next attach of the same
+//!   layout, so counters survive a program reload;
+//! - `link`: the BPF link that keeps the program attached after xdpstat
+//!   exits (as `ip link` does), when it was attached through a link;
+//! - `prog`: the program, when it runs through a netlink attachment instead
+//!   (after `--force` replaced a program that `ip link` or libbpf attached).
+//!
+//! Pins are made under a staging name and renamed into place only once the
+//! program is attached, so a failure leaves nothing half-pinned.
+
+use std::{
+    fs, io,
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::MapInfo,
+    programs::{links::FdLink, ProgramError, ProgramInfo, Xdp, XdpMode},
+    EbpfLoader,
+};
+use serde::Serialize;
+use thiserror::Error;
+use xdpstat_common::{Counters, COUNTERS_MAP};
+
+use crate::{
+    bpffs::{self, BpffsError, PinDir},
+    iface,
+    layout::Layout,
+    netlink::{self, AttachedMode, AttachedProgram, NetlinkError},
+    privileges::{self, Capability, PrivilegeError},
+    sys::{self, SyscallError},
+};
+
+/// The XDP mode to attach in, as `--mode` spells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Native if the driver supports it, else generic (the kernel decides).
+    #[default]
+    Auto,
+    /// In the driver (`XDP_FLAGS_DRV_MODE`).
+    Native,
+    /// In the generic, skb-based path (`XDP_FLAGS_SKB_MODE`).
+    Generic,
+    /// On the NIC (`XDP_FLAGS_HW_MODE`); needs a NIC that offloads BPF.
+    Offload,
+}
+
+impl Mode {
+    fn xdp_mode(self) -> XdpMode {
+        match self {
+            Self::Auto => XdpMode::Default,
+            Self::Native => XdpMode::Driver,
+            Self::Generic => XdpMode::Skb,
+            Self::Offload => XdpMode::Hardware,
+        }
+    }
+
+    fn attached(self) -> Option<AttachedMode> {
+        match self {
+            Self::Auto => None,
+            Self::Native => Some(AttachedMode::Native),
+            Self::Generic => Some(AttachedMode::Generic),
+            Self::Offload => Some(AttachedMode::Offload),
+        }
+    }
+}
+
+/// What `attach` should do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// Where the program runs.
+    pub mode: Mode,
+    /// How it keeps its counters.
+    pub layout: Layout,
+    /// Replace a program already on the interface, atomically.
+    pub force: bool,
+}
+
+/// How a program is held on its interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Holder {
+    /// A BPF link, pinned.
+    Link,
+    /// A netlink attachment (the device holds the program).
+    Netlink,
+}
+
+/// xdpstat's program on an interface, as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// Interface name.
+    pub interface: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Counter layout.
+    pub layout: Layout,
+    /// Where it runs.
+    pub mode: AttachedMode,
+    /// Program id.
+    pub prog_id: u32,
+    /// Counters map id.
+    pub map_id: u32,
+    /// Link or netlink.
+    pub holder: Holder,
+    /// The pin directory.
+    pub pin_dir: PathBuf,
+}
+
+/// What `attach` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attached {
+    /// The attachment now in place.
+    pub attachment: Attachment,
+    /// The program it replaced, with `--force`.
+    pub replaced: Option<AttachedProgram>,
+    /// Whether the pinned counters were kept from before.
+    pub counters_kept: bool,
+}
+
+/// What `detach` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detached {
+    /// Interface name.
+    pub interface: String,
+    /// The program that was detached, if it was still attached.
+    pub prog_id: Option<u32>,
+    /// The interface no longer exists; only stale pins were removed.
+    pub interface_gone: bool,
+    /// The pin directory that was removed.
+    pub pin_dir: PathBuf,
+}
+
+/// Attaching or detaching failed.
+#[derive(Debug, Error)]
+pub enum AttachError {
+    /// No interface by that name.
+    #[error("no interface named '{name}' in this network namespace (list them with `ip link`)")]
+    UnknownInterface {
+        /// The name given.
+        name: String,
+    },
+    /// The interface already runs an XDP program.
+    #[error("{iface} already runs XDP program {}; replace it with --force, or remove it first ({})",
+        describe(*.existing, .existing_name.as_deref(), *.ours),
+        if *.ours { format!("`xdpstat detach {iface}`") } else { format!("`ip link set dev {iface} xdp off`") })]
+    Busy {
+        /// Interface name.
+        iface: String,
+        /// The program on it.
+        existing: AttachedProgram,
+        /// Its name, if it could be read.
+        existing_name: Option<String>,
+        /// Whether xdpstat attached it.
+        ours: bool,
+    },
+    /// `--force` cannot change the mode of a running program atomically.
+    #[error("{iface} runs its XDP program in {} mode; an atomic replace cannot move it to {} mode (detach it first, or drop --mode)",
+        .current.name(), .requested.name())]
+    ModeChange {
+        /// Interface name.
+        iface: String,
+        /// The mode it runs in.
+        current: AttachedMode,
+        /// The mode asked for.
+        requested: AttachedMode,
+    },
+    /// xdpstat has nothing attached there.
+    #[error("xdpstat has nothing attached to {iface} (no pins under {}){}", .pin_dir.display(),
+        match .foreign { Some(p) => format!("; it runs XDP program id {} in {} mode that something else attached (`ip link set dev {iface} xdp off` removes it)", p.prog_id, p.mode.name()), None => String::new() })]
+    NotAttached {
+        /// Interface name.
+        iface: String,
+        /// Where xdpstat's pins would be.
+        pin_dir: PathBuf,
+        /// A program someone else attached, if any.
+        foreign: Option<AttachedProgram>,
+    },
+    /// The process lacks privileges.
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+    /// bpffs is missing or unusable.
+    #[error(transparent)]
+    Bpffs(#[from] BpffsError),
+    /// Loading the embedded program failed.
+    #[error("loading the embedded {layout} program failed: {source}")]
+    Load {
+        /// Which one.
+        layout: Layout,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The kernel refused to attach the program.
+    #[error("attaching to {iface} in {mode} mode failed: {reason}")]
+    Refused {
+        /// Interface name.
+        iface: String,
+        /// The mode asked for.
+        mode: &'static str,
+        /// The kernel's reason, in words.
+        reason: String,
+    },
+    /// A netlink request failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// A bpf syscall failed.
+    #[error(transparent)]
+    Syscall(#[from] SyscallError),
+    /// A pin could not be made or removed.
+    #[error("{}: {source}", path.display())]
+    Pin {
+        /// The pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl AttachError {
+    /// Whether the error is the user's input rather than an operation that
+    /// failed (exit code 2 rather than 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::UnknownInterface { .. })
+    }
+}
+
+fn describe(p: AttachedProgram, name: Option<&str>, ours: bool) -> String {
+    let who = if ours {
+        "attached by xdpstat"
+    } else {
+        "attached by another loader"
+    };
+    match name {
+        Some(name) if !name.is_empty() => {
+            format!("'{name}' (id {}, {} mode, {who})", p.prog_id, p.mode.name())
+        }
+        _ => format!("id {} ({} mode, {who})", p.prog_id, p.mode.name()),
+    }
+}
+
+fn program_name(prog_id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|info| info.id() == prog_id)
+        .and_then(|info| info.name_as_str().map(str::to_owned))
+}
+
+/// What xdpstat's pins for an interface say, checked against the kernel.
+struct Owned {
+    /// The pinned link, if any, and its info.
+    link: Option<(OwnedFd, sys::LinkInfo)>,
+    /// The pinned program (netlink attachments), and its id.
+    prog: Option<(OwnedFd, u32)>,
+}
+
+impl Owned {
+    fn read(dir: &PinDir) -> Result<Self, AttachError> {
+        let link = match sys::obj_get(&dir.link()) {
+            Ok(fd) => {
+                let info = sys::link_info(fd.as_fd())?;
+                Some((fd, info))
+            }
+            Err(e) if e.errno() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let prog = match sys::obj_get(&dir.prog()) {
+            Ok(fd) => {
+                let id = ProgramInfo::from_pin(dir.prog())
+                    .map_err(|e| AttachError::Pin {
+                        path: dir.prog(),
+                        source: io::Error::other(e.to_string()),
+                    })?
+                    .id();
+                Some((fd, id))
+            }
+            Err(e) if e.errno() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self { link, prog })
+    }
+
+    /// Whether `program` on the interface is one xdpstat attached.
+    fn owns(&self, program: &AttachedProgram) -> bool {
+        self.link
+            .as_ref()
+            .is_some_and(|(_, info)| info.xdp_ifindex != 0 && info.prog_id == program.prog_id)
+            || self
+                .prog
+                .as_ref()
+                .is_some_and(|(_, id)| *id == program.prog_id)
+    }
+}
+
+/// Removes the staging pins of a failed attach, unless disarmed.
+struct Staging<'a> {
+    dir: &'a PinDir,
+    paths: Vec<PathBuf>,
+}
+
+impl Staging<'_> {
+    fn commit(&mut self, staged: &Path, final_path: &Path) -> Result<(), AttachError> {
+        fs::rename(staged, final_path).map_err(|source| AttachError::Pin {
+            path: final_path.to_owned(),
+            source,
+        })?;
+        self.paths.retain(|p| p != staged);
+        Ok(())
+    }
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            let _ = fs::remove_file(path);
+        }
+        self.dir.remove_if_empty();
+    }
+}
+
+fn resolve(name: &str) -> Result<u32, AttachError> {
+    iface::index(name).ok_or_else(|| AttachError::UnknownInterface {
+        name: name.to_owned(),
+    })
+}
+
+/// Attaches the embedded counter program to `iface` and pins it.
+///
+/// # Errors
+///
+/// [`AttachError`]: no such interface, another program is there (without
+/// `force`), missing privileges, or the kernel refusing.
+pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError> {
+    privileges::require("xdpstat attach", &[Capability::Bpf, Capability::NetAdmin])?;
+    let ifindex = resolve(iface)?;
+    bpffs::ensure_mounted()?;
+    let dir = PinDir::new(iface);
+    let current = netlink::interface(ifindex)?
+        .ok_or_else(|| AttachError::UnknownInterface {
+            name: iface.to_owned(),
+        })?
+        .xdp;
+    let owned = Owned::read(&dir)?;
+    let existing = pick_existing(&current, opts.mode);
+    if let Some(existing) = existing {
+        if !opts.force {
+            return Err(AttachError::Busy {
+                iface: iface.to_owned(),
+                existing,
+                existing_name: program_name(existing.prog_id),
+                ours: owned.owns(&existing),
+            });
+        }
+        if let Some(requested) = opts.mode.attached() {
+            if requested != existing.mode {
+                return Err(AttachError::ModeChange {
+                    iface: iface.to_owned(),
+                    current: existing.mode,
+                    requested,
+                });
+            }
+        }
+    }
+
+    dir.create()?;
+    let mut staging = Staging {
+        dir: &dir,
+        paths: Vec::new(),
+    };
+    let counters_kept = pinned_counters_fit(&dir.counters(), opts.layout);
+    let map_pin = if counters_kept {
+        dir.counters()
+    } else {
+        let path = dir.staging("counters");
+        staging.paths.push(path.clone());
+        path
+    };
+
+    let load_error = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Load {
+        layout: opts.layout,
+        source,
+    };
+    let mut ebpf = EbpfLoader::new()
+        .map_pin_path(COUNTERS_MAP, map_pin.as_path())
+        .load(opts.layout.object())
+        .map_err(|e| load_error(e.into()))?;
+    let program: &mut Xdp = ebpf
+        .program_mut(opts.layout.program_name())
+        .ok_or_else(|| load_error("the embedded object has no such program".into()))?
+        .try_into()
+        .map_err(|e: ProgramError| load_error(e.into()))?;
+    program.load().map_err(|e| load_error(e.into()))?;
+    let prog_fd = program.fd().map_err(|e| load_error(e.into()))?.as_fd();
+
+    let holder = match existing {
+        None => attach_new(iface, ifindex, opts.mode, program, &dir, &mut staging)?,
+        Some(existing) => replace(ifindex, existing, prog_fd, &owned, &dir, &mut staging)?,
+    };
+    if !counters_kept {
+        let staged = map_pin.clone();
+        staging.commit(&staged, &dir.counters())?;
+    }
+    drop(staging);
+    // The program stays attached through its pin after `ebpf` is dropped.
+    let attachment = inspect(iface)?.ok_or_else(|| AttachError::Refused {
+        iface: iface.to_owned(),
+        mode: "any",
+        reason: "the program was attached but is not there any more".to_owned(),
+    })?;
+    debug_assert_eq!(attachment.holder, holder);
+    Ok(Attached {
+        attachment,
+        replaced: existing,
+        counters_kept,
+    })
+}
+
+/// The program `--force` would replace: the one in the requested mode, or
+/// the first one when the mode is `auto`.
+fn pick_existing(current: &[AttachedProgram], mode: Mode) -> Option<AttachedProgram> {
+    match mode.attached() {
+        Some(m) => current
+            .iter()
+            .find(|p| p.mode == m)
+            .or(current.first())
+            .copied(),
+        None => current.first().copied(),
+    }
+}
+
+/// Whether the pinned counters map, if any, is one `layout` can keep using.
+fn pinned_counters_fit(path: &Path, layout: Layout) -> bool {
+    MapInfo::from_pin(path).is_ok_and(|info| {
+        info.map_type().ok() == Some(layout.map_type())
+            && info.key_size() == 4
+            && info.value_size() as usize == Counters::SIZE
+            && info.max_entries() == 1
+    })
+}
+
+fn attach_new(
+    iface: &str,
+    ifindex: u32,
+    mode: Mode,
+    program: &mut Xdp,
+    dir: &PinDir,
+    staging: &mut Staging<'_>,
+) -> Result<Holder, AttachError> {
+    let mode_name = match mode.attached() {
+        Some(m) => m.name(),
+        None => "auto",
+    };
+    let link_id = program
+        .attach_to_if_index(ifindex, mode.xdp_mode())
+        .map_err(|e| refused(iface, mode_name, &e))?;
+    let link = program
+        .take_link(link_id)
+        .map_err(|e| refused(iface, mode_name, &e))?;
+    match FdLink::try_from(link) {
+        Ok(fd_link) => {
+            let staged = dir.staging("link");
+            staging.paths.push(staged.clone());
+            fd_link.pin(&staged).map_err(|e| AttachError::Pin {
+                path: staged.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            staging.commit(&staged, &dir.link())?;
+            Ok(Holder::Link)
+        }
+        // aya fell back to netlink (kernels before 5.9): the device holds
+        // the program, so pin the program to mark it as ours.
+        Err(_) => {
+            let fd = program.fd().map_err(|e| refused(iface, mode_name, &e))?;
+            let staged = dir.staging("prog");
+            staging.paths.push(staged.clone());
+            sys::obj_pin(fd.as_fd(), &staged)?;
+            staging.commit(&staged, &dir.prog())?;
+            Ok(Holder::Netlink)
+        }
+    }
+}
+
+/// `--force`: swaps the program on the interface for ours in one step, so
+/// no frame goes uncounted or unprocessed.
+fn replace(
+    ifindex: u32,
+    existing: AttachedProgram,
+    prog_fd: BorrowedFd<'_>,
+    owned: &Owned,
+    dir: &PinDir,
+    staging: &mut Staging<'_>,
+) -> Result<Holder, AttachError> {
+    if let Some((link_fd, info)) = sys::xdp_link_on(ifindex)? {
+        let old = sys::prog_fd_by_id(info.prog_id)?;
+        sys::link_update(link_fd.as_fd(), prog_fd, Some(old.as_fd()))?;
+        let already_pinned = owned
+            .link
+            .as_ref()
+            .is_some_and(|(_, pinned)| pinned.id == info.id);
+        if !already_pinned {
+            let staged = dir.staging("link");
+            staging.paths.push(staged.clone());
+            sys::obj_pin(link_fd.as_fd(), &staged)?;
+            staging.commit(&staged, &dir.link())?;
+        }
+        remove_pin(&dir.prog())?;
+        Ok(Holder::Link)
+    } else {
+        let old = sys::prog_fd_by_id(existing.prog_id)?;
+        netlink::set_xdp(
+            ifindex,
+            Some(prog_fd),
+            Some(old.as_fd()),
+            existing.mode.flag(),
+        )?;
+        let staged = dir.staging("prog");
+        staging.paths.push(staged.clone());
+        sys::obj_pin(prog_fd, &staged)?;
+        staging.commit(&staged, &dir.prog())?;
+        remove_pin(&dir.link())?;
+        Ok(Holder::Netlink)
+    }
+}
+
+fn refused(iface: &str, mode: &'static str, error: &ProgramError) -> AttachError {
+    let errno = find_errno(error);
+    let reason = match errno {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => {
+            "another XDP program was attached meanwhile; try again".to_owned()
+        }
+        Some(libc::EOPNOTSUPP) if mode == "native" => format!(
+            "the {iface} driver has no native XDP support (use --mode generic)"
+        ),
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if mode == "offload" => format!(
+            "{iface} cannot offload BPF programs (offload needs a NIC that does, e.g. Netronome; use --mode native or generic)"
+        ),
+        _ => error_chain(error),
+    };
+    AttachError::Refused {
+        iface: iface.to_owned(),
+        mode,
+        reason,
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+fn find_errno(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return io.raw_os_error();
+        }
+        if let Some(nl) = e.downcast_ref::<NetlinkError>() {
+            return nl.errno();
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn remove_pin(path: &Path) -> Result<(), AttachError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(AttachError::Pin {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// xdpstat's attachment on `iface`, if its pins are there and its program
+/// is still attached.
+///
+/// # Errors
+///
+/// [`AttachError`] if the kernel cannot be asked.
+pub fn inspect(iface: &str) -> Result<Option<Attachment>, AttachError> {
+    let dir = PinDir::new(iface);
+    if !iface::is_valid_name(iface) || !dir.exists() {
+        return Ok(None);
+    }
+    let Some(ifindex) = iface::index(iface) else {
+        return Ok(None);
+    };
+    let Some(current) = netlink::interface(ifindex)? else {
+        return Ok(None);
+    };
+    let owned = Owned::read(&dir)?;
+    let Some(program) = current.xdp.iter().find(|p| owned.owns(p)).copied() else {
+        return Ok(None);
+    };
+    let holder = if owned.link.is_some() {
+        Holder::Link
+    } else {
+        Holder::Netlink
+    };
+    let map = MapInfo::from_pin(dir.counters()).ok();
+    let layout = map
+        .as_ref()
+        .and_then(|m| m.map_type().ok())
+        .and_then(Layout::from_map_type)
+        .or_else(|| {
+            program_name(program.prog_id)
+                .as_deref()
+                .and_then(Layout::from_program_name)
+        })
+        .unwrap_or_default();
+    Ok(Some(Attachment {
+        interface: iface.to_owned(),
+        ifindex,
+        layout,
+        mode: program.mode,
+        prog_id: program.prog_id,
+        map_id: map.map_or(0, |m| m.id()),
+        holder,
+        pin_dir: dir.path().to_owned(),
+    }))
+}
+
+/// Detaches xdpstat's program from `iface` and removes every pin xdpstat
+/// made for it. Works when the interface is already gone: then only the
+/// stale pins are removed.
+///
+/// # Errors
+///
+/// [`AttachError::NotAttached`] when xdpstat has no pins for `iface`;
+/// [`AttachError::UnknownInterface`] when there are neither pins nor such
+/// an interface.
+pub fn detach(iface: &str) -> Result<Detached, AttachError> {
+    privileges::require("xdpstat detach", &[Capability::Bpf, Capability::NetAdmin])?;
+    let dir = PinDir::new(iface);
+    let ifindex = iface::index(iface);
+    if !iface::is_valid_name(iface) || !dir.exists() {
+        let Some(ifindex) = ifindex else {
+            return Err(AttachError::UnknownInterface {
+                name: iface.to_owned(),
+            });
+        };
+        let foreign = netlink::interface(ifindex)?.and_then(|i| i.xdp.first().copied());
+        return Err(AttachError::NotAttached {
+            iface: iface.to_owned(),
+            pin_dir: dir.path().to_owned(),
+            foreign,
+        });
+    }
+    let owned = Owned::read(&dir)?;
+    let current = match ifindex {
+        Some(index) => netlink::interface(index)?,
+        None => None,
+    };
+    let mut prog_id = None;
+    if let Some((fd, info)) = &owned.link {
+        // Detach now even if someone else also holds the link.
+        if info.xdp_ifindex != 0 {
+            match sys::link_detach(fd.as_fd()) {
+                Ok(()) => prog_id = Some(info.prog_id),
+                Err(e) if e.errno() == Some(libc::ENOLINK) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if let (Some((fd, id)), Some(current)) = (&owned.prog, &current) {
+        if let Some(program) = current.xdp.iter().find(|p| p.prog_id == *id) {
+            // Only clear the program if it is still ours (XDP_FLAGS_REPLACE).
+            netlink::set_xdp(current.index, None, Some(fd.as_fd()), program.mode.flag())?;
+            prog_id = Some(*id);
+        }
+    }
+    drop(owned);
+    remove_all_pins(&dir)?;
+    Ok(Detached {
+        interface: iface.to_owned(),
+        prog_id,
+        interface_gone: current.is_none(),
+        pin_dir: dir.path().to_owned(),
+    })
+}
+
+/// Removes every pin in xdpstat's directory for one interface (they are all
+/// xdpstat's), then the directory.
+fn remove_all_pins(dir: &PinDir) -> Result<(), AttachError> {
+    let entries = fs::read_dir(dir.path()).map_err(|source| AttachError::Pin {
+        path: dir.path().to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        remove_pin(&entry.path())?;
+    }
+    dir.remove_if_empty();
+    if dir.exists() {
+        return Err(AttachError::Pin {
+            path: dir.path().to_owned(),
+            source: io::Error::other("directory not empty after removing xdpstat's pins"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! The command line: argument definitions and what each command does with
+//! the library.
+
+use std::{
+    io::{self, Write},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    attach::{self, AttachOptions, Attachment, Mode},
+    bpffs::PinDir,
+    counters::{CountersError, CountersMap, Rates},
+    layout::Layout,
+    render,
+};
+
+/// Count every packet and byte an interface receives, with XDP.
+#[derive(Debug, Parser)]
+#[command(name = "xdpstat", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// xdpstat's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach the counter program to an interface; it stays attached, and
+    /// its counters pinned, after xdpstat exits.
+    Attach(AttachArgs),
+    /// Detach xdpstat's program from an interface and remove its pins.
+    Detach(DetachArgs),
+    /// Print an interface's counters, per CPU and overall.
+    Show(ShowArgs),
+    /// Attach if needed, then print totals and rates every interval;
+    /// Ctrl-C detaches what this run attached.
+    Run(RunArgs),
+}
+
+/// `xdpstat attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The interface, e.g. eth0.
+    pub iface: String,
+    /// Where the program runs.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// How it counts: per-CPU values (fast, default) or one shared value
+    /// with atomic adds.
+    #[arg(long = "map", value_enum, default_value_t = Layout::Percpu)]
+    pub layout: Layout,
+    /// Replace a program already attached to the interface, atomically.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the attachment as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `xdpstat detach`.
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// The interface.
+    pub iface: String,
+}
+
+/// `xdpstat show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The interface whose counters to print.
+    pub iface: String,
+    /// Print a block per CPU even for a shared map.
+    #[arg(long)]
+    pub per_cpu: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `xdpstat run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The interface.
+    pub iface: String,
+    /// Time between lines, e.g. 1s, 500ms, 2m.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Where the program runs, if this run attaches it [default: auto].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Counter layout, if this run attaches it [default: percpu].
+    #[arg(long = "map", value_enum)]
+    pub layout: Option<Layout>,
+    /// Stop after this many intervals.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Print one JSON object per interval.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses an interval: `1s`, `250ms`, `2m`, or a plain number of seconds.
+///
+/// # Errors
+///
+/// A message for clap when the text is not a positive duration.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Duration::from_secs_f64(seconds),
+        Ok(_) => return Err("the interval must be positive".to_owned()),
+        Err(_) => humantime::parse_duration(text).map_err(|e| format!("{e} (try 1s or 500ms)"))?,
+    };
+    if duration < Duration::from_millis(10) {
+        return Err("the interval must be at least 10ms".to_owned());
+    }
+    Ok(duration)
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+///
+/// Whatever the command failed with; `main` prints it and picks the exit
+/// code.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Attach(args) => attach_cmd(&args),
+        Command::Detach(args) => detach_cmd(&args),
+        Command::Show(args) => show_cmd(&args),
+        Command::Run(args) => run_cmd(&args),
+    }
+}
+
+fn describe(a: &Attachment) -> String {
+    format!(
+        "{} (prog id {}, {} mode, {} map id {})",
+        a.layout.program_name(),
+        a.prog_id,
+        a.mode.name(),
+        a.layout,
+        a.map_id
+    )
+}
+
+fn attach_cmd(args: &AttachArgs) -> Result<()> {
+    let opts = AttachOptions {
+        mode: args.mode,
+        layout: args.layout,
+        force: args.force,
+    };
+    let done = attach::attach(&args.iface, &opts)?;
+    let a = &done.attachment;
+    if args.json {
+        println!("{}", serde_json::to_string(a)?);
+        return Ok(());
+    }
+    let verb = match done.replaced {
+        Some(old) => format!("replaced prog id {} with", old.prog_id),
+        None => "attached".to_owned(),
+    };
+    println!("{}: {verb} {}", a.interface, describe(a));
+    let kept = if done.counters_kept {
+        " (counters kept from before)"
+    } else {
+        ""
+    };
+    println!("pinned under {}{kept}", a.pin_dir.display());
+    Ok(())
+}
+
+fn detach_cmd(args: &DetachArgs) -> Result<()> {
+    let done = attach::detach(&args.iface)?;
+    if done.interface_gone {
+        println!(
+            "{}: the interface no longer exists; removed xdpstat's stale pins under {}",
+            done.interface,
+            done.pin_dir.display()
+        );
+    } else {
+        match done.prog_id {
+            Some(id) => println!("{}: detached prog id {id}", done.interface),
+            None => println!(
+                "{}: xdpstat's program was no longer attached",
+                done.interface
+            ),
+        }
+        println!("removed {}", done.pin_dir.display());
+    }
+    Ok(())
+}
+
+/// Opens an interface's pinned counters, saying what to do when there are
+/// none.
+fn open_counters(iface: &str) -> Result<CountersMap> {
+    let dir = PinDir::new(iface);
+    CountersMap::open(&dir.counters()).map_err(|e| match e {
+        CountersError::NotPinned { path, .. } => CountersError::NotPinned {
+            path,
+            hint: format!(
+                ": xdpstat is not counting on {iface} (start with `xdpstat attach {iface}`)"
+            ),
+        }
+        .into(),
+        e => e.into(),
+    })
+}
+
+fn show_cmd(args: &ShowArgs) -> Result<()> {
+    crate::privileges::require("xdpstat show", &[crate::privileges::Capability::Bpf])?;
+    let map = open_counters(&args.iface)?;
+    let snapshot = map.read()?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(
+            &mut out,
+            &render::ShowJson::new(Some(&args.iface), &snapshot),
+        )?;
+        writeln!(out)?;
+    } else {
+        render::write_show(&mut out, &snapshot, args.per_cpu)?;
+    }
+    Ok(())
+}
+
+/// Sets a flag on SIGINT and SIGTERM instead of dying, so that `run` can
+/// detach what it attached.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing a signal handler")?;
+    }
+    Ok(stop)
+}
+
+/// Sleeps until `deadline`, waking early when `stop` is set. Returns
+/// whether to go on.
+fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn run_cmd(args: &RunArgs) -> Result<()> {
+    // Handlers first, so that a Ctrl-C during the attach still detaches.
+    let stop = stop_flag()?;
+    let attached_here = match attach::inspect(&args.iface)? {
+        Some(a) => {
+            if let Some(layout) = args.layout.filter(|&l| l != a.layout) {
+                bail!(
+                    "xdpstat already counts on {} with the {} layout, not {layout}; drop --map, or `xdpstat detach {}` first",
+                    args.iface,
+                    a.layout,
+                    args.iface
+                );
+            }
+            eprintln!(
+                "xdpstat: {} already counted by {}; leaving it attached on exit",
+                args.iface,
+                describe(&a)
+            );
+            false
+        }
+        None => {
+            let opts = AttachOptions {
+                mode: args.mode.unwrap_or_default(),
+                layout: args.layout.unwrap_or_default(),
+                force: false,
+            };
+            let done = attach::attach(&args.iface, &opts)?;
+            eprintln!(
+                "xdpstat: attached {} to {}; Ctrl-C detaches it",
+                describe(&done.attachment),
+                args.iface
+            );
+            true
+        }
+    };
+    let result = report_loop(args, &stop);
+    if attached_here {
+        let detached = attach::detach(&args.iface);
+        if let Err(e) = detached {
+            // Report the loop's error first if there was one.
+            result?;
+            return Err(e.into());
+        }
+        eprintln!("xdpstat: detached from {}", args.iface);
+    }
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
+    let map = open_counters(&args.iface)?;
+    let mut previous = map.read()?;
+    let start = previous.taken;
+    let mut out = io::stdout().lock();
+    let mut n = 0u64;
+    while args.count.is_none_or(|count| n < count) {
+        n += 1;
+        let deadline = start + args.interval.mul_f64(n as f64);
+        if !sleep_until(deadline, stop) {
+            break;
+        }
+        let snapshot = map.read()?;
+        let rates = Rates::between(&previous, &snapshot);
+        if args.json {
+            let line = render::RunJson {
+                interface: &args.iface,
+                map: snapshot.layout,
+                total: render::TotalJson {
+                    packets: snapshot.total.packets,
+                    bytes: snapshot.total.bytes,
+                },
+                cpus: &snapshot.cpus,
+                rates: rates.as_ref(),
+            };
+            serde_json::to_writer(&mut out, &line)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{}",
+                render::run_line(&args.iface, &snapshot, rates.as_ref())
+            )?;
+        }
+        out.flush()?;
+        previous = snapshot;
+    }
+    Ok(())
+}
+
+/// Whether an error is a closed stdout (`xdpstat run … | head`), which is
+/// not a failure.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code for an error: 2 for bad input, 1 for an operation that
+/// failed.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let usage = error.chain().any(|e| {
+        e.downcast_ref::<attach::AttachError>()
+            .is_some_and(attach::AttachError::is_usage)
+            || e.downcast_ref::<CountersError>()
+                .is_some_and(|c| matches!(c, CountersError::WrongShape { .. }))
+    });
+    if usage {
+        2
+    } else {
+        1
+    }
+}

@@ -1,0 +1,17 @@
+//! xdpstat counts every packet and byte an interface receives, with an XDP
+//! program it embeds, and keeps the counters in pinned BPF maps.
+//!
+//! Data flows one way: the kernel (through [`attach`], [`counters`],
+//! [`netlink`] and [`sys`]) gives typed records, and [`render`] turns them
+//! into text or JSON. [`cli`] ties the two together for the binary.
+
+pub mod attach;
+pub mod bpffs;
+pub mod cli;
+pub mod counters;
+pub mod iface;
+pub mod layout;
+pub mod netlink;
+pub mod privileges;
+pub mod render;
+pub mod sys;

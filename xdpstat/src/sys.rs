@@ -1,0 +1,339 @@
+//! The few `bpf(2)` commands aya 0.14 does not expose: updating or
+//! detaching a link that xdpstat did not create in this process, opening
+//! objects by id, and reading an XDP link's interface.
+//!
+//! Each attribute struct is the prefix of `union bpf_attr` that its command
+//! reads; the kernel zero-extends a shorter `attr`.
+
+use std::{
+    ffi::CString,
+    io,
+    mem::size_of,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    path::Path,
+};
+
+use thiserror::Error;
+
+const BPF_PROG_GET_FD_BY_ID: i32 = 13;
+const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
+const BPF_LINK_UPDATE: i32 = 29;
+const BPF_LINK_GET_FD_BY_ID: i32 = 30;
+const BPF_LINK_GET_NEXT_ID: i32 = 31;
+const BPF_LINK_DETACH: i32 = 34;
+const BPF_MAP_LOOKUP_ELEM: i32 = 1;
+const BPF_OBJ_PIN: i32 = 6;
+const BPF_OBJ_GET: i32 = 7;
+const BPF_F_REPLACE: u32 = 1 << 2;
+/// `BPF_LINK_TYPE_XDP`.
+pub const LINK_TYPE_XDP: u32 = 6;
+
+/// A failed `bpf(2)` command, named.
+#[derive(Debug, Error)]
+#[error("bpf({call}) failed: {source}")]
+pub struct SyscallError {
+    /// The command, e.g. `BPF_LINK_UPDATE`.
+    pub call: &'static str,
+    /// What the kernel said.
+    #[source]
+    pub source: io::Error,
+}
+
+impl SyscallError {
+    /// The errno, if any.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+fn bpf<T>(cmd: i32, call: &'static str, attr: &mut T) -> Result<i64, SyscallError> {
+    // SAFETY: `attr` is a live, properly sized prefix of `union bpf_attr`
+    // for `cmd`; the kernel reads and writes only `size_of::<T>()` bytes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            size_of::<T>() as u32,
+        )
+    };
+    if ret < 0 {
+        Err(SyscallError {
+            call,
+            source: io::Error::last_os_error(),
+        })
+    } else {
+        Ok(ret)
+    }
+}
+
+fn fd_from(ret: i64) -> OwnedFd {
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(ret as i32) }
+}
+
+#[repr(C)]
+struct ObjAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+fn c_path(path: &Path, call: &'static str) -> Result<CString, SyscallError> {
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| SyscallError {
+        call,
+        source: io::Error::from(io::ErrorKind::InvalidInput),
+    })
+}
+
+/// Pins the object behind `fd` at `path` on bpffs (`BPF_OBJ_PIN`).
+///
+/// # Errors
+///
+/// `EEXIST` if something is pinned there already; `EPERM` off bpffs.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> Result<(), SyscallError> {
+    let c_path = c_path(path, "BPF_OBJ_PIN")?;
+    let mut attr = ObjAttr {
+        pathname: c_path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    bpf(BPF_OBJ_PIN, "BPF_OBJ_PIN", &mut attr).map(drop)
+}
+
+/// Opens the object pinned at `path` (`BPF_OBJ_GET`).
+///
+/// # Errors
+///
+/// `ENOENT` when nothing is pinned there.
+pub fn obj_get(path: &Path) -> Result<OwnedFd, SyscallError> {
+    let c_path = c_path(path, "BPF_OBJ_GET")?;
+    let mut attr = ObjAttr {
+        pathname: c_path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    bpf(BPF_OBJ_GET, "BPF_OBJ_GET", &mut attr).map(fd_from)
+}
+
+#[repr(C)]
+struct GetFdById {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// Opens a loaded program by id (`BPF_PROG_GET_FD_BY_ID`).
+///
+/// # Errors
+///
+/// `ENOENT` when no such program is loaded.
+pub fn prog_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
+    let mut attr = GetFdById {
+        id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    bpf(BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID", &mut attr).map(fd_from)
+}
+
+/// Opens a link by id (`BPF_LINK_GET_FD_BY_ID`).
+///
+/// # Errors
+///
+/// `ENOENT` when no such link exists.
+pub fn link_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
+    let mut attr = GetFdById {
+        id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    bpf(BPF_LINK_GET_FD_BY_ID, "BPF_LINK_GET_FD_BY_ID", &mut attr).map(fd_from)
+}
+
+/// The ids of every link in the system, in order.
+///
+/// # Errors
+///
+/// Any error but the `ENOENT` that ends the walk.
+pub fn link_ids() -> Result<Vec<u32>, SyscallError> {
+    let mut ids = Vec::new();
+    let mut attr = GetFdById {
+        id: 0,
+        next_id: 0,
+        open_flags: 0,
+    };
+    loop {
+        match bpf(BPF_LINK_GET_NEXT_ID, "BPF_LINK_GET_NEXT_ID", &mut attr) {
+            Ok(_) => {
+                ids.push(attr.next_id);
+                attr.id = attr.next_id;
+            }
+            Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(ids),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What the kernel says of a link (`struct bpf_link_info`, the XDP part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// `BPF_LINK_TYPE_*`.
+    pub link_type: u32,
+    /// The link's id.
+    pub id: u32,
+    /// The program it runs.
+    pub prog_id: u32,
+    /// For an XDP link, the interface; 0 once the interface is gone.
+    pub xdp_ifindex: u32,
+}
+
+/// Reads a link's info (`BPF_OBJ_GET_INFO_BY_FD`).
+///
+/// # Errors
+///
+/// `EINVAL` when `fd` is not a link.
+pub fn link_info(fd: BorrowedFd<'_>) -> Result<LinkInfo, SyscallError> {
+    // The union of per-type parts starts at offset 16 and is at most 48
+    // bytes on current kernels; 64 leaves room.
+    #[repr(C)]
+    struct Raw {
+        link_type: u32,
+        id: u32,
+        prog_id: u32,
+        _pad: u32,
+        xdp_ifindex: u32,
+        _rest: [u32; 15],
+    }
+    #[repr(C)]
+    struct Attr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut raw = Raw {
+        link_type: 0,
+        id: 0,
+        prog_id: 0,
+        _pad: 0,
+        xdp_ifindex: 0,
+        _rest: [0; 15],
+    };
+    let mut attr = Attr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<Raw>() as u32,
+        info: std::ptr::from_mut(&mut raw) as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr)?;
+    Ok(LinkInfo {
+        link_type: raw.link_type,
+        id: raw.id,
+        prog_id: raw.prog_id,
+        xdp_ifindex: if raw.link_type == LINK_TYPE_XDP {
+            raw.xdp_ifindex
+        } else {
+            0
+        },
+    })
+}
+
+/// Atomically swaps the program a link runs (`BPF_LINK_UPDATE`). With
+/// `expected`, the swap only happens if the link still runs that program.
+///
+/// # Errors
+///
+/// `EPERM` if `expected` no longer runs there; `ENOLINK` if the link is
+/// defunct.
+pub fn link_update(
+    link: BorrowedFd<'_>,
+    new_prog: BorrowedFd<'_>,
+    expected: Option<BorrowedFd<'_>>,
+) -> Result<(), SyscallError> {
+    #[repr(C)]
+    struct Attr {
+        link_fd: u32,
+        new_prog_fd: u32,
+        flags: u32,
+        old_prog_fd: u32,
+    }
+    let mut attr = Attr {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: new_prog.as_raw_fd() as u32,
+        flags: if expected.is_some() { BPF_F_REPLACE } else { 0 },
+        old_prog_fd: expected.map_or(0, |fd| fd.as_raw_fd() as u32),
+    };
+    bpf(BPF_LINK_UPDATE, "BPF_LINK_UPDATE", &mut attr).map(drop)
+}
+
+/// Detaches a link from its hook now, whoever else still holds it
+/// (`BPF_LINK_DETACH`). The link object lives on, defunct, until its last
+/// reference goes.
+///
+/// # Errors
+///
+/// `ENOLINK` if it was already detached (e.g. the interface went away).
+pub fn link_detach(link: BorrowedFd<'_>) -> Result<(), SyscallError> {
+    #[repr(C)]
+    struct Attr {
+        link_fd: u32,
+    }
+    let mut attr = Attr {
+        link_fd: link.as_raw_fd() as u32,
+    };
+    bpf(BPF_LINK_DETACH, "BPF_LINK_DETACH", &mut attr).map(drop)
+}
+
+/// Finds the XDP link attached to `ifindex`, if any.
+///
+/// # Errors
+///
+/// A failure to walk or open the links.
+pub fn xdp_link_on(ifindex: u32) -> Result<Option<(OwnedFd, LinkInfo)>, SyscallError> {
+    for id in link_ids()? {
+        let fd = match link_fd_by_id(id) {
+            Ok(fd) => fd,
+            // It went away between the walk and the open.
+            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let info = link_info(std::os::fd::AsFd::as_fd(&fd))?;
+        if info.link_type == LINK_TYPE_XDP && info.xdp_ifindex == ifindex {
+            return Ok(Some((fd, info)));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the value of `key` into `value` (`BPF_MAP_LOOKUP_ELEM`).
+///
+/// # Errors
+///
+/// `ENOENT` for a missing key.
+///
+/// # Safety
+///
+/// `key` must be the map's key size, and `value` must hold what the kernel
+/// writes: `value_size` bytes, or for a per-CPU map `round_up(value_size, 8)`
+/// bytes for every possible CPU.
+pub unsafe fn map_lookup(
+    map: BorrowedFd<'_>,
+    key: &[u8],
+    value: &mut [u8],
+) -> Result<(), SyscallError> {
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let mut attr = Attr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    bpf(BPF_MAP_LOOKUP_ELEM, "BPF_MAP_LOOKUP_ELEM", &mut attr).map(drop)
+}

@@ -1,0 +1,277 @@
+//! `cargo xtask`: install the BPF toolchain, build the XDP objects that
+//! xdpstat embeds, prove the committed objects match their source, and run
+//! every test.
+
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Parser, Subcommand};
+use object::{Object, ObjectSection};
+
+/// The objects `xdpstat-ebpf` builds, by binary name. The committed copies
+/// live in `xdpstat/bpf/<name>.o`.
+const OBJECTS: [&str; 3] = ["xdpstat_percpu", "xdpstat_shared", "xdpstat_pass"];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build and the tests need and this machine lacks
+    /// (Debian packages, bpf-linker).
+    Deps,
+    /// Build the XDP objects and copy them into xdpstat/bpf/.
+    BuildEbpf,
+    /// Build the XDP objects and fail unless they are byte-identical to the
+    /// committed ones.
+    CheckEbpf,
+    /// Install what is missing, check the objects, then run every test.
+    Test {
+        /// Extra arguments for `cargo test`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the per-packet cost benchmark (BPF_PROG_TEST_RUN).
+    Bench,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Deps => deps(),
+        Cmd::BuildEbpf => {
+            for (name, bytes) in build_ebpf()? {
+                let dest = root().join("xdpstat/bpf").join(format!("{name}.o"));
+                fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
+                println!("wrote {}", dest.display());
+            }
+            Ok(())
+        }
+        Cmd::CheckEbpf => check_ebpf(),
+        Cmd::Test { args } => {
+            deps()?;
+            check_ebpf()?;
+            let mut cmd = Command::new(cargo());
+            cmd.current_dir(root())
+                .args(["test", "--workspace", "--all-targets"])
+                .args(&args)
+                // Privileged tests fail rather than skip when this is set.
+                .env("XDPSTAT_REQUIRE_PRIVILEGED", "1");
+            run(&mut cmd)
+        }
+        Cmd::Bench => {
+            let mut cmd = Command::new(cargo());
+            cmd.current_dir(root())
+                .args(["bench", "-p", "xdpstat", "--bench", "prog_cost"]);
+            run(&mut cmd)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    ensure!(status.success(), "{cmd:?} failed: {status}");
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn package_installed(name: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", name]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn apt_install(packages: &[String]) -> Result<()> {
+    let missing: Vec<&String> = packages.iter().filter(|p| !package_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing {missing:?}");
+    let install = |update: bool| -> Result<()> {
+        if update {
+            run(Command::new("apt-get").args(["update", "-q"]))?;
+        }
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    // Package lists may be stale or absent on a fresh machine.
+    install(false).or_else(|_| install(true))
+}
+
+/// The LLVM major version of Debian's rustc, which bpf-linker must match.
+fn rustc_llvm_major() -> Result<u32> {
+    let version =
+        output(Command::new("/usr/bin/rustc").arg("-vV")).context("running /usr/bin/rustc -vV")?;
+    let llvm = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .context("/usr/bin/rustc -vV names no LLVM version")?;
+    llvm.split('.')
+        .next()
+        .and_then(|m| m.trim().parse().ok())
+        .with_context(|| format!("cannot read LLVM version {llvm:?}"))
+}
+
+fn deps() -> Result<()> {
+    // Debian's rustc 1.96 with a prebuilt libcore for bpfel-unknown-none,
+    // so that no nightly and no build-std are needed; bpftool and clang are
+    // for the tests' cross-checks and C fixtures.
+    let base: Vec<String> = [
+        "rustc-web",
+        "libstd-rust-web-dev-bpf",
+        "bpftool",
+        "iproute2",
+        "clang",
+        "llvm",
+        "libbpf-dev",
+    ]
+    .map(String::from)
+    .to_vec();
+    apt_install(&base)?;
+    let major = rustc_llvm_major()?;
+    apt_install(&[format!("llvm-{major}-dev")])?;
+    let have = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if !have.contains(BPF_LINKER_VERSION) {
+        println!("xtask: installing bpf-linker {BPF_LINKER_VERSION} for LLVM {major}");
+        run(Command::new(cargo())
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            .env("LLVM_PREFIX", format!("/usr/lib/llvm-{major}")))?;
+    }
+    Ok(())
+}
+
+/// Builds the objects and returns their bytes.
+///
+/// Debug info and BTF line info carry source paths. They are remapped to
+/// fixed prefixes (`/xdpstat`, `/cargo`), so the bytes do not depend on
+/// where the checkout or the cargo home is, and `check-ebpf` can compare
+/// whole files.
+fn build_ebpf() -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let root = root();
+    let cargo_home = env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| env::var("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let flags = format!(
+        "build.rustflags=[\"--remap-path-prefix={}=/xdpstat\", \"--remap-path-prefix={}=/cargo\"]",
+        root.display(),
+        cargo_home.display()
+    );
+    let crate_dir = root.join("xdpstat-ebpf");
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(&crate_dir)
+        .args(["build", "--release", "--locked", "--config", &flags])
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR");
+    run(&mut cmd).context(
+        "building the XDP objects failed; `cargo xtask deps` installs the toolchain (Debian rustc-web, bpf-linker)",
+    )?;
+    OBJECTS
+        .iter()
+        .map(|name| {
+            let path = crate_dir
+                .join("target/bpfel-unknown-none/release")
+                .join(name);
+            let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((*name, bytes))
+        })
+        .collect()
+}
+
+fn check_ebpf() -> Result<()> {
+    let mut stale = Vec::new();
+    for (name, built) in build_ebpf()? {
+        let path = root().join("xdpstat/bpf").join(format!("{name}.o"));
+        let committed = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        if committed == built {
+            println!(
+                "xtask: {} matches its source ({} bytes)",
+                path.display(),
+                built.len()
+            );
+        } else {
+            stale.push(format!(
+                "{name}.o ({})",
+                differing_sections(&committed, &built)
+            ));
+        }
+    }
+    if !stale.is_empty() {
+        bail!(
+            "the committed BPF objects are not what the source builds today: {}; run `cargo xtask build-ebpf` and commit xdpstat/bpf/",
+            stale.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Names the ELF sections that differ, to say whether code, maps or only
+/// debug info changed.
+fn differing_sections(a: &[u8], b: &[u8]) -> String {
+    let (Ok(a), Ok(b)) = (object::File::parse(a), object::File::parse(b)) else {
+        return "not a readable ELF file".to_owned();
+    };
+    let mut names = Vec::new();
+    for section in a.sections() {
+        let name = section.name().unwrap_or("?");
+        let other = b.section_by_name(name);
+        let same = other.is_some_and(|o| o.data().ok() == section.data().ok());
+        if !same {
+            names.push(name.to_owned());
+        }
+    }
+    for section in b.sections() {
+        let name = section.name().unwrap_or("?");
+        if a.section_by_name(name).is_none() {
+            names.push(name.to_owned());
+        }
+    }
+    if names.is_empty() {
+        "headers differ".to_owned()
+    } else {
+        format!("sections differ: {}", names.join(" "))
+    }
+}
