@@ -182,9 +182,8 @@ fn deps() -> Result<()> {
 /// Builds the objects and returns their bytes.
 ///
 /// Debug info and BTF line info carry source paths. They are remapped to
-/// fixed prefixes (`/xdpstat`, `/cargo`), so the bytes do not depend on
-/// where the checkout or the cargo home is, and `check-ebpf` can compare
-/// whole files.
+/// fixed prefixes (`/xdpstat`, `/cargo`), so BTF, line info and code do not
+/// depend on where the checkout or the cargo home is.
 fn build_ebpf() -> Result<Vec<(&'static str, Vec<u8>)>> {
     let root = root();
     let cargo_home = env::var("CARGO_HOME")
@@ -226,17 +225,13 @@ fn check_ebpf() -> Result<()> {
     for (name, built) in build_ebpf()? {
         let path = root().join("xdpstat/bpf").join(format!("{name}.o"));
         let committed = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        if committed == built {
-            println!(
-                "xtask: {} matches its source ({} bytes)",
+        match differing_sections(&committed, &built) {
+            None => println!(
+                "xtask: {} matches its source ({} bytes; every section but DWARF byte-identical)",
                 path.display(),
                 built.len()
-            );
-        } else {
-            stale.push(format!(
-                "{name}.o ({})",
-                differing_sections(&committed, &built)
-            ));
+            ),
+            Some(why) => stale.push(format!("{name}.o ({why})")),
         }
     }
     if !stale.is_empty() {
@@ -248,30 +243,41 @@ fn check_ebpf() -> Result<()> {
     Ok(())
 }
 
-/// Names the ELF sections that differ, to say whether code, maps or only
-/// debug info changed.
-fn differing_sections(a: &[u8], b: &[u8]) -> String {
+/// Compares two objects section by section and names what differs, or
+/// `None` when they match.
+///
+/// Every section must be byte-identical (code, `.maps`, `license`, `.BTF`,
+/// `.BTF.ext` with its line info, relocations, symbols) except the DWARF
+/// `.debug_*` sections and their relocations. Those embed rustc's crate
+/// hash, which cargo derives from the rustflags, and the flags hold the
+/// checkout's absolute path for `--remap-path-prefix`; so DWARF differs
+/// between two clones while the program does not. xdpstat reads line info
+/// from `.BTF.ext`, which is compared.
+fn differing_sections(a: &[u8], b: &[u8]) -> Option<String> {
     let (Ok(a), Ok(b)) = (object::File::parse(a), object::File::parse(b)) else {
-        return "not a readable ELF file".to_owned();
+        return Some("not a readable ELF file".to_owned());
     };
-    let mut names = Vec::new();
-    for section in a.sections() {
-        let name = section.name().unwrap_or("?");
-        let other = b.section_by_name(name);
-        let same = other.is_some_and(|o| o.data().ok() == section.data().ok());
-        if !same {
-            names.push(name.to_owned());
-        }
+    let is_dwarf = |name: &str| name.starts_with(".debug_") || name.starts_with(".rel.debug_");
+    let names = |f: &object::File<'_>| -> Vec<String> {
+        f.sections()
+            .filter_map(|s| s.name().ok().map(str::to_owned))
+            .collect()
+    };
+    let (names_a, names_b) = (names(&a), names(&b));
+    if names_a != names_b {
+        return Some(format!("section lists differ: {names_a:?} vs {names_b:?}"));
     }
-    for section in b.sections() {
-        let name = section.name().unwrap_or("?");
-        if a.section_by_name(name).is_none() {
-            names.push(name.to_owned());
-        }
-    }
-    if names.is_empty() {
-        "headers differ".to_owned()
-    } else {
-        format!("sections differ: {}", names.join(" "))
-    }
+    let differ: Vec<&str> = names_a
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !is_dwarf(name))
+        .filter(|name| {
+            let data = |f: &object::File<'_>| {
+                f.section_by_name(name)
+                    .and_then(|s| s.data().ok().map(<[u8]>::to_vec))
+            };
+            data(&a) != data(&b)
+        })
+        .collect();
+    (!differ.is_empty()).then(|| format!("sections differ: {}", differ.join(" ")))
 }

@@ -1,0 +1,302 @@
+//! Test fixtures: a network namespace with a veth pair that is torn down
+//! even when the test fails, raw frame sending, and running the xdpstat
+//! binary inside the namespace.
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use std::{
+    ffi::CString,
+    fs,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::process::CommandExt,
+    },
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Whether privileged tests must run (and fail rather than skip) here.
+fn required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| v != "false" && !v.is_empty())
+        || std::env::var_os("XDPSTAT_REQUIRE_PRIVILEGED").is_some()
+}
+
+/// Returns true if the test may go on. Without root it fails under CI (or
+/// `cargo xtask test`), and otherwise says loudly that it skipped.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        !required(),
+        "{test} needs root (CI=true or XDPSTAT_REQUIRE_PRIVILEGED is set, so it may not skip)"
+    );
+    eprintln!("SKIPPED {test}: needs root");
+    false
+}
+
+/// Whether `tool` is on PATH; fails under CI when it is not.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || !required(),
+        "{tool} is not installed (`cargo xtask deps` installs it)"
+    );
+    if !found {
+        eprintln!("SKIPPED part of the test: {tool} is not installed");
+    }
+    found
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace holding a veth pair `a` <-> `b`, both up, with IPv6
+/// off so that the stack sends nothing of its own. Interface names are
+/// unique across concurrent tests and processes, because xdpstat's pins are
+/// keyed by name and bpffs is shared by every namespace.
+pub struct VethNs {
+    /// Namespace name.
+    pub ns: String,
+    /// The interface xdpstat attaches to.
+    pub a: String,
+    /// Its peer, which sends.
+    pub b: String,
+}
+
+impl VethNs {
+    pub fn new() -> Self {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{:x}{n:x}", std::process::id() % 0x10000);
+        let this = Self {
+            ns: format!("xdpstat-test-{tag}"),
+            a: format!("xsa{tag}"),
+            b: format!("xsb{tag}"),
+        };
+        sh(&["ip", "netns", "add", &this.ns]);
+        // From here on Drop cleans up, even if a later step panics.
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &this.ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+        sh(&[
+            "ip", "-n", &this.ns, "link", "add", &this.a, "type", "veth", "peer", "name", &this.b,
+        ]);
+        sh(&["ip", "-n", &this.ns, "link", "set", &this.a, "up"]);
+        sh(&["ip", "-n", &this.ns, "link", "set", &this.b, "up"]);
+        this
+    }
+
+    fn ns_file(&self) -> OwnedFd {
+        let path = CString::new(format!("/run/netns/{}", self.ns)).unwrap();
+        // SAFETY: a NUL-terminated path; the fd is checked.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "open netns {}", self.ns);
+        // SAFETY: a fresh fd we own.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    }
+
+    /// Runs `f` on a thread that has entered the namespace.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = self.ns_file();
+        thread::spawn(move || {
+            // SAFETY: setns on this thread only, with a valid netns fd.
+            let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// A command that runs inside the namespace (network only: bpffs and
+    /// /sys stay the host's, unlike `ip netns exec`).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let ns = self.ns_file();
+        let mut cmd = Command::new(program);
+        // SAFETY: setns is async-signal-safe; the fd stays open until exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Runs xdpstat with `args` in the namespace.
+    pub fn xdpstat(&self, args: &[&str]) -> Output {
+        self.command(env!("CARGO_BIN_EXE_xdpstat"))
+            .args(args)
+            .output()
+            .expect("run xdpstat")
+    }
+
+    /// Runs xdpstat and insists on success.
+    pub fn xdpstat_ok(&self, args: &[&str]) -> String {
+        let out = self.xdpstat(args);
+        assert!(
+            out.status.success(),
+            "xdpstat {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `xdpstat show IFACE --json`, parsed.
+    pub fn show_json(&self, iface: &str) -> Value {
+        serde_json::from_str(&self.xdpstat_ok(&["show", iface, "--json"]))
+            .expect("show --json is JSON")
+    }
+
+    /// Sends raw Ethernet frames of the given lengths out of `b` (so they
+    /// arrive on `a`), from the calling thread's CPU unless `cpu` pins it.
+    pub fn send_frames(&self, lengths: Vec<usize>, cpu: Option<usize>) {
+        let b = self.b.clone();
+        self.run(move || {
+            if let Some(cpu) = cpu {
+                pin_to_cpu(cpu);
+            }
+            send_frames_on(&b, &lengths);
+        });
+    }
+
+    /// Index of an interface in the namespace.
+    pub fn ifindex(&self, iface: &str) -> u32 {
+        let name = iface.to_owned();
+        self.run(move || xdpstat::iface::index(&name).expect("interface exists"))
+    }
+
+    /// Deletes an interface (and so its veth peer).
+    pub fn delete(&self, iface: &str) {
+        sh(&["ip", "-n", &self.ns, "link", "del", iface]);
+    }
+}
+
+impl Drop for VethNs {
+    fn drop(&mut self) {
+        for iface in [&self.a, &self.b] {
+            remove_pins(&Path::new("/sys/fs/bpf/xdpstat").join(iface));
+        }
+        let _ = fs::remove_dir("/sys/fs/bpf/xdpstat");
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+fn remove_pins(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is empty; CPU_SET stays in bounds.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let ret = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(ret, 0, "sched_setaffinity({cpu})");
+    }
+}
+
+/// Builds an Ethernet frame of exactly `len` bytes: broadcast, from a
+/// locally administered address, EtherType 0x88b5 (local experimental),
+/// payload counting up.
+pub fn frame(len: usize) -> Vec<u8> {
+    assert!(len >= 14, "a frame has a 14-byte header");
+    let mut f = vec![0xff; 6];
+    f.extend([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    f.extend([0x88, 0xb5]);
+    f.extend((0..len - 14).map(|i| i as u8));
+    f
+}
+
+/// Sends frames out of `iface` with an AF_PACKET socket, in the calling
+/// thread's namespace.
+pub fn send_frames_on(iface: &str, lengths: &[usize]) {
+    let ifindex = xdpstat::iface::index(iface).expect("sender interface exists");
+    // SAFETY: plain socket calls on values we own; results are checked.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        for &len in lengths {
+            let f = frame(len);
+            let sent = libc::sendto(
+                fd.as_raw_fd(),
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                std::ptr::from_ref(&addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(
+                sent,
+                len as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// Polls `read` until it returns `want` (native XDP on veth runs from NAPI,
+/// after `sendto` returns), then checks that it stays there: no frame is
+/// counted twice or late. Returns the last value.
+pub fn settle<T: PartialEq + std::fmt::Debug>(want: &T, mut read: impl FnMut() -> T) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = read();
+    while &got != want && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        got = read();
+    }
+    thread::sleep(Duration::from_millis(100));
+    read()
+}
+
+/// The committed BPF objects.
+pub fn bpf_object(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("bpf")
+        .join(format!("{name}.o"))
+}
