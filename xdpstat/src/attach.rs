@@ -147,7 +147,7 @@ pub enum AttachError {
     /// The interface already runs an XDP program.
     #[error("{iface} already runs XDP program {}; replace it with --force, or remove it first ({})",
         describe(*.existing, .existing_name.as_deref(), *.ours),
-        if *.ours { format!("`xdpstat detach {iface}`") } else { format!("`ip link set dev {iface} xdp off`") })]
+        if *.ours { format!("`xdpstat detach {iface}`") } else { format!("`ip link set dev {iface} xdp off`, or unpin its BPF link") })]
     Busy {
         /// Interface name.
         iface: String,
@@ -399,7 +399,15 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError
 
     let holder = match existing {
         None => attach_new(iface, ifindex, opts.mode, program, &dir, &mut staging)?,
-        Some(existing) => replace(ifindex, existing, prog_fd, &owned, &dir, &mut staging)?,
+        Some(existing) => replace(
+            iface,
+            ifindex,
+            existing,
+            prog_fd,
+            &owned,
+            &dir,
+            &mut staging,
+        )?,
     };
     if !counters_kept {
         let staged = map_pin.clone();
@@ -487,7 +495,15 @@ fn attach_new(
 
 /// `--force`: swaps the program on the interface for ours in one step, so
 /// no frame goes uncounted or unprocessed.
+///
+/// A program held by netlink is swapped by netlink with
+/// `XDP_FLAGS_REPLACE`. One held by a BPF link is swapped with
+/// `BPF_LINK_UPDATE` on that link: our pinned one, or else the link that
+/// runs that program on this ifindex. Link info carries no network
+/// namespace, so netlink goes first: it answers `EBUSY` exactly when a link
+/// holds the program here.
 fn replace(
+    iface: &str,
     ifindex: u32,
     existing: AttachedProgram,
     prog_fd: BorrowedFd<'_>,
@@ -495,36 +511,76 @@ fn replace(
     dir: &PinDir,
     staging: &mut Staging<'_>,
 ) -> Result<Holder, AttachError> {
-    if let Some((link_fd, info)) = sys::xdp_link_on(ifindex)? {
-        let old = sys::prog_fd_by_id(info.prog_id)?;
-        sys::link_update(link_fd.as_fd(), prog_fd, Some(old.as_fd()))?;
-        let already_pinned = owned
-            .link
-            .as_ref()
-            .is_some_and(|(_, pinned)| pinned.id == info.id);
-        if !already_pinned {
-            let staged = dir.staging("link");
-            staging.paths.push(staged.clone());
-            sys::obj_pin(link_fd.as_fd(), &staged)?;
-            staging.commit(&staged, &dir.link())?;
-        }
-        remove_pin(&dir.prog())?;
-        Ok(Holder::Link)
-    } else {
-        let old = sys::prog_fd_by_id(existing.prog_id)?;
-        netlink::set_xdp(
+    let old = sys::prog_fd_by_id(existing.prog_id)?;
+    let ours = owned
+        .link
+        .as_ref()
+        .filter(|(_, info)| info.xdp_ifindex == ifindex && info.prog_id == existing.prog_id);
+    if ours.is_none() {
+        match netlink::set_xdp(
             ifindex,
             Some(prog_fd),
             Some(old.as_fd()),
             existing.mode.flag(),
-        )?;
-        let staged = dir.staging("prog");
-        staging.paths.push(staged.clone());
-        sys::obj_pin(prog_fd, &staged)?;
-        staging.commit(&staged, &dir.prog())?;
-        remove_pin(&dir.link())?;
-        Ok(Holder::Netlink)
+        ) {
+            Ok(()) => {
+                let staged = dir.staging("prog");
+                staging.paths.push(staged.clone());
+                sys::obj_pin(prog_fd, &staged)?;
+                staging.commit(&staged, &dir.prog())?;
+                remove_pin(&dir.link())?;
+                return Ok(Holder::Netlink);
+            }
+            Err(e) if e.errno() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    let (link_fd, already_pinned) = match ours {
+        Some((fd, _)) => (
+            fd.try_clone().map_err(|source| AttachError::Pin {
+                path: dir.link(),
+                source,
+            })?,
+            true,
+        ),
+        None => {
+            let mut candidates = sys::xdp_links_on(ifindex)?
+                .into_iter()
+                .filter(|(_, info)| info.prog_id == existing.prog_id);
+            match (candidates.next(), candidates.next()) {
+                (Some((fd, _)), None) => (fd, false),
+                (None, _) => {
+                    return Err(AttachError::Refused {
+                        iface: iface.to_owned(),
+                        mode: existing.mode.name(),
+                        reason: format!(
+                            "a BPF link holds prog id {} but it cannot be found",
+                            existing.prog_id
+                        ),
+                    });
+                }
+                (Some(_), Some(_)) => {
+                    return Err(AttachError::Refused {
+                        iface: iface.to_owned(),
+                        mode: existing.mode.name(),
+                        reason: format!(
+                            "prog id {} runs through several BPF links with ifindex {ifindex} (in several network namespaces); detach it first",
+                            existing.prog_id
+                        ),
+                    });
+                }
+            }
+        }
+    };
+    sys::link_update(link_fd.as_fd(), prog_fd, Some(old.as_fd()))?;
+    if !already_pinned {
+        let staged = dir.staging("link");
+        staging.paths.push(staged.clone());
+        sys::obj_pin(link_fd.as_fd(), &staged)?;
+        staging.commit(&staged, &dir.link())?;
+    }
+    remove_pin(&dir.prog())?;
+    Ok(Holder::Link)
 }
 
 fn refused(iface: &str, mode: &'static str, error: &ProgramError) -> AttachError {

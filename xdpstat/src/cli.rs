@@ -202,16 +202,23 @@ fn detach_cmd(args: &DetachArgs) -> Result<()> {
 /// none.
 fn open_counters(iface: &str) -> Result<CountersMap> {
     let dir = PinDir::new(iface);
-    CountersMap::open(&dir.counters()).map_err(|e| match e {
-        CountersError::NotPinned { path, .. } => CountersError::NotPinned {
+    match CountersMap::open(&dir.counters()) {
+        Ok(map) => Ok(map),
+        Err(CountersError::NotPinned { .. }) if crate::iface::index(iface).is_none() => {
+            Err(attach::AttachError::UnknownInterface {
+                name: iface.to_owned(),
+            }
+            .into())
+        }
+        Err(CountersError::NotPinned { path, .. }) => Err(CountersError::NotPinned {
             path,
             hint: format!(
                 ": xdpstat is not counting on {iface} (start with `xdpstat attach {iface}`)"
             ),
         }
-        .into(),
-        e => e.into(),
-    })
+        .into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn show_cmd(args: &ShowArgs) -> Result<()> {

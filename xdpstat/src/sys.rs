@@ -283,12 +283,14 @@ pub fn link_detach(link: BorrowedFd<'_>) -> Result<(), SyscallError> {
     bpf(BPF_LINK_DETACH, "BPF_LINK_DETACH", &mut attr).map(drop)
 }
 
-/// Finds the XDP link attached to `ifindex`, if any.
+/// Every XDP link on interface index `ifindex`. Link info names no network
+/// namespace, so links on equal indexes in other namespaces are included.
 ///
 /// # Errors
 ///
 /// A failure to walk or open the links.
-pub fn xdp_link_on(ifindex: u32) -> Result<Option<(OwnedFd, LinkInfo)>, SyscallError> {
+pub fn xdp_links_on(ifindex: u32) -> Result<Vec<(OwnedFd, LinkInfo)>, SyscallError> {
+    let mut found = Vec::new();
     for id in link_ids()? {
         let fd = match link_fd_by_id(id) {
             Ok(fd) => fd,
@@ -298,10 +300,10 @@ pub fn xdp_link_on(ifindex: u32) -> Result<Option<(OwnedFd, LinkInfo)>, SyscallE
         };
         let info = link_info(std::os::fd::AsFd::as_fd(&fd))?;
         if info.link_type == LINK_TYPE_XDP && info.xdp_ifindex == ifindex {
-            return Ok(Some((fd, info)));
+            found.push((fd, info));
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// Reads the value of `key` into `value` (`BPF_MAP_LOOKUP_ELEM`).

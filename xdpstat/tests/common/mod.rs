@@ -81,6 +81,8 @@ pub struct VethNs {
     pub a: String,
     /// Its peer, which sends.
     pub b: String,
+    /// A bpffs path the test may pin to; removed on drop.
+    pub scratch_pin: PathBuf,
 }
 
 impl VethNs {
@@ -91,6 +93,7 @@ impl VethNs {
             ns: format!("xdpstat-test-{tag}"),
             a: format!("xsa{tag}"),
             b: format!("xsb{tag}"),
+            scratch_pin: PathBuf::from(format!("/sys/fs/bpf/xdpstat-test-{tag}")),
         };
         sh(&["ip", "netns", "add", &this.ns]);
         // From here on Drop cleans up, even if a later step panics.
@@ -207,6 +210,7 @@ impl Drop for VethNs {
             remove_pins(&Path::new("/sys/fs/bpf/xdpstat").join(iface));
         }
         let _ = fs::remove_dir("/sys/fs/bpf/xdpstat");
+        let _ = fs::remove_file(&self.scratch_pin);
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
 }
