@@ -34,7 +34,8 @@ enum Cmd {
     /// Build the XDP objects and fail unless they are byte-identical to the
     /// committed ones.
     CheckEbpf,
-    /// Install what is missing, check the objects, then run every test.
+    /// Install what is missing, check the objects and the lints, then run
+    /// every test (as root: they load programs and make namespaces).
     Test {
         /// Extra arguments for `cargo test`.
         #[arg(last = true)]
@@ -59,6 +60,17 @@ fn main() -> Result<()> {
         Cmd::Test { args } => {
             deps()?;
             check_ebpf()?;
+            run(Command::new(cargo())
+                .current_dir(root())
+                .args(["fmt", "--all", "--check"]))?;
+            run(Command::new(cargo()).current_dir(root()).args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
             let mut cmd = Command::new(cargo());
             cmd.current_dir(root())
                 .args(["test", "--workspace", "--all-targets"])
