@@ -427,3 +427,32 @@ fn run_counts_live_traffic_and_sigterm_detaches() {
     assert!(xdp_on(&ns, &ns.a).is_empty(), "SIGTERM detached");
     assert!(!PinDir::new(&ns.a).exists());
 }
+
+#[test]
+fn attach_mounts_bpffs_when_it_is_not_mounted() {
+    if !privileged("attach_mounts_bpffs_when_it_is_not_mounted") || !common::have_tool("unshare") {
+        return;
+    }
+    let ns = VethNs::new();
+    // A private mount namespace without bpffs: the host's mount is untouched,
+    // and the pins vanish with the namespace.
+    let script = format!(
+        "umount /sys/fs/bpf && ! grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts \
+         && {bin} attach {a} && grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts \
+         && test -e /sys/fs/bpf/xdpstat/{a}/link && {bin} detach {a}",
+        bin = env!("CARGO_BIN_EXE_xdpstat"),
+        a = ns.a
+    );
+    let out = ns
+        .command("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    assert!(xdp_on(&ns, &ns.a).is_empty());
+}
