@@ -1,0 +1,645 @@
+//! A streaming parser for BPF verifier logs.
+//!
+//! It reads a log line by line and keeps only what a diagnosis needs, all
+//! bounded by the size of the program rather than of the log: the text of
+//! each instruction index, the source annotations, where values with an
+//! `id` were born, a window of the most recent path steps, the lines after
+//! the last instruction (the error) and the statistics. A log-level-2 log of
+//! a big program runs to hundreds of megabytes; memory stays flat.
+//!
+//! It accepts logs as the kernel writes them, and as `ip` (iproute2),
+//! bpftool/libbpf, aya and cilium/ebpf pass them on.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    io::{self, BufRead},
+};
+
+use serde::Serialize;
+
+/// How many path steps to remember; older ones fall off.
+const PATH_WINDOW: usize = 1 << 16;
+/// How many lines after the last instruction to keep as the error.
+const MAX_MESSAGE_LINES: usize = 32;
+
+/// A source annotation the kernel printed (`; text @ file:line`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Annotation {
+    /// The line's text.
+    pub text: String,
+    /// The file, when the kernel named it.
+    pub file: Option<String>,
+    /// The line number, when the kernel gave it.
+    pub line: Option<u32>,
+}
+
+/// One step of the verifier's walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// It processed this instruction.
+    Insn(u32),
+    /// It went back to a branch it had pushed: `from A to B`.
+    Pop {
+        /// The branch instruction.
+        from: u32,
+        /// Where the popped path resumes.
+        to: u32,
+    },
+}
+
+/// Where a value with an `id` first appears in the log's register states.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Birth {
+    /// The instruction whose state first shows it.
+    pub insn: u32,
+    /// The register that held it there.
+    pub reg: u8,
+    /// Its type, e.g. `map_value_or_null`.
+    pub kind: String,
+}
+
+/// The verifier's statistics line(s).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// `processed N insns`.
+    pub insns_processed: u64,
+    /// `(limit N)`.
+    pub insn_limit: Option<u64>,
+    /// `max_states_per_insn`.
+    pub max_states_per_insn: Option<u64>,
+    /// `total_states`.
+    pub total_states: Option<u64>,
+    /// `peak_states`.
+    pub peak_states: Option<u64>,
+    /// `mark_read`.
+    pub mark_read: Option<u64>,
+    /// `verification time N usec`.
+    pub verification_time_usec: Option<u64>,
+    /// `stack depth N[+M…]`, per subprogram.
+    pub stack_depth: Vec<u64>,
+}
+
+/// iproute2's header (`Prog section 'stats' rejected: …`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LoaderHeader {
+    /// The section.
+    pub section: Option<String>,
+    /// The errno text, e.g. `Permission denied (13)`.
+    pub error: Option<String>,
+    /// `Type:`.
+    pub prog_type: Option<u32>,
+    /// `Instructions:`.
+    pub insns: Option<u32>,
+    /// `License:`.
+    pub license: Option<String>,
+}
+
+/// What the parser kept of a log.
+#[derive(Clone, Debug, Default)]
+pub struct ParsedLog {
+    /// Instruction text by index, as the log prints it after `(op)`.
+    pub insns: HashMap<u32, String>,
+    /// The opcode byte printed in `(op)`, by index.
+    pub opcodes: HashMap<u32, u8>,
+    /// Source annotations, by the index of the instruction they precede.
+    pub annotations: HashMap<u32, Annotation>,
+    /// The last steps of the walk, oldest first.
+    pub path: VecDeque<Step>,
+    /// Whether older steps fell out of `path`.
+    pub path_clipped: bool,
+    /// Where each `id` of a NULL-able or referenced value was born.
+    pub births: HashMap<u32, Birth>,
+    /// The last instruction the log shows.
+    pub last_insn: Option<u32>,
+    /// The register state printed last before the error, if any.
+    pub last_state: Option<String>,
+    /// The index the last state belongs to.
+    pub last_state_insn: Option<u32>,
+    /// The latest value the log shows for each register (`map_value_or_null(id=1,…)`),
+    /// as of the error.
+    pub reg_values: HashMap<u8, String>,
+    /// The lines after the last instruction, which hold the error.
+    pub messages: Vec<String>,
+    /// The statistics, if the log got that far.
+    pub stats: Option<Stats>,
+    /// Whether the log ends early: mid-line, or before a verdict.
+    pub truncated: bool,
+    /// Whether it has per-instruction register state (log level 2, or
+    /// the state the kernel prints with each instruction).
+    pub has_states: bool,
+    /// Whether the log carries `id=` on values.
+    pub has_ids: bool,
+    /// iproute2's header, if present.
+    pub header: Option<LoaderHeader>,
+    /// Lines read.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+impl ParsedLog {
+    /// Whether the verifier accepted the program, if the log says.
+    pub fn accepted(&self) -> Option<bool> {
+        if !self.messages.is_empty() {
+            Some(false)
+        } else if self.stats.is_some() && !self.truncated {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// The instruction the error is about: the last one processed.
+    pub fn error_insn(&self) -> Option<u32> {
+        if self.messages.is_empty() { None } else { self.last_insn }
+    }
+
+    /// The first line of the error.
+    pub fn message(&self) -> Option<&str> {
+        self.messages.first().map(String::as_str)
+    }
+}
+
+/// Feeds lines in; [`LogParser::finish`] gives the [`ParsedLog`].
+#[derive(Debug, Default)]
+pub struct LogParser {
+    log: ParsedLog,
+    pending_annotation: Option<Annotation>,
+    in_live_regs: bool,
+    ended_with_newline: bool,
+}
+
+fn parse_u64_after(text: &str, key: &str) -> Option<u64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// `N: (op) text[ ; state]` → (N, op, text, state).
+fn insn_line(line: &str) -> Option<(u32, u8, &str, Option<&str>)> {
+    let (index, rest) = line.split_once(": (")?;
+    let index: u32 = index.parse().ok()?;
+    let (op, rest) = rest.split_once(") ")?;
+    if op.len() != 2 {
+        return None;
+    }
+    let op = u8::from_str_radix(op, 16).ok()?;
+    let (text, state) = match rest.split_once(';') {
+        Some((text, state)) => (text.trim_end(), Some(state.trim())),
+        None => (rest.trim_end(), None),
+    };
+    Some((index, op, text, state))
+}
+
+/// `N: R1=… ` or `N: safe` → (N, state).
+fn state_line(line: &str) -> Option<(u32, &str)> {
+    let (index, rest) = line.split_once(": ")?;
+    let index: u32 = index.parse().ok()?;
+    let rest = rest.trim();
+    (rest.starts_with('R') || rest.starts_with("frame") || rest.starts_with("fp") || rest == "safe")
+        .then_some((index, rest))
+}
+
+/// `from A to B: state`.
+fn pop_line(line: &str) -> Option<(u32, u32, &str)> {
+    let rest = line.strip_prefix("from ")?;
+    let (from, rest) = rest.split_once(" to ")?;
+    let (to, state) = rest.split_once(':').unwrap_or((rest, ""));
+    Some((from.trim().parse().ok()?, to.trim().parse().ok()?, state.trim()))
+}
+
+/// `; text @ file:line`, or `; text` from kernels that print no location.
+fn annotation_line(line: &str) -> Option<Annotation> {
+    let rest = line.strip_prefix(';')?;
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    if let Some((text, location)) = rest.rsplit_once(" @ ") {
+        if let Some((file, number)) = location.rsplit_once(':') {
+            if let Ok(number) = number.trim().parse() {
+                return Some(Annotation {
+                    text: text.trim().to_owned(),
+                    file: Some(file.to_owned()),
+                    line: Some(number),
+                });
+            }
+        }
+    }
+    Some(Annotation {
+        text: rest.trim().to_owned(),
+        file: None,
+        line: None,
+    })
+}
+
+/// Lines that belong to the verifier's commentary, not to an error.
+fn is_noise(line: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "func#",
+        "mark_precise:",
+        "last_idx ",
+        "parent ",
+        "regs=",
+        "caller:",
+        "callee:",
+        "returning from callee:",
+        "to caller at",
+        "propagating",
+        "arg#",
+        "Func#",
+        "Validating ",
+        "Live regs before insn:",
+        "frame",
+        "-- BEGIN PROG LOAD LOG --",
+        "-- END PROG LOAD LOG --",
+        "Verifier analysis:",
+        "Error fetching program/map!",
+        "reg type unsupported for arg#",
+        "btf_vmlinux is malformed",
+        "stack depth",
+        "verification time",
+        "processed ",
+        "Unrecognized arg#",
+        "safe",
+        "live regs",
+        "bpf_prog_load",
+        "old state:",
+        "new state:",
+        "changing",
+        "insn ",
+        "jmp ",
+    ];
+    line.is_empty() || PREFIXES.iter().any(|p| line.starts_with(p))
+}
+
+/// Ids in a state string (`R0_w=map_value_or_null(id=1,…)`), with their
+/// register and type, for values that can be NULL or hold a reference.
+fn births_in(state: &str) -> impl Iterator<Item = (u32, u8, String)> + '_ {
+    state.split_whitespace().filter_map(|token| {
+        let (reg, value) = token.split_once('=')?;
+        let reg = reg.strip_prefix('R')?;
+        let reg: u8 = reg.split('_').next()?.parse().ok()?;
+        let (kind, args) = value.split_once('(')?;
+        let tracked = kind.contains("or_null") || args.contains("ref_obj_id=") || kind.contains("ringbuf");
+        if !tracked {
+            return None;
+        }
+        let id = args
+            .split([',', ')'])
+            .find_map(|kv| kv.strip_prefix("id=").or_else(|| kv.strip_prefix("ref_obj_id=")))?;
+        Some((id.parse().ok()?, reg, kind.to_owned()))
+    })
+}
+
+impl LogParser {
+    /// A parser with nothing read yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a register state. `full` states (at a pop, or a `N: R…`
+    /// line) replace what is known; the state after an instruction lists
+    /// only the registers it changed.
+    fn note_state(&mut self, insn: u32, state: &str, full: bool) {
+        if state.is_empty() || state == "safe" {
+            return;
+        }
+        if full {
+            self.log.reg_values.clear();
+        }
+        for token in state.split_whitespace() {
+            let Some((reg, value)) = token.split_once('=') else { continue };
+            let Some(reg) = reg.strip_prefix('R') else { continue };
+            let Ok(reg) = reg.split('_').next().unwrap_or(reg).parse::<u8>() else { continue };
+            self.log.reg_values.insert(reg, value.to_owned());
+        }
+        self.log.last_state = Some(state.to_owned());
+        self.log.last_state_insn = Some(insn);
+        if state.contains("id=") {
+            self.log.has_ids = true;
+        }
+        for (id, reg, kind) in births_in(state) {
+            self.log.births.entry(id).or_insert(Birth { insn, reg, kind });
+        }
+    }
+
+    fn push_step(&mut self, step: Step) {
+        if self.log.path.len() == PATH_WINDOW {
+            self.log.path.pop_front();
+            self.log.path_clipped = true;
+        }
+        self.log.path.push_back(step);
+    }
+
+    fn header_line(&mut self, line: &str) -> bool {
+        if let Some(rest) = line.strip_prefix("Prog section '") {
+            let (section, rest) = rest.split_once('\'').unwrap_or((rest, ""));
+            let header = self.log.header.get_or_insert_with(Default::default);
+            header.section = Some(section.to_owned());
+            header.error = rest
+                .trim()
+                .strip_prefix("rejected:")
+                .map(|e| e.trim().trim_end_matches('!').to_owned());
+            return true;
+        }
+        let Some(field) = line.trim_start().strip_prefix("- ") else {
+            return false;
+        };
+        let Some(header) = self.log.header.as_mut() else {
+            return false;
+        };
+        let (key, value) = field.split_once(':').unwrap_or((field, ""));
+        let value = value.trim();
+        match key.trim() {
+            "Type" => header.prog_type = value.parse().ok(),
+            "Instructions" => header.insns = value.split_whitespace().next().and_then(|v| v.parse().ok()),
+            "License" => header.license = Some(value.to_owned()),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads one line (without its newline).
+    pub fn feed_line(&mut self, raw: &str) {
+        self.log.lines += 1;
+        self.log.bytes += raw.len() as u64 + 1;
+        let line = raw.trim_end_matches(['\r', '\n']);
+        // Loader chatter around the log.
+        if line.starts_with("libbpf: ") || line.starts_with("Warning: bpftool") || line.starts_with("If it used to work") {
+            return;
+        }
+        if self.header_line(line) {
+            return;
+        }
+        if self.in_live_regs {
+            // `      0: .1........ (61) r6 = …` until the block ends.
+            if line.starts_with(' ') && line.trim_start().split_once(": ").is_some_and(|(n, _)| n.parse::<u32>().is_ok()) {
+                return;
+            }
+            self.in_live_regs = false;
+        }
+        if line.starts_with("Live regs before insn:") {
+            self.in_live_regs = true;
+            return;
+        }
+        if let Some((index, op, text, state)) = insn_line(line) {
+            self.log.insns.entry(index).or_insert_with(|| text.to_owned());
+            self.log.opcodes.insert(index, op);
+            if let Some(annotation) = self.pending_annotation.take() {
+                self.log.annotations.entry(index).or_insert(annotation);
+            }
+            self.log.last_insn = Some(index);
+            self.log.messages.clear();
+            self.push_step(Step::Insn(index));
+            if let Some(state) = state {
+                self.log.has_states = true;
+                self.note_state(index, state, false);
+            }
+            return;
+        }
+        if let Some(annotation) = annotation_line(line) {
+            self.pending_annotation = Some(annotation);
+            return;
+        }
+        if let Some((from, to, state)) = pop_line(line) {
+            self.push_step(Step::Pop { from, to });
+            self.log.messages.clear();
+            self.note_state(to, state, true);
+            return;
+        }
+        if let Some((index, state)) = state_line(line) {
+            self.note_state(index, state, true);
+            return;
+        }
+        if let Some(rest) = line.strip_prefix("processed ") {
+            let stats = self.log.stats.get_or_insert_with(Default::default);
+            stats.insns_processed = parse_u64_after(rest, "").unwrap_or(0);
+            stats.insn_limit = parse_u64_after(rest, "(limit");
+            stats.max_states_per_insn = parse_u64_after(rest, "max_states_per_insn");
+            stats.total_states = parse_u64_after(rest, "total_states");
+            stats.peak_states = parse_u64_after(rest, "peak_states");
+            stats.mark_read = parse_u64_after(rest, "mark_read");
+            return;
+        }
+        if let Some(rest) = line.strip_prefix("verification time ") {
+            self.log.stats.get_or_insert_with(Default::default).verification_time_usec = parse_u64_after(rest, "");
+            return;
+        }
+        if let Some(rest) = line.strip_prefix("stack depth ") {
+            self.log.stats.get_or_insert_with(Default::default).stack_depth =
+                rest.split('+').filter_map(|d| d.trim().parse().ok()).collect();
+            return;
+        }
+        // "BPF program is too large. Processed 1000001 insn" is an error, and
+        // so is anything else we do not know, as long as it comes after the
+        // last instruction: the kernel prints the verdict last.
+        if !is_noise(line) || line.starts_with("BPF program is too large") {
+            if self.log.messages.len() < MAX_MESSAGE_LINES {
+                self.log.messages.push(line.trim().to_owned());
+            }
+        }
+    }
+
+    /// Marks whether the input's last line had its newline; a log cut in
+    /// the middle of a line is truncated.
+    pub fn set_ended_with_newline(&mut self, ended: bool) {
+        self.ended_with_newline = ended;
+    }
+
+    /// The parsed log.
+    pub fn finish(mut self) -> ParsedLog {
+        let log = &mut self.log;
+        // A cut mid-line leaves half a line; it is not an error message.
+        if !self.ended_with_newline && log.lines > 0 {
+            log.truncated = true;
+            if log.stats.is_none() {
+                log.messages.clear();
+            }
+        }
+        if log.messages.is_empty() && log.stats.is_none() {
+            log.truncated = true;
+        }
+        self.log
+    }
+}
+
+/// Parses a whole log from a reader, line by line, in constant memory
+/// (beyond what [`ParsedLog`] keeps).
+///
+/// # Errors
+///
+/// Read errors.
+pub fn parse_reader(mut reader: impl BufRead) -> io::Result<ParsedLog> {
+    let mut parser = LogParser::new();
+    let mut buf = Vec::with_capacity(256);
+    let mut ended_with_newline = true;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ended_with_newline = buf.last() == Some(&b'\n');
+        parser.feed_line(&String::from_utf8_lossy(&buf));
+    }
+    parser.set_ended_with_newline(ended_with_newline);
+    Ok(parser.finish())
+}
+
+/// Parses a log held in memory.
+pub fn parse_str(text: &str) -> ParsedLog {
+    parse_reader(text.as_bytes()).expect("reading from memory cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH_LOG: &str = "\
+func#0 @0
+0: R1=ctx() R10=fp0
+; void *data = (void *)(long)ctx->data; @ hash.c:14
+0: (61) r6 = *(u32 *)(r1 +0)          ; R1=ctx() R6=pkt(r=0)
+; void *data_end = (void *)(long)ctx->data_end; @ hash.c:13
+1: (61) r7 = *(u32 *)(r1 +4)          ; R1=ctx() R7=pkt_end()
+2: (b7) r1 = 0                        ; R1=0
+; __u32 counter_idx = 0; @ hash.c:15
+3: (63) *(u32 *)(r10 -4) = r1
+mark_precise: frame0: last_idx 3 first_idx 0 subseq_idx -1
+4: R1=0 R10=fp0 fp-8=0000????
+4: (bf) r2 = r10                      ; R2=fp0 R10=fp0
+5: (07) r2 += -4                      ; R2=fp-4
+; struct counters *cnt = bpf_map_lookup_elem(&counters, &counter_idx); @ hash.c:16
+6: (18) r1 = 0xffff8881025b8c00       ; R1=map_ptr(map=counters,ks=4,vs=16)
+8: (85) call bpf_map_lookup_elem#1    ; R0=map_value_or_null(id=1,map=counters,ks=4,vs=16)
+9: (b7) r1 = 1                        ; R1=1
+; __sync_fetch_and_add(&cnt->packets, 1); @ hash.c:17
+10: (db) lock *(u64 *)(r0 +0) += r1
+R0 invalid mem access 'map_value_or_null'
+verification time 335 usec
+stack depth 8
+processed 10 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+";
+
+    #[test]
+    fn a_rejection_with_states() {
+        let log = parse_str(HASH_LOG);
+        assert_eq!(log.accepted(), Some(false));
+        assert!(!log.truncated);
+        assert_eq!(log.error_insn(), Some(10));
+        assert_eq!(log.message(), Some("R0 invalid mem access 'map_value_or_null'"));
+        assert_eq!(log.insns[&8], "call bpf_map_lookup_elem#1");
+        assert_eq!(log.opcodes[&10], 0xdb);
+        assert_eq!(log.annotations[&10].line, Some(17));
+        assert_eq!(log.annotations[&6].file.as_deref(), Some("hash.c"));
+        assert_eq!(log.births[&1], Birth { insn: 8, reg: 0, kind: "map_value_or_null".into() });
+        let stats = log.stats.unwrap();
+        assert_eq!(stats.insns_processed, 10);
+        assert_eq!(stats.insn_limit, Some(1_000_000));
+        assert_eq!(stats.verification_time_usec, Some(335));
+        assert_eq!(stats.stack_depth, vec![8]);
+        assert!(log.has_states && log.has_ids);
+    }
+
+    #[test]
+    fn the_tutorial_log_through_iproute2() {
+        let text = "Prog section 'stats' rejected: Permission denied (13)!
+ - Type:         6
+ - Instructions: 15 (0 over limit)
+ - License:      GPL
+
+Verifier analysis:
+
+0: (61) r6 = *(u32 *)(r1 +0)
+1: (61) r7 = *(u32 *)(r1 +4)
+2: (b7) r1 = 0
+3: (63) *(u32 *)(r10 -4) = r1
+4: (bf) r2 = r10
+5: (07) r2 += -4
+6: (18) r1 = 0xffff9c97f6e41a00
+8: (85) call bpf_map_lookup_elem#1
+9: (b7) r1 = 1
+10: (db) lock *(u64 *)(r0 +0) += r1
+R0 invalid mem access 'map_value_or_null'
+
+Error fetching program/map!
+";
+        let log = parse_str(text);
+        assert_eq!(log.accepted(), Some(false));
+        assert!(!log.truncated, "an old kernel prints no stats on error");
+        assert_eq!(log.error_insn(), Some(10));
+        assert_eq!(log.messages, vec!["R0 invalid mem access 'map_value_or_null'"]);
+        let header = log.header.unwrap();
+        assert_eq!(header.section.as_deref(), Some("stats"));
+        assert_eq!(header.error.as_deref(), Some("Permission denied (13)"));
+        assert_eq!((header.prog_type, header.insns, header.license.as_deref()), (Some(6), Some(15), Some("GPL")));
+        assert!(!log.has_states);
+    }
+
+    #[test]
+    fn a_log_cut_mid_line_is_truncated_not_an_error() {
+        let cut = &HASH_LOG[..HASH_LOG.find("10: (db)").unwrap() + 9];
+        let log = parse_str(cut);
+        assert!(log.truncated);
+        assert_eq!(log.accepted(), None);
+        assert!(log.messages.is_empty());
+        let cut_at_line = &HASH_LOG[..HASH_LOG.find("R0 invalid").unwrap()];
+        let log = parse_str(cut_at_line);
+        assert!(log.truncated);
+        assert_eq!(log.last_insn, Some(10));
+    }
+
+    #[test]
+    fn garbage_is_truncated_not_a_panic() {
+        for text in ["", "\n\n", "hello\nworld", "\u{0}\u{ff}garbage", "12: (zz) what", "from x to y:", "; @ :", "processed"] {
+            let log = parse_str(text);
+            let _ = (log.accepted(), log.error_insn(), log.message());
+        }
+        let log = parse_str("not a verifier log at all\n");
+        assert_eq!(log.accepted(), Some(false), "unknown text after no instruction is still reported");
+        assert_eq!(log.error_insn(), None);
+    }
+
+    #[test]
+    fn an_accepted_log() {
+        let log = parse_str("0: (b7) r0 = 2\n1: (95) exit\nprocessed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n");
+        assert_eq!(log.accepted(), Some(true));
+        assert_eq!(log.error_insn(), None);
+    }
+
+    #[test]
+    fn pops_and_live_regs_are_understood() {
+        let text = "Live regs before insn:
+      0: .1........ (61) r6 = *(u32 *)(r1 +0)
+      1: .1....6... (95) exit
+0: (b7) r0 = 0
+1: (15) if r0 == 0x0 goto pc+1
+2: (95) exit
+from 1 to 3: R0=map_value_or_null(id=4,map=m,ks=4,vs=8) R10=fp0
+3: (79) r1 = *(u64 *)(r0 +0)
+R0 invalid mem access 'map_value_or_null'
+";
+        let log = parse_str(text);
+        let steps: Vec<Step> = log.path.iter().copied().collect();
+        assert_eq!(
+            steps,
+            vec![Step::Insn(0), Step::Insn(1), Step::Insn(2), Step::Pop { from: 1, to: 3 }, Step::Insn(3)]
+        );
+        assert_eq!(log.births[&4].insn, 3);
+        assert_eq!(log.insns.len(), 4, "the live-regs block is not instructions");
+    }
+
+    #[test]
+    fn reading_is_streaming() {
+        // 200k repetitions of the same instructions: what is kept stays small.
+        let mut text = String::new();
+        for _ in 0..20_000 {
+            for i in 0..10 {
+                text.push_str(&format!("{i}: (07) r1 += 1                  ; R1_w=scalar()\n"));
+            }
+        }
+        let log = parse_str(&text);
+        assert_eq!(log.insns.len(), 10);
+        assert_eq!(log.path.len(), PATH_WINDOW);
+        assert!(log.path_clipped);
+        assert!(log.truncated);
+    }
+}
