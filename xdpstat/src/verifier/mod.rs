@@ -4,3 +4,4 @@
 pub mod diagnose;
 pub mod effect;
 pub mod log;
+pub mod nullcheck;
