@@ -97,8 +97,11 @@ pub struct Attachment {
     pub interface: String,
     /// Interface index.
     pub ifindex: u32,
-    /// Counter layout.
-    pub layout: Layout,
+    /// The program's name.
+    pub program: String,
+    /// Counter layout, when the program is xdpstat's own (or another with a
+    /// counters map).
+    pub layout: Option<Layout>,
     /// Where it runs.
     pub mode: AttachedMode,
     /// Program id.
@@ -298,13 +301,29 @@ impl Owned {
 }
 
 /// Removes the staging pins of a failed attach, unless disarmed.
-struct Staging<'a> {
+pub(crate) struct Staging<'a> {
     dir: &'a PinDir,
     paths: Vec<PathBuf>,
 }
 
-impl Staging<'_> {
-    fn commit(&mut self, staged: &Path, final_path: &Path) -> Result<(), AttachError> {
+impl<'a> Staging<'a> {
+    /// Stages pins in `dir`.
+    pub(crate) fn new(dir: &'a PinDir) -> Self {
+        Self {
+            dir,
+            paths: Vec::new(),
+        }
+    }
+
+    /// A staging path for the pin `name`, removed unless committed.
+    pub(crate) fn stage(&mut self, name: &str) -> PathBuf {
+        let path = self.dir.staging(name);
+        self.paths.push(path.clone());
+        path
+    }
+
+    /// Renames a staged pin into place.
+    pub(crate) fn commit(&mut self, staged: &Path, final_path: &Path) -> Result<(), AttachError> {
         fs::rename(staged, final_path).map_err(|source| AttachError::Pin {
             path: final_path.to_owned(),
             source,
@@ -323,7 +342,7 @@ impl Drop for Staging<'_> {
     }
 }
 
-fn resolve(name: &str) -> Result<u32, AttachError> {
+pub(crate) fn resolve(name: &str) -> Result<u32, AttachError> {
     iface::index(name).ok_or_else(|| AttachError::UnknownInterface {
         name: name.to_owned(),
     })
@@ -336,49 +355,14 @@ fn resolve(name: &str) -> Result<u32, AttachError> {
 /// [`AttachError`]: no such interface, another program is there (without
 /// `force`), missing privileges, or the kernel refusing.
 pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError> {
-    privileges::require("xdpstat attach", &[Capability::Bpf, Capability::NetAdmin])?;
-    let ifindex = resolve(iface)?;
-    bpffs::ensure_mounted()?;
-    let dir = PinDir::new(iface);
-    let current = netlink::interface(ifindex)?
-        .ok_or_else(|| AttachError::UnknownInterface {
-            name: iface.to_owned(),
-        })?
-        .xdp;
-    let owned = Owned::read(&dir)?;
-    let existing = pick_existing(&current, opts.mode);
-    if let Some(existing) = existing {
-        if !opts.force {
-            return Err(AttachError::Busy {
-                iface: iface.to_owned(),
-                existing,
-                existing_name: program_name(existing.prog_id),
-                ours: owned.owns(&existing),
-            });
-        }
-        if let Some(requested) = opts.mode.attached() {
-            if requested != existing.mode {
-                return Err(AttachError::ModeChange {
-                    iface: iface.to_owned(),
-                    current: existing.mode,
-                    requested,
-                });
-            }
-        }
-    }
-
-    dir.create()?;
-    let mut staging = Staging {
-        dir: &dir,
-        paths: Vec::new(),
-    };
+    let target = Target::prepare(iface, opts, "xdpstat attach")?;
+    let dir = &target.dir;
+    let mut staging = Staging::new(dir);
     let counters_kept = pinned_counters_fit(&dir.counters(), opts.layout);
     let map_pin = if counters_kept {
         dir.counters()
     } else {
-        let path = dir.staging("counters");
-        staging.paths.push(path.clone());
-        path
+        staging.stage("counters")
     };
 
     let load_error = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Load {
@@ -395,37 +379,97 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError
         .try_into()
         .map_err(|e: ProgramError| load_error(e.into()))?;
     program.load().map_err(|e| load_error(e.into()))?;
-    let prog_fd = program.fd().map_err(|e| load_error(e.into()))?.as_fd();
-
-    let holder = match existing {
-        None => attach_new(iface, ifindex, opts.mode, program, &dir, &mut staging)?,
-        Some(existing) => replace(
-            iface,
-            ifindex,
-            existing,
-            prog_fd,
-            &owned,
-            &dir,
-            &mut staging,
-        )?,
-    };
+    target.install(program, opts.mode, &mut staging)?;
     if !counters_kept {
-        let staged = map_pin.clone();
-        staging.commit(&staged, &dir.counters())?;
+        staging.commit(&map_pin, &dir.counters())?;
     }
     drop(staging);
     // The program stays attached through its pin after `ebpf` is dropped.
-    let attachment = inspect(iface)?.ok_or_else(|| AttachError::Refused {
-        iface: iface.to_owned(),
-        mode: "any",
-        reason: "the program was attached but is not there any more".to_owned(),
-    })?;
-    debug_assert_eq!(attachment.holder, holder);
     Ok(Attached {
-        attachment,
-        replaced: existing,
+        attachment: target.attached()?,
+        replaced: target.existing,
         counters_kept,
     })
+}
+
+/// An interface ready for an attach: resolved, bpffs mounted, its pin
+/// directory made, and checked for a program already there.
+pub(crate) struct Target {
+    iface: String,
+    ifindex: u32,
+    /// Where the pins go.
+    pub(crate) dir: PinDir,
+    existing: Option<AttachedProgram>,
+    owned: Owned,
+}
+
+impl Target {
+    /// Checks privileges and the interface, mounts bpffs, and refuses an
+    /// interface that already runs a program unless `opts.force`.
+    pub(crate) fn prepare(iface: &str, opts: &AttachOptions, what: &str) -> Result<Self, AttachError> {
+        privileges::require(what, &[Capability::Bpf, Capability::NetAdmin])?;
+        let ifindex = resolve(iface)?;
+        bpffs::ensure_mounted()?;
+        let dir = PinDir::new(iface);
+        let current = netlink::interface(ifindex)?
+            .ok_or_else(|| AttachError::UnknownInterface {
+                name: iface.to_owned(),
+            })?
+            .xdp;
+        let owned = Owned::read(&dir)?;
+        let existing = pick_existing(&current, opts.mode);
+        if let Some(existing) = existing {
+            if !opts.force {
+                return Err(AttachError::Busy {
+                    iface: iface.to_owned(),
+                    existing,
+                    existing_name: program_name(existing.prog_id),
+                    ours: owned.owns(&existing),
+                });
+            }
+            if let Some(requested) = opts.mode.attached() {
+                if requested != existing.mode {
+                    return Err(AttachError::ModeChange {
+                        iface: iface.to_owned(),
+                        current: existing.mode,
+                        requested,
+                    });
+                }
+            }
+        }
+        dir.create()?;
+        Ok(Self {
+            iface: iface.to_owned(),
+            ifindex,
+            dir,
+            existing,
+            owned,
+        })
+    }
+
+    /// Attaches a loaded program: a new pinned link, or with `--force` an
+    /// atomic swap of what is there.
+    pub(crate) fn install(&self, program: &mut Xdp, mode: Mode, staging: &mut Staging<'_>) -> Result<Holder, AttachError> {
+        match self.existing {
+            None => attach_new(&self.iface, self.ifindex, mode, program, &self.dir, staging),
+            Some(existing) => {
+                let prog_fd = program
+                    .fd()
+                    .map_err(|e| refused(&self.iface, existing.mode.name(), &e))?
+                    .as_fd();
+                replace(&self.iface, self.ifindex, existing, prog_fd, &self.owned, &self.dir, staging)
+            }
+        }
+    }
+
+    /// What is attached now, as [`inspect`] reads it back.
+    pub(crate) fn attached(&self) -> Result<Attachment, AttachError> {
+        inspect(&self.iface)?.ok_or_else(|| AttachError::Refused {
+            iface: self.iface.clone(),
+            mode: "any",
+            reason: "the program was attached but is not there any more".to_owned(),
+        })
+    }
 }
 
 /// The program `--force` would replace: the one in the requested mode, or
@@ -471,8 +515,7 @@ fn attach_new(
         .map_err(|e| refused(iface, mode_name, &e))?;
     match FdLink::try_from(link) {
         Ok(fd_link) => {
-            let staged = dir.staging("link");
-            staging.paths.push(staged.clone());
+            let staged = staging.stage("link");
             fd_link.pin(&staged).map_err(|e| AttachError::Pin {
                 path: staged.clone(),
                 source: io::Error::other(e.to_string()),
@@ -484,8 +527,7 @@ fn attach_new(
         // the program, so pin the program to mark it as ours.
         Err(_) => {
             let fd = program.fd().map_err(|e| refused(iface, mode_name, &e))?;
-            let staged = dir.staging("prog");
-            staging.paths.push(staged.clone());
+            let staged = staging.stage("prog");
             sys::obj_pin(fd.as_fd(), &staged)?;
             staging.commit(&staged, &dir.prog())?;
             Ok(Holder::Netlink)
@@ -524,8 +566,7 @@ fn replace(
             existing.mode.flag(),
         ) {
             Ok(()) => {
-                let staged = dir.staging("prog");
-                staging.paths.push(staged.clone());
+                let staged = staging.stage("prog");
                 sys::obj_pin(prog_fd, &staged)?;
                 staging.commit(&staged, &dir.prog())?;
                 remove_pin(&dir.link())?;
@@ -574,8 +615,7 @@ fn replace(
     };
     sys::link_update(link_fd.as_fd(), prog_fd, Some(old.as_fd()))?;
     if !already_pinned {
-        let staged = dir.staging("link");
-        staging.paths.push(staged.clone());
+        let staged = staging.stage("link");
         sys::obj_pin(link_fd.as_fd(), &staged)?;
         staging.commit(&staged, &dir.link())?;
     }
@@ -667,19 +707,16 @@ pub fn inspect(iface: &str) -> Result<Option<Attachment>, AttachError> {
         Holder::Netlink
     };
     let map = MapInfo::from_pin(dir.counters()).ok();
-    let layout = map
-        .as_ref()
-        .and_then(|m| m.map_type().ok())
-        .and_then(Layout::from_map_type)
-        .or_else(|| {
-            program_name(program.prog_id)
-                .as_deref()
-                .and_then(Layout::from_program_name)
-        })
-        .unwrap_or_default();
+    let name = program_name(program.prog_id).unwrap_or_default();
+    let layout = Layout::from_program_name(&name).or_else(|| {
+        map.as_ref()
+            .and_then(|m| m.map_type().ok())
+            .and_then(Layout::from_map_type)
+    });
     Ok(Some(Attachment {
         interface: iface.to_owned(),
         ifindex,
+        program: name,
         layout,
         mode: program.mode,
         prog_id: program.prog_id,

@@ -141,14 +141,11 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn describe(a: &Attachment) -> String {
-    format!(
-        "{} (prog id {}, {} mode, {} map id {})",
-        a.layout.program_name(),
-        a.prog_id,
-        a.mode.name(),
-        a.layout,
-        a.map_id
-    )
+    let map = match a.layout {
+        Some(layout) => format!(", {layout} map id {}", a.map_id),
+        None => String::new(),
+    };
+    format!("{} (prog id {}, {} mode{map})", a.program, a.prog_id, a.mode.name())
 }
 
 fn attach_cmd(args: &AttachArgs) -> Result<()> {
@@ -269,11 +266,11 @@ fn run_cmd(args: &RunArgs) -> Result<()> {
     let stop = stop_flag()?;
     let attached_here = match attach::inspect(&args.iface)? {
         Some(a) => {
-            if let Some(layout) = args.layout.filter(|&l| l != a.layout) {
+            if let Some(layout) = args.layout.filter(|&l| Some(l) != a.layout) {
                 bail!(
-                    "xdpstat already counts on {} with the {} layout, not {layout}; drop --map, or `xdpstat detach {}` first",
+                    "xdpstat already has {} on {}, not the {layout} counter program; drop --map, or `xdpstat detach {}` first",
+                    a.program,
                     args.iface,
-                    a.layout,
                     args.iface
                 );
             }
