@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod bpfobj;
 pub mod cli;
 pub mod counters;
 pub mod iface;
@@ -15,5 +16,7 @@ pub mod layout;
 pub mod netlink;
 pub mod privileges;
 pub mod render;
+pub mod report;
 pub mod sys;
 pub mod verifier;
+pub mod workbench;

@@ -8,7 +8,7 @@ use xdpstat::cli::{self, Cli};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("xdpstat: {error:#}");

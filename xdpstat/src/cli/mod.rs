@@ -14,6 +14,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod workbench;
+
 use crate::{
     attach::{self, AttachOptions, Attachment, Mode},
     bpffs::PinDir,
@@ -44,6 +46,17 @@ pub enum Command {
     /// Attach if needed, then print totals and rates every interval;
     /// Ctrl-C detaches what this run attached.
     Run(RunArgs),
+    /// Load an object's XDP program and attach it (`ip link set dev IFACE
+    /// xdp obj OBJ sec NAME`); explain a rejection at source level.
+    Load(workbench::LoadArgs),
+    /// Load every XDP program of an object into the kernel without
+    /// attaching it, and report the verifier's verdict and diagnosis.
+    Check(workbench::CheckArgs),
+    /// Diagnose a saved verifier log, with source lines from the object.
+    Explain(workbench::ExplainArgs),
+    /// Disassemble a program with its source lines, in the kernel's syntax
+    /// and with the verifier's instruction indexes.
+    Objdump(workbench::ObjdumpArgs),
 }
 
 /// `xdpstat attach`.
@@ -125,18 +138,24 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line, and gives the exit code for an outcome that
+/// is not an error (1 when a program was rejected).
 ///
 /// # Errors
 ///
 /// Whatever the command failed with; `main` prints it and picks the exit
 /// code.
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(cli: Cli) -> Result<u8> {
+    let done = |r: Result<()>| r.map(|()| 0);
     match cli.command {
-        Command::Attach(args) => attach_cmd(&args),
-        Command::Detach(args) => detach_cmd(&args),
-        Command::Show(args) => show_cmd(&args),
-        Command::Run(args) => run_cmd(&args),
+        Command::Attach(args) => done(attach_cmd(&args)),
+        Command::Detach(args) => done(detach_cmd(&args)),
+        Command::Show(args) => done(show_cmd(&args)),
+        Command::Run(args) => done(run_cmd(&args)),
+        Command::Load(args) => workbench::load_cmd(&args),
+        Command::Check(args) => workbench::check_cmd(&args),
+        Command::Explain(args) => workbench::explain_cmd(&args),
+        Command::Objdump(args) => done(workbench::objdump_cmd(&args)),
     }
 }
 

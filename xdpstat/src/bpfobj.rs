@@ -1,0 +1,806 @@
+//! Any BPF object file: checking that it is one, finding its XDP programs,
+//! and reading each program as the verifier will see it (linked
+//! instructions, map names, BTF line info). Syscall-free.
+//!
+//! Like `ip link set dev IFACE xdp obj OBJ sec NAME`, xdpstat loads a
+//! section whose name is not a known program type (the tutorial's
+//! `SEC("stats")`) as XDP. aya only knows sections by their conventional
+//! names, so such sections are renamed to `xdp` in a copy of the object,
+//! together with the BTF.ext records that name them, before aya sees it.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya_obj::generated::bpf_insn;
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind};
+use thiserror::Error;
+
+use crate::insn::{DecodeError, Insn, Resolver};
+
+/// `EM_BPF`.
+const EM_BPF: u16 = 247;
+
+/// A problem with the object file itself.
+#[derive(Debug, Error)]
+pub enum ObjectError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Not an ELF file, or a truncated or corrupt one.
+    #[error("{} is not a valid ELF object ({reason}); give the .o file that clang -target bpf or bpf-linker produced", path.display())]
+    NotElf {
+        /// The file.
+        path: PathBuf,
+        /// What the ELF reader said.
+        reason: String,
+    },
+    /// An ELF file for another machine.
+    #[error("{} is an ELF object for {machine}, not BPF; build it with clang -target bpf (or rustc --target bpfel-unknown-none)", path.display())]
+    NotBpf {
+        /// The file.
+        path: PathBuf,
+        /// The machine it is for.
+        machine: String,
+    },
+    /// No section holds an XDP program.
+    #[error("{} has no XDP program (its program sections: {})", path.display(), if sections.is_empty() { "none".to_owned() } else { sections.join(", ") })]
+    NoXdp {
+        /// The file.
+        path: PathBuf,
+        /// Its executable sections.
+        sections: Vec<String>,
+    },
+    /// `--sec` names no section of the object.
+    #[error("{} has no section '{name}' (its XDP sections: {})", path.display(), available.join(", "))]
+    NoSuchSection {
+        /// The file.
+        path: PathBuf,
+        /// The section asked for.
+        name: String,
+        /// The XDP sections there are.
+        available: Vec<String>,
+    },
+    /// Several XDP programs and no `--sec` to choose.
+    #[error("{} has several XDP programs; choose one with --sec: {}", path.display(), choices.join(", "))]
+    Ambiguous {
+        /// The file.
+        path: PathBuf,
+        /// `section (function)` for each.
+        choices: Vec<String>,
+    },
+    /// aya-obj could not make sense of the object.
+    #[error("{}: {reason}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The instructions do not decode.
+    #[error("{}: {source}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+}
+
+impl ObjectError {
+    /// Every variant is about the input, so it is a usage error (exit 2).
+    pub fn is_usage(&self) -> bool {
+        true
+    }
+}
+
+/// How a section came to be treated as XDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpBy {
+    /// Its name says so (`xdp`, `xdp.frags`, `xdp/…`).
+    Name,
+    /// Its name is no known program type, so it is taken as XDP, as
+    /// `ip link … xdp obj … sec NAME` does.
+    Assumed,
+}
+
+/// One XDP program: a function in an executable section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdpProgram {
+    /// The ELF section, as named in the file.
+    pub section: String,
+    /// The function (the program's name).
+    pub name: String,
+    /// Why it counts as XDP.
+    pub by: XdpBy,
+}
+
+/// A BPF object file, read and checked.
+#[derive(Debug)]
+pub struct BpfObject {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    programs: Vec<XdpProgram>,
+    license: String,
+    /// The bytes aya is given: `bytes` with assumed-XDP sections renamed.
+    for_aya: Vec<u8>,
+}
+
+fn section_is_xdp_by_name(name: &str) -> bool {
+    let kind = name.split('/').next().unwrap_or(name);
+    (kind == "xdp" || kind == "xdp.frags")
+        && matches!(name.split('/').nth(1), None | Some("cpumap" | "devmap"))
+}
+
+/// Section name prefixes of other program types, which xdpstat leaves alone.
+fn section_is_other_type(name: &str) -> bool {
+    const OTHER: &[&str] = &[
+        "kprobe", "kretprobe", "uprobe", "uretprobe", "tp_btf", "tracepoint", "tp", "raw_tp",
+        "raw_tracepoint", "socket", "sk_msg", "sk_skb", "sockops", "classifier", "tc", "tcx",
+        "cgroup", "cgroup_skb", "lirc_mode2", "perf_event", "fentry", "fexit", "freplace", "lsm",
+        "iter", "sk_lookup", "sk_reuseport", "flow_dissector", "struct_ops", "syscall", "netfilter",
+        "action", "uprobe.s", "fentry.s", "fexit.s", "lsm.s", "iter.s", "ksyscall", "kretsyscall",
+        "usdt", "kprobe.multi", "kretprobe.multi",
+    ];
+    let kind = name.split(['/', '.']).next().unwrap_or(name);
+    OTHER.contains(&kind) || name.starts_with("cgroup/")
+}
+
+impl BpfObject {
+    /// Reads and checks an object file.
+    ///
+    /// # Errors
+    ///
+    /// [`ObjectError`] for a missing, non-ELF, truncated or non-BPF file,
+    /// or one without XDP programs.
+    pub fn open(path: &Path) -> Result<Self, ObjectError> {
+        let bytes = fs::read(path).map_err(|source| ObjectError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Checks object bytes that came from `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`BpfObject::open`].
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, ObjectError> {
+        let not_elf = |reason: String| ObjectError::NotElf {
+            path: path.to_owned(),
+            reason,
+        };
+        if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
+            return Err(not_elf("no ELF magic at its start".to_owned()));
+        }
+        let file = object::File::parse(&*bytes).map_err(|e| not_elf(format!("{e}; is it truncated?")))?;
+        let machine = elf_machine(&bytes);
+        if machine != Some(EM_BPF) {
+            return Err(ObjectError::NotBpf {
+                path: path.to_owned(),
+                machine: format!("{:?}", file.architecture()).to_lowercase(),
+            });
+        }
+        // Section data must lie inside the file: a truncated object fails
+        // here rather than deep inside aya.
+        for section in file.sections() {
+            if section.kind() != SectionKind::UninitializedData && section.data().is_err() {
+                return Err(not_elf(format!(
+                    "section {} extends past the end of the file; is it truncated?",
+                    section.name().unwrap_or("?")
+                )));
+            }
+        }
+        let mut programs = Vec::new();
+        let mut executable = Vec::new();
+        for section in file.sections() {
+            let Ok(name) = section.name() else { continue };
+            if section.kind() != SectionKind::Text || name == ".text" || name.is_empty() {
+                continue;
+            }
+            executable.push(name.to_owned());
+            let by = if section_is_xdp_by_name(name) {
+                XdpBy::Name
+            } else if section_is_other_type(name) {
+                continue;
+            } else {
+                XdpBy::Assumed
+            };
+            for symbol in file.symbols() {
+                if symbol.section_index() == Some(section.index())
+                    && symbol.kind() == object::SymbolKind::Text
+                    && symbol.is_global()
+                {
+                    if let Ok(function) = symbol.name() {
+                        programs.push(XdpProgram {
+                            section: name.to_owned(),
+                            name: function.to_owned(),
+                            by,
+                        });
+                    }
+                }
+            }
+        }
+        if programs.is_empty() {
+            return Err(ObjectError::NoXdp {
+                path: path.to_owned(),
+                sections: executable,
+            });
+        }
+        let license = file
+            .section_by_name("license")
+            .and_then(|s| s.data().ok())
+            .map(|d| String::from_utf8_lossy(d.split(|&b| b == 0).next().unwrap_or(d)).into_owned())
+            .unwrap_or_default();
+        let assumed: HashSet<String> = programs
+            .iter()
+            .filter(|p| p.by == XdpBy::Assumed)
+            .map(|p| p.section.clone())
+            .collect();
+        let for_aya = if assumed.is_empty() {
+            bytes.clone()
+        } else {
+            retype_as_xdp(&bytes, &assumed).map_err(|reason| ObjectError::Parse {
+                path: path.to_owned(),
+                reason,
+            })?
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            bytes,
+            programs,
+            license,
+            for_aya,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The object's bytes, as read.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The bytes to give aya (assumed-XDP sections renamed to `xdp`).
+    pub fn bytes_for_aya(&self) -> &[u8] {
+        &self.for_aya
+    }
+
+    /// Every XDP program, in file order.
+    pub fn programs(&self) -> &[XdpProgram] {
+        &self.programs
+    }
+
+    /// The `license` section's string.
+    pub fn license(&self) -> &str {
+        &self.license
+    }
+
+    /// The programs `--sec` selects: all in that section, or all.
+    ///
+    /// # Errors
+    ///
+    /// [`ObjectError::NoSuchSection`] when no section has that name.
+    pub fn select(&self, section: Option<&str>) -> Result<Vec<&XdpProgram>, ObjectError> {
+        match section {
+            None => Ok(self.programs.iter().collect()),
+            Some(wanted) => {
+                let found: Vec<&XdpProgram> = self
+                    .programs
+                    .iter()
+                    .filter(|p| p.section == wanted || p.name == wanted)
+                    .collect();
+                if found.is_empty() {
+                    let mut available: Vec<String> = self.programs.iter().map(|p| p.section.clone()).collect();
+                    available.dedup();
+                    return Err(ObjectError::NoSuchSection {
+                        path: self.path.clone(),
+                        name: wanted.to_owned(),
+                        available,
+                    });
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    /// The one program `load` attaches: the one `--sec` names, or the
+    /// only one there is.
+    ///
+    /// # Errors
+    ///
+    /// [`ObjectError::Ambiguous`] listing the choices when there are several.
+    pub fn single(&self, section: Option<&str>) -> Result<&XdpProgram, ObjectError> {
+        let found = self.select(section)?;
+        match found.as_slice() {
+            [one] => Ok(one),
+            many => Err(ObjectError::Ambiguous {
+                path: self.path.clone(),
+                choices: many.iter().map(|p| format!("{} ({})", p.section, p.name)).collect(),
+            }),
+        }
+    }
+
+    /// The program as the verifier sees it: its function followed by the
+    /// functions it calls, with map references and line info.
+    ///
+    /// # Errors
+    ///
+    /// [`ObjectError::Parse`] or [`ObjectError::Decode`] for an object
+    /// aya-obj cannot link.
+    pub fn linked(&self, program: &XdpProgram) -> Result<LinkedProgram, ObjectError> {
+        let parse_error = |reason: String| ObjectError::Parse {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut obj = aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
+        let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
+        // Relocate map references with stand-in "fds" that index `map_names`,
+        // so the disassembly can name them.
+        let maps: Vec<(String, aya_obj::Map)> = obj.maps.iter().map(|(n, m)| (n.clone(), m.clone())).collect();
+        let map_names: Vec<String> = maps.iter().map(|(n, _)| n.clone()).collect();
+        obj.relocate_maps(
+            maps.iter().enumerate().map(|(i, (n, m))| (n.as_str(), i as i32, m)),
+            &text_sections,
+        )
+        .map_err(|e| parse_error(e.to_string()))?;
+        obj.relocate_calls(&text_sections).map_err(|e| parse_error(e.to_string()))?;
+        let prog = obj
+            .programs
+            .get(&program.name)
+            .ok_or_else(|| parse_error(format!("aya-obj found no program '{}'", program.name)))?;
+        let function = obj
+            .functions
+            .get(&prog.function_key())
+            .ok_or_else(|| parse_error(format!("no function for program '{}'", program.name)))?;
+        let raw: Vec<u8> = function.instructions.iter().flat_map(insn_bytes).collect();
+        let insns = Insn::decode_all(&raw).map_err(|source| ObjectError::Decode {
+            path: self.path.clone(),
+            source,
+        })?;
+        let strings = btf_strings(&self.for_aya);
+        let lines = function
+            .line_info
+            .line_info
+            .iter()
+            .map(|l| LineEntry {
+                insn: l.insn_off as usize,
+                file: strings.get(l.file_name_off),
+                line: l.line_col >> 10,
+                column: l.line_col & 0x3ff,
+                text: strings.get(l.line_off).trim().to_owned(),
+            })
+            .collect();
+        Ok(LinkedProgram {
+            program: program.clone(),
+            insns,
+            lines: LineTable::new(lines),
+            map_names,
+            license: self.license.clone(),
+        })
+    }
+}
+
+fn elf_machine(bytes: &[u8]) -> Option<u16> {
+    let raw: [u8; 2] = bytes.get(18..20)?.try_into().ok()?;
+    // EI_DATA: 1 little-endian, 2 big-endian.
+    Some(match bytes.get(5) {
+        Some(2) => u16::from_be_bytes(raw),
+        _ => u16::from_le_bytes(raw),
+    })
+}
+
+fn insn_bytes(insn: &bpf_insn) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0] = insn.code;
+    b[1] = (insn.dst_reg() & 0xf) | (insn.src_reg() << 4);
+    b[2..4].copy_from_slice(&insn.off.to_le_bytes());
+    b[4..8].copy_from_slice(&insn.imm.to_le_bytes());
+    b
+}
+
+/// A program ready to disassemble and analyse.
+#[derive(Clone, Debug)]
+pub struct LinkedProgram {
+    /// Which program.
+    pub program: XdpProgram,
+    /// Its instructions, by verifier index.
+    pub insns: Vec<(usize, Insn)>,
+    /// Its BTF line info, by verifier index.
+    pub lines: LineTable,
+    /// Map names, by the stand-in fd in `ld_imm64` map references.
+    pub map_names: Vec<String>,
+    /// The object's license.
+    pub license: String,
+}
+
+impl LinkedProgram {
+    /// Instruction slots, as the kernel counts them ("Instructions: 15").
+    pub fn slot_count(&self) -> usize {
+        self.insns.last().map_or(0, |(i, insn)| i + insn.width())
+    }
+
+    /// The instruction at verifier index `index`.
+    pub fn insn_at(&self, index: usize) -> Option<&Insn> {
+        self.insns
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .ok()
+            .map(|pos| &self.insns[pos].1)
+    }
+}
+
+impl Resolver for LinkedProgram {
+    fn ld_imm64(&self, _index: usize, insn: &Insn) -> Option<String> {
+        // BPF_PSEUDO_MAP_FD / BPF_PSEUDO_MAP_VALUE with a stand-in fd.
+        match insn.src {
+            1 => self.map_names.get(usize::try_from(insn.imm).ok()?).map(|n| format!("map[{n}]")),
+            2 => self
+                .map_names
+                .get(usize::try_from(insn.imm).ok()?)
+                .map(|n| format!("map[{n}]+{}", insn.imm_hi)),
+            _ => None,
+        }
+    }
+}
+
+/// One BTF line-info record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineEntry {
+    /// First verifier index it covers.
+    pub insn: usize,
+    /// Source file, as the compiler recorded it.
+    pub file: String,
+    /// Line number (1-based; 0 for compiler-made code).
+    pub line: u32,
+    /// Column.
+    pub column: u32,
+    /// The line's text, as the compiler recorded it (may be empty).
+    pub text: String,
+}
+
+/// Line info of one program, by verifier index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineTable {
+    entries: Vec<LineEntry>,
+}
+
+impl LineTable {
+    /// A table from records in any order.
+    pub fn new(mut entries: Vec<LineEntry>) -> Self {
+        entries.sort_by_key(|e| e.insn);
+        Self { entries }
+    }
+
+    /// Whether the object had no line info for this program.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The source line that instruction `index` belongs to: the last record
+    /// at or before it.
+    pub fn at(&self, index: usize) -> Option<&LineEntry> {
+        let pos = self.entries.partition_point(|e| e.insn <= index);
+        pos.checked_sub(1).map(|p| &self.entries[p])
+    }
+
+    /// The record that starts exactly at `index` (where `objdump -S`
+    /// prints a source line).
+    pub fn starting_at(&self, index: usize) -> Option<&LineEntry> {
+        self.entries
+            .binary_search_by_key(&index, |e| e.insn)
+            .ok()
+            .map(|p| &self.entries[p])
+    }
+}
+
+/// The `.BTF` string table.
+struct BtfStrings<'a>(&'a [u8]);
+
+impl BtfStrings<'_> {
+    fn get(&self, offset: u32) -> String {
+        let tail = self.0.get(offset as usize..).unwrap_or_default();
+        let s = tail.split(|&b| b == 0).next().unwrap_or_default();
+        String::from_utf8_lossy(s).into_owned()
+    }
+}
+
+fn btf_strings(bytes: &[u8]) -> BtfStrings<'_> {
+    let strings = (|| {
+        let file = object::File::parse(bytes).ok()?;
+        let btf = file.section_by_name(".BTF")?.data().ok()?;
+        let header = BtfHeader::parse(btf)?;
+        btf.get(header.str_start()..header.str_start() + header.str_len as usize)
+    })();
+    BtfStrings(strings.unwrap_or_default())
+}
+
+/// The `.BTF` header fields xdpstat needs.
+struct BtfHeader {
+    hdr_len: u32,
+    str_off: u32,
+    str_len: u32,
+}
+
+impl BtfHeader {
+    fn parse(btf: &[u8]) -> Option<Self> {
+        let u32_at = |o: usize| Some(u32::from_le_bytes(btf.get(o..o + 4)?.try_into().ok()?));
+        if btf.get(..2)? != [0x9f, 0xeb] {
+            return None;
+        }
+        Some(Self {
+            hdr_len: u32_at(4)?,
+            str_off: u32_at(16)?,
+            str_len: u32_at(20)?,
+        })
+    }
+
+    fn str_start(&self) -> usize {
+        (self.hdr_len + self.str_off) as usize
+    }
+}
+
+/// Renames `sections` to `xdp` in a copy of the object, and points the
+/// BTF.ext func/line info of those sections at an `xdp` string, so that aya
+/// loads them as XDP with their line info.
+///
+/// The names are overwritten in place (`stats\0` becomes `xdp\0s\0`), so no
+/// offset in the file moves. A string table may share one string's tail
+/// with another name (`.relstats` ends in `stats`); renaming the relocation
+/// section along with its section is right, but any other name that would
+/// change is a reason to refuse.
+fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, String> {
+    use object::read::elf::{ElfFile64, FileHeader as _, SectionHeader as _, Sym as _};
+
+    let elf = ElfFile64::<object::Endianness>::parse(bytes).map_err(|e| e.to_string())?;
+    let endian = elf.endian();
+    let table = elf.elf_section_table();
+    let shstrndx = elf.elf_header().e_shstrndx(endian) as usize;
+    let shstr = table
+        .section(object::SectionIndex(shstrndx))
+        .map_err(|e| e.to_string())?;
+    let shstr_off = shstr.sh_offset(endian) as usize;
+    let name_at = |off: u32| -> &[u8] {
+        let tail = &bytes[shstr_off + off as usize..];
+        &tail[..tail.iter().position(|&b| b == 0).unwrap_or(tail.len())]
+    };
+    let mut out = bytes.to_vec();
+    // (start, end) of every name in the section-name table that is in use,
+    // with whether it may change along with a renamed section.
+    let mut names: Vec<(usize, usize, u32, usize)> = Vec::new();
+    for (index, header) in table.iter().enumerate() {
+        let off = header.sh_name(endian);
+        names.push((off as usize, off as usize + name_at(off).len(), header.sh_type(endian), index));
+    }
+    let symbols = elf.elf_symbol_table();
+    let symbols_share_table = symbols.string_section().0 == shstrndx;
+    let mut renamed = Vec::new();
+    for (index, header) in table.iter().enumerate() {
+        let off = header.sh_name(endian) as usize;
+        let name = String::from_utf8_lossy(name_at(off as u32)).into_owned();
+        if !sections.contains(&name) {
+            continue;
+        }
+        if name.len() < 3 {
+            return Err(format!(
+                "section '{name}' is too short a name to load as XDP; name it xdp (SEC(\"xdp\"))"
+            ));
+        }
+        let end = off + name.len();
+        // Names ending where this one ends would change too.
+        for &(start, stop, sh_type, other) in &names {
+            let is_its_rel = (sh_type == object::elf::SHT_REL || sh_type == object::elf::SHT_RELA)
+                && table.section(object::SectionIndex(other)).is_ok_and(|h| h.sh_info(endian) as usize == index);
+            if other != index && stop == end && start < end && !is_its_rel {
+                return Err(format!("section '{name}' shares its name's bytes with another section"));
+            }
+        }
+        if symbols_share_table {
+            for sym in symbols.symbols() {
+                let start = sym.st_name(endian) as usize;
+                let stop = start + name_at(start as u32).len();
+                let is_section_symbol = sym.st_type() == object::elf::STT_SECTION;
+                if stop == end && start < end && start != 0 && !is_section_symbol {
+                    return Err(format!("section '{name}' shares its name's bytes with a symbol"));
+                }
+            }
+        }
+        let at = shstr_off + off;
+        out[at..at + 3].copy_from_slice(b"xdp");
+        out[at + 3] = 0;
+        renamed.push(name);
+    }
+    // The BTF.ext records name their section through the .BTF strings.
+    let file = object::File::parse(bytes).map_err(|e| e.to_string())?;
+    let (Some(btf), Some(ext)) = (file.section_by_name(".BTF"), file.section_by_name(".BTF.ext")) else {
+        return Ok(out);
+    };
+    let (Some((btf_off, _)), Some((ext_off, ext_len))) = (btf.file_range(), ext.file_range()) else {
+        return Ok(out);
+    };
+    let btf_data = btf.data().map_err(|e| e.to_string())?;
+    let header = BtfHeader::parse(btf_data).ok_or("malformed .BTF header")?;
+    let strings_at = btf_off as usize + header.str_start();
+    let mut targets = BTreeMap::new();
+    for name in &renamed {
+        let strings = &out[strings_at..strings_at + header.str_len as usize];
+        let mut pos = 0;
+        while let Some(found) = find(&strings[pos..], name.as_bytes()) {
+            let at = pos + found;
+            if (at == 0 || strings[at - 1] == 0) && strings.get(at + name.len()) == Some(&0) {
+                targets.insert(at as u32, name.clone());
+            }
+            pos = at + 1;
+        }
+    }
+    for &at in targets.keys() {
+        let abs = strings_at + at as usize;
+        out[abs..abs + 3].copy_from_slice(b"xdp");
+        out[abs + 3] = 0;
+    }
+    let ext_range = ext_off as usize..(ext_off + ext_len) as usize;
+    check_btf_ext(&out[ext_range], &targets)?;
+    Ok(out)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Checks that the BTF.ext records are readable (their section names now
+/// read `xdp` through the rewritten strings).
+fn check_btf_ext(ext: &[u8], _renamed: &BTreeMap<u32, String>) -> Result<(), String> {
+    let u32_at = |o: usize| -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            ext.get(o..o + 4).ok_or(".BTF.ext is truncated")?.try_into().expect("4 bytes"),
+        ))
+    };
+    if ext.get(..2) != Some(&[0x9f, 0xeb]) {
+        return Err("malformed .BTF.ext header".to_owned());
+    }
+    let hdr_len = u32_at(4)? as usize;
+    for table in [8usize, 16] {
+        let off = hdr_len + u32_at(table)? as usize;
+        let len = u32_at(table + 4)? as usize;
+        if len == 0 {
+            continue;
+        }
+        let rec_size = u32_at(off)? as usize;
+        let mut pos = off + 4;
+        while pos < off + len {
+            let num_info = u32_at(pos + 4)? as usize;
+            pos += 8 + num_info * rec_size;
+        }
+    }
+    Ok(())
+}
+
+/// Finds source files named by line info: as recorded, next to the object,
+/// or under `--src` directories, trying ever shorter tails of the recorded
+/// path (so `/xdpstat/xdpstat-ebpf/src/main.rs` is found as
+/// `DIR/src/main.rs`).
+#[derive(Debug, Default)]
+pub struct SourceFiles {
+    dirs: Vec<PathBuf>,
+    cache: std::collections::HashMap<String, Option<Vec<String>>>,
+}
+
+impl SourceFiles {
+    /// Searches `dirs` in order (put the object's directory first), then
+    /// the cargo home, where crates' sources live (xdpstat's own objects
+    /// record them as `/cargo/registry/…`).
+    pub fn new(mut dirs: Vec<PathBuf>) -> Self {
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+        dirs.extend(cargo_home);
+        Self {
+            dirs,
+            cache: Default::default(),
+        }
+    }
+
+    fn find(&self, recorded: &str) -> Option<PathBuf> {
+        let recorded_path = Path::new(recorded);
+        if recorded_path.is_absolute() && recorded_path.is_file() {
+            return Some(recorded_path.to_owned());
+        }
+        let parts: Vec<&str> = recorded.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        for dir in &self.dirs {
+            for start in 0..parts.len() {
+                let candidate = parts[start..].iter().fold(dir.clone(), |p, part| p.join(part));
+                if candidate.is_file() {
+                    return Some(candidate);
+                }
+            }
+        }
+        None
+    }
+
+    /// The text of `line` in `file`, if the file can be found.
+    pub fn line(&mut self, file: &str, line: u32) -> Option<String> {
+        if line == 0 {
+            return None;
+        }
+        if !self.cache.contains_key(file) {
+            let lines = self
+                .find(file)
+                .and_then(|p| fs::read_to_string(p).ok())
+                .map(|text| text.lines().map(str::to_owned).collect());
+            self.cache.insert(file.to_owned(), lines);
+        }
+        self.cache
+            .get(file)
+            .and_then(|lines| lines.as_ref())
+            .and_then(|lines| lines.get(line as usize - 1))
+            .map(|l| l.trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xdp_section_names() {
+        for name in ["xdp", "xdp.frags", "xdp/devmap", "xdp/cpumap"] {
+            assert!(section_is_xdp_by_name(name), "{name}");
+        }
+        for name in ["stats", "xdp_stats1", "prog", "xdp/foo"] {
+            assert!(!section_is_xdp_by_name(name), "{name}");
+        }
+        for name in ["kprobe/sys_open", "tc", "classifier", "cgroup/skb", "tracepoint/x/y", "socket"] {
+            assert!(section_is_other_type(name), "{name}");
+        }
+        assert!(!section_is_other_type("stats"));
+    }
+
+    #[test]
+    fn garbage_is_not_an_object() {
+        let path = Path::new("x.o");
+        for bytes in [Vec::new(), b"hello world".to_vec(), b"\x7fELF".to_vec(), b"\x7fELF\x02\x01\x01".to_vec()] {
+            let err = BpfObject::from_bytes(path, bytes).unwrap_err();
+            assert!(matches!(err, ObjectError::NotElf { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_embedded_object_is_refused_at_every_cut() {
+        let whole = crate::layout::Layout::Percpu.object();
+        assert!(BpfObject::from_bytes(Path::new("percpu.o"), whole.to_vec()).is_ok());
+        for cut in [16, 64, 200, whole.len() / 2, whole.len() - 1] {
+            let err = BpfObject::from_bytes(Path::new("percpu.o"), whole[..cut].to_vec());
+            assert!(err.is_err(), "cut at {cut} accepted");
+        }
+    }
+
+    #[test]
+    fn line_table_lookup() {
+        let e = |insn, line| LineEntry {
+            insn,
+            file: "a.c".into(),
+            line,
+            column: 0,
+            text: String::new(),
+        };
+        let t = LineTable::new(vec![e(3, 30), e(0, 10), e(8, 80)]);
+        assert_eq!(t.at(0).unwrap().line, 10);
+        assert_eq!(t.at(2).unwrap().line, 10);
+        assert_eq!(t.at(3).unwrap().line, 30);
+        assert_eq!(t.at(100).unwrap().line, 80);
+        assert_eq!(t.starting_at(8).unwrap().line, 80);
+        assert!(t.starting_at(7).is_none());
+    }
+}

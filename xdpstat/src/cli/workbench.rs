@@ -1,0 +1,320 @@
+//! `load`, `check`, `explain` and `objdump`: the verifier workbench's
+//! commands.
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::{
+    attach::{AttachOptions, Mode, Staging, Target},
+    bpfobj::{BpfObject, SourceFiles},
+    privileges::{self, Capability},
+    report,
+    workbench::{self, ProgramReport, SourceMap},
+};
+
+/// Bad input that is not about an object or an interface.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+/// `xdpstat load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The BPF object file (.o).
+    pub obj: PathBuf,
+    /// The interface to attach to.
+    #[arg(long)]
+    pub dev: String,
+    /// The section (or program name) to load; needed when the object has
+    /// several XDP programs.
+    #[arg(long)]
+    pub sec: Option<String>,
+    /// Where the program runs.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// Replace a program already attached to the interface, atomically.
+    #[arg(long)]
+    pub force: bool,
+    /// Directories to search for source files.
+    #[arg(long = "src", value_name = "DIR")]
+    pub src: Vec<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `xdpstat check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The BPF object file (.o).
+    pub obj: PathBuf,
+    /// Only this section (or program name).
+    #[arg(long)]
+    pub sec: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 on warnings too.
+    #[arg(long)]
+    pub strict: bool,
+    /// Also print the verifier log of rejected programs, with source lines.
+    #[arg(long)]
+    pub log: bool,
+    /// Directories to search for source files.
+    #[arg(long = "src", value_name = "DIR")]
+    pub src: Vec<PathBuf>,
+}
+
+/// `xdpstat explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The saved verifier log (`-` reads standard input).
+    #[arg(long = "log", value_name = "FILE")]
+    pub log: PathBuf,
+    /// The object the log is from, for source lines and warnings.
+    #[arg(long)]
+    pub obj: Option<PathBuf>,
+    /// The section (or program name) in the object the log is about.
+    #[arg(long)]
+    pub sec: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Directories to search for source files.
+    #[arg(long = "src", value_name = "DIR")]
+    pub src: Vec<PathBuf>,
+}
+
+/// `xdpstat objdump`.
+#[derive(Debug, Args)]
+pub struct ObjdumpArgs {
+    /// The BPF object file (.o).
+    pub obj: PathBuf,
+    /// Only this section (or program name).
+    #[arg(long)]
+    pub sec: Option<String>,
+    /// Directories to search for source files.
+    #[arg(long = "src", value_name = "DIR")]
+    pub src: Vec<PathBuf>,
+}
+
+/// `{"programs": [...]}`.
+#[derive(Serialize)]
+struct ProgramsJson<'a> {
+    programs: &'a [ProgramReport],
+}
+
+fn src_dirs(obj: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = obj.parent().map(Path::to_owned).into_iter().collect();
+    dirs.extend(extra.iter().cloned());
+    dirs
+}
+
+/// The full rejection report: header, annotated log, diagnosis, warnings.
+fn write_rejection(out: &mut dyn Write, r: &ProgramReport, obj: &BpfObject, src: &[PathBuf]) -> io::Result<()> {
+    report::write_header(out, r)?;
+    writeln!(out)?;
+    writeln!(out, "Verifier analysis:")?;
+    writeln!(out)?;
+    let linked = obj
+        .programs()
+        .iter()
+        .find(|p| p.name == r.name)
+        .and_then(|p| obj.linked(p).ok());
+    let mut sources = SourceMap::new(linked.as_ref().map(|l| &l.lines), None, src_dirs(obj.path(), src));
+    let log = r.log.as_deref().unwrap_or_default();
+    report::write_annotated_log(out, log.lines().map(str::to_owned), &mut sources)?;
+    writeln!(out)?;
+    if r.log_level == Some(2) {
+        writeln!(out, "(log level 2: level 1 lacked the state to find the origin)")?;
+    }
+    report::write_summary(out, r)
+}
+
+pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
+    // The same checks as attach, before anything is loaded.
+    crate::attach::resolve(&args.dev)?;
+    let obj = BpfObject::open(&args.obj)?;
+    let program = obj.single(args.sec.as_deref())?.clone();
+    privileges::require("xdpstat load", &[Capability::Bpf, Capability::NetAdmin])?;
+    let (r, ebpf) = workbench::check(&obj, &program, &args.src)?;
+    let mut out = io::stdout().lock();
+    let Some(mut ebpf) = ebpf else {
+        if args.json {
+            serde_json::to_writer(&mut out, &ProgramsJson { programs: &[r] })?;
+            writeln!(out)?;
+        } else {
+            write_rejection(&mut out, &r, &obj, &args.src)?;
+        }
+        return Ok(1);
+    };
+    let opts = AttachOptions {
+        mode: args.mode,
+        layout: Default::default(),
+        force: args.force,
+    };
+    let target = Target::prepare(&args.dev, &opts, "xdpstat load")?;
+    let mut staging = Staging::new(&target.dir);
+    let mut staged = Vec::new();
+    for (name, map) in ebpf.maps() {
+        let pin = pin_name(name);
+        let path = staging.stage(&pin);
+        map.pin(&path).with_context(|| format!("pinning map {name}"))?;
+        staged.push((path, target.dir.path().join(pin)));
+    }
+    let xdp: &mut aya::programs::Xdp = ebpf
+        .program_mut(&program.name)
+        .context("the loaded object lost its program")?
+        .try_into()?;
+    target.install(xdp, args.mode, &mut staging)?;
+    for (from, to) in &staged {
+        staging.commit(from, to)?;
+    }
+    drop(staging);
+    let a = target.attached()?;
+    if args.json {
+        #[derive(Serialize)]
+        struct Loaded<'a> {
+            attachment: &'a crate::attach::Attachment,
+            programs: &'a [ProgramReport],
+        }
+        serde_json::to_writer(
+            &mut out,
+            &Loaded {
+                attachment: &a,
+                programs: std::slice::from_ref(&r),
+            },
+        )?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "{}: attached {} from {} section '{}' (prog id {}, {} mode); {}",
+            a.interface,
+            program.name,
+            obj.path().display(),
+            program.section,
+            a.prog_id,
+            a.mode.name(),
+            report::stats_line(&r)
+        )?;
+        writeln!(out, "pinned under {}; `xdpstat detach {}` removes it", a.pin_dir.display(), a.interface)?;
+        for w in &r.warnings {
+            report::write_warning(&mut out, w)?;
+        }
+    }
+    Ok(0)
+}
+
+/// A bpffs-safe pin name for a map (bpffs refuses dots).
+fn pin_name(map: &str) -> String {
+    let name: String = map
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    match name.as_str() {
+        "link" | "prog" | "" => format!("map_{name}"),
+        _ => name,
+    }
+}
+
+pub(super) fn check_cmd(args: &CheckArgs) -> Result<u8> {
+    let obj = BpfObject::open(&args.obj)?;
+    let programs: Vec<_> = obj.select(args.sec.as_deref())?.into_iter().cloned().collect();
+    privileges::require("xdpstat check", &[Capability::Bpf])?;
+    let mut reports = Vec::new();
+    for program in &programs {
+        // Each program is loaded alone and unloaded when `ebpf` drops.
+        let (r, ebpf) = workbench::check(&obj, program, &args.src)?;
+        drop(ebpf);
+        reports.push(r);
+    }
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &ProgramsJson { programs: &reports })?;
+        writeln!(out)?;
+    } else {
+        for r in &reports {
+            if r.accepted == Some(false) && args.log {
+                write_rejection(&mut out, r, &obj, &args.src)?;
+            } else {
+                report::write_summary(&mut out, r)?;
+            }
+        }
+    }
+    let rejected = reports.iter().any(|r| r.accepted != Some(true));
+    let warned = reports.iter().any(|r| !r.warnings.is_empty());
+    Ok(u8::from(rejected || (args.strict && warned)))
+}
+
+pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
+    let obj = args.obj.as_deref().map(BpfObject::open).transpose()?;
+    let program = match &obj {
+        Some(o) => Some(o.single(args.sec.as_deref())?.clone()),
+        None => None,
+    };
+    let open = || -> Result<Box<dyn BufRead>> {
+        if args.log.as_os_str() == "-" {
+            Ok(Box::new(BufReader::new(io::stdin())))
+        } else {
+            let file = File::open(&args.log).map_err(|e| UsageError(format!("cannot read the log {}: {e}", args.log.display())))?;
+            Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+        }
+    };
+    let pair = obj.as_ref().zip(program.as_ref());
+    let r = workbench::explain(open()?, pair, &args.src)?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &ProgramsJson { programs: std::slice::from_ref(&r) })?;
+        writeln!(out)?;
+    } else {
+        if r.accepted == Some(false) {
+            report::write_header(&mut out, &r)?;
+            writeln!(out)?;
+        }
+        // The log again, annotated: from the file a second time (it can be
+        // hundreds of MB), or from what stdin gave.
+        if args.log.as_os_str() != "-" {
+            writeln!(out, "Verifier analysis:")?;
+            writeln!(out)?;
+            let linked = pair.and_then(|(o, p)| o.linked(p).ok());
+            let dirs = match &obj {
+                Some(o) => src_dirs(o.path(), &args.src),
+                None => args.src.clone(),
+            };
+            let parsed_annotations = crate::verifier::log::parse_reader(open()?)?;
+            let mut sources = SourceMap::new(linked.as_ref().map(|l| &l.lines), Some(&parsed_annotations), dirs);
+            let lines = open()?.lines().map_while(Result::ok);
+            report::write_annotated_log(&mut out, lines, &mut sources)?;
+            writeln!(out)?;
+        }
+        report::write_summary(&mut out, &r)?;
+    }
+    Ok(match r.accepted {
+        Some(true) => 0,
+        _ => 1,
+    })
+}
+
+pub(super) fn objdump_cmd(args: &ObjdumpArgs) -> Result<()> {
+    let obj = BpfObject::open(&args.obj)?;
+    let programs = obj.select(args.sec.as_deref())?;
+    let mut files = SourceFiles::new(src_dirs(obj.path(), &args.src));
+    let mut out = io::stdout().lock();
+    for (n, program) in programs.into_iter().enumerate() {
+        if n > 0 {
+            writeln!(out)?;
+        }
+        let linked = obj.linked(program)?;
+        report::write_objdump(&mut out, &linked, &mut files)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,484 @@
+//! The verifier workbench: loading any object's XDP programs into the
+//! kernel with the verifier's log, and turning a log (from the kernel or a
+//! file) into a report: the statistics, the error with its source line, the
+//! diagnosis, and the portability warnings of the static NULL-check pass.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, BufRead},
+    path::PathBuf,
+};
+
+use aya::{
+    Ebpf, EbpfLoader, VerifierLogLevel,
+    programs::{ProgramError, Xdp},
+};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::{
+    bpfobj::{BpfObject, LineTable, LinkedProgram, SourceFiles, XdpProgram},
+    insn::Insn,
+    verifier::{
+        diagnose::{self, Diagnosis, ErrorSite, Kind, SourceRef, Sources},
+        log::{self, Annotation, ParsedLog, Stats},
+        nullcheck,
+    },
+};
+
+/// `BPF_PROG_TYPE_XDP`.
+pub const PROG_TYPE_XDP: u32 = 6;
+/// The instruction limit iproute2 reports against (`BPF_MAXINSNS`).
+pub const MAXINSNS: usize = 4096;
+
+/// Loading failed before the verifier could say anything.
+#[derive(Debug, Error)]
+pub enum WorkbenchError {
+    /// aya could not prepare the object (maps, BTF, relocations).
+    #[error("preparing {path} for the kernel failed: {reason}")]
+    Prepare {
+        /// The object.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The kernel's answer to one program.
+pub enum Verdict {
+    /// Accepted: the program stays loaded in `ebpf` until it is dropped.
+    Accepted {
+        /// The loaded object.
+        ebpf: Ebpf,
+        /// The kernel's count of instructions it verified (`verified_insns`).
+        insns_processed: Option<u32>,
+    },
+    /// Rejected, with the errno and the verifier's log.
+    Rejected {
+        /// What `BPF_PROG_LOAD` returned.
+        errno: io::Error,
+        /// The log.
+        log: String,
+    },
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// Loads one XDP program of `obj` with the given log level.
+///
+/// # Errors
+///
+/// [`WorkbenchError`] when aya fails before the verifier runs.
+pub fn load(obj: &BpfObject, program: &XdpProgram, level: VerifierLogLevel) -> Result<Verdict, WorkbenchError> {
+    let prepare = |reason: String| WorkbenchError::Prepare {
+        path: obj.path().display().to_string(),
+        reason,
+    };
+    let mut ebpf = EbpfLoader::new()
+        .verifier_log_level(level)
+        .load(obj.bytes_for_aya())
+        .map_err(|e| prepare(error_chain(&e)))?;
+    let xdp: &mut Xdp = ebpf
+        .program_mut(&program.name)
+        .ok_or_else(|| prepare(format!("aya found no program '{}'", program.name)))?
+        .try_into()
+        .map_err(|e: ProgramError| prepare(error_chain(&e)))?;
+    match xdp.load() {
+        Ok(()) => {
+            let insns_processed = xdp.info().ok().and_then(|i| i.verified_instruction_count());
+            Ok(Verdict::Accepted { ebpf, insns_processed })
+        }
+        Err(ProgramError::LoadError { io_error, verifier_log }) => Ok(Verdict::Rejected {
+            errno: io_error,
+            log: verifier_log.to_string(),
+        }),
+        Err(e) => Err(prepare(error_chain(&e))),
+    }
+}
+
+/// A warning: something the kernel accepted here that older kernels reject.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Its kind (`null-check`).
+    pub kind: Kind,
+    /// Where.
+    pub insn: u32,
+    /// The instruction there.
+    pub text: String,
+    /// Its source line.
+    pub source: Option<SourceRef>,
+    /// What could go wrong.
+    pub summary: String,
+    /// Where the value was born.
+    pub origin: Option<WarningOrigin>,
+    /// How to fix it.
+    pub fix: String,
+}
+
+/// The origin of a warning's value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WarningOrigin {
+    /// Verifier index.
+    pub insn: u32,
+    /// The instruction there.
+    pub text: String,
+    /// Its source line.
+    pub source: Option<SourceRef>,
+}
+
+/// Everything known about one program's verification.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramReport {
+    /// The ELF section.
+    pub section: String,
+    /// The program (function) name.
+    pub name: String,
+    /// The verdict; `null` when a log is truncated before it.
+    pub accepted: Option<bool>,
+    /// Whether the log ends early.
+    pub truncated: bool,
+    /// The errno of a rejection, e.g. `Permission denied (13)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+    /// Program type (6 for XDP).
+    pub prog_type: u32,
+    /// Instruction slots in the program.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insn_count: Option<usize>,
+    /// The license.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Verifier statistics.
+    pub stats: StatsReport,
+    /// The verifier log level the report comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<u32>,
+    /// The failing instruction.
+    pub error: Option<ErrorSite>,
+    /// What went wrong.
+    pub diagnosis: Option<Diagnosis>,
+    /// Portability warnings.
+    pub warnings: Vec<Warning>,
+    /// The verifier log (not in JSON: it can be huge).
+    #[serde(skip)]
+    pub log: Option<String>,
+}
+
+/// Verifier statistics, for JSON.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StatsReport {
+    /// Instructions the verifier processed.
+    pub insns_processed: Option<u64>,
+    /// Its limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insn_limit: Option<u64>,
+    /// States in total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_states: Option<u64>,
+    /// Peak states.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_states: Option<u64>,
+    /// Most states for one instruction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_states_per_insn: Option<u64>,
+    /// Verification time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_time_usec: Option<u64>,
+    /// Stack depth per subprogram.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stack_depth: Vec<u64>,
+}
+
+impl From<&Stats> for StatsReport {
+    fn from(s: &Stats) -> Self {
+        Self {
+            insns_processed: Some(s.insns_processed),
+            insn_limit: s.insn_limit,
+            total_states: s.total_states,
+            peak_states: s.peak_states,
+            max_states_per_insn: s.max_states_per_insn,
+            verification_time_usec: s.verification_time_usec,
+            stack_depth: s.stack_depth.clone(),
+        }
+    }
+}
+
+/// Source lines for instruction indexes: from the object's line info when
+/// there is an object, else from the kernel's own annotations in the log.
+pub struct SourceMap<'a> {
+    lines: Option<&'a LineTable>,
+    annotations: BTreeMap<u32, Annotation>,
+    files: SourceFiles,
+}
+
+impl<'a> SourceMap<'a> {
+    /// Builds the map; `src_dirs` are searched for source files.
+    pub fn new(lines: Option<&'a LineTable>, log: Option<&ParsedLog>, src_dirs: Vec<PathBuf>) -> Self {
+        let annotations = log
+            .map(|l| l.annotations.iter().map(|(i, a)| (*i, a.clone())).collect())
+            .unwrap_or_default();
+        Self {
+            lines: lines.filter(|l| !l.is_empty()),
+            annotations,
+            files: SourceFiles::new(src_dirs),
+        }
+    }
+}
+
+impl Sources for SourceMap<'_> {
+    fn source(&mut self, insn: u32) -> Option<SourceRef> {
+        if let Some(lines) = self.lines {
+            // Line 0 marks code the compiler made up; it has no source.
+            let entry = lines.at(insn as usize).filter(|e| e.line != 0)?;
+            let text = self
+                .files
+                .line(&entry.file, entry.line)
+                .or_else(|| (!entry.text.is_empty()).then(|| entry.text.clone()));
+            return Some(SourceRef {
+                file: entry.file.clone(),
+                line: entry.line,
+                text,
+            });
+        }
+        let (_, a) = self.annotations.range(..=insn).next_back()?;
+        let file = a.file.clone()?;
+        let line = a.line.filter(|&l| l != 0)?;
+        let text = self
+            .files
+            .line(&file, line)
+            .or_else(|| (!a.text.is_empty()).then(|| a.text.clone()));
+        Some(SourceRef { file, line, text })
+    }
+}
+
+/// The kernel-syntax text of every instruction of a linked program.
+pub fn insn_texts(program: &LinkedProgram) -> Vec<(u32, String)> {
+    program
+        .insns
+        .iter()
+        .map(|(i, insn)| (*i as u32, insn.display(*i, program).to_string()))
+        .collect()
+}
+
+/// The portability warnings of a program: possibly-NULL pointers used
+/// without a test, found without the kernel.
+pub fn warnings(program: &LinkedProgram, sources: &mut dyn Sources) -> Vec<Warning> {
+    let texts = insn_texts(program);
+    let text_at = |i: u32| texts.iter().find(|(j, _)| *j == i).map(|(_, t)| t.clone()).unwrap_or_default();
+    nullcheck::find_unchecked(&texts)
+        .into_iter()
+        .map(|u| {
+            let source = sources.source(u.insn);
+            let origin_source = sources.source(u.origin);
+            let origin_at = origin_source
+                .as_ref()
+                .map_or_else(|| format!("insn {}", u.origin), ToString::to_string);
+            let var = origin_source
+                .as_ref()
+                .and_then(|s| s.text.as_deref())
+                .and_then(|t| t.split(" = ").next().filter(|l| l.len() < t.len()))
+                .and_then(|l| l.rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).find(|w| !w.is_empty() && *w != "mut"))
+                .unwrap_or("ptr")
+                .to_owned();
+            let rust = origin_source.as_ref().is_some_and(|s| s.file.ends_with(".rs"));
+            let here = source.as_ref().map_or_else(|| format!("insn {}", u.insn), ToString::to_string);
+            Warning {
+                kind: Kind::NullCheck,
+                insn: u.insn,
+                summary: format!(
+                    "R{} may be NULL at {here}: it holds the result of {} ({origin_at}) and is used without a NULL test; this kernel proves it non-NULL (a constant key into an array), but older kernels reject the program",
+                    u.reg, u.helper
+                ),
+                fix: if rust {
+                    format!("test the result after the lookup at {origin_at}: `let Some({var}) = … else {{ return xdp_action::XDP_ABORTED }};`")
+                } else {
+                    format!("add `if (!{var}) return XDP_ABORTED;` after the lookup at {origin_at}")
+                },
+                text: text_at(u.insn),
+                source,
+                origin: Some(WarningOrigin {
+                    insn: u.origin,
+                    text: text_at(u.origin),
+                    source: origin_source,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// How a report is put together.
+pub struct ReportInput<'a> {
+    /// The section the program is in.
+    pub section: String,
+    /// The program's name.
+    pub name: String,
+    /// The parsed log, when there is one.
+    pub log: Option<&'a ParsedLog>,
+    /// The program from its object, when there is one.
+    pub program: Option<&'a LinkedProgram>,
+    /// Source directories.
+    pub src_dirs: Vec<PathBuf>,
+}
+
+/// Builds a report from a parsed log and, if given, the program's object.
+pub fn report(input: ReportInput<'_>) -> ProgramReport {
+    let ReportInput {
+        section,
+        name,
+        log,
+        program,
+        src_dirs,
+    } = input;
+    let mut sources = SourceMap::new(program.map(|p| &p.lines), log, src_dirs);
+    let diagnosis = log.and_then(|l| {
+        diagnose::diagnose(diagnose::Input {
+            log: l,
+            sources: &mut sources,
+        })
+    });
+    let mut warnings = program.map(|p| warnings(p, &mut sources)).unwrap_or_default();
+    if let Some((site, d)) = &diagnosis {
+        // The rejection itself is not also a warning.
+        warnings.retain(|w| {
+            !(d.kind == w.kind && (Some(w.insn) == site.insn || d.origin.as_ref().map(|o| o.insn) == w.origin.as_ref().map(|o| o.insn)))
+        });
+    }
+    let (error, diagnosis) = match diagnosis {
+        Some((site, d)) => (Some(site), Some(d)),
+        None => (None, None),
+    };
+    ProgramReport {
+        section,
+        name,
+        accepted: log.and_then(ParsedLog::accepted),
+        truncated: log.is_some_and(|l| l.truncated),
+        errno: None,
+        prog_type: PROG_TYPE_XDP,
+        insn_count: program.map(LinkedProgram::slot_count),
+        license: program.map(|p| p.license.clone()),
+        stats: log.and_then(|l| l.stats.as_ref()).map(StatsReport::from).unwrap_or_default(),
+        log_level: None,
+        error,
+        diagnosis,
+        warnings,
+        log: None,
+    }
+}
+
+/// Loads `program` and reports on it. A rejection whose diagnosis lacks the
+/// state to find the origin is loaded again at log level 2.
+///
+/// # Errors
+///
+/// [`WorkbenchError`] when aya fails before the verifier runs.
+pub fn check(obj: &BpfObject, program: &XdpProgram, src_dirs: &[PathBuf]) -> Result<(ProgramReport, Option<Ebpf>), WorkbenchError> {
+    let linked = obj.linked(program).ok();
+    let mut src = src_dirs.to_vec();
+    if let Some(dir) = obj.path().parent() {
+        src.insert(0, dir.to_owned());
+    }
+    let base = |log: Option<&ParsedLog>| {
+        report(ReportInput {
+            section: program.section.clone(),
+            name: program.name.clone(),
+            log,
+            program: linked.as_ref(),
+            src_dirs: src.clone(),
+        })
+    };
+    match load(obj, program, VerifierLogLevel::DEBUG | VerifierLogLevel::STATS)? {
+        Verdict::Accepted { ebpf, insns_processed } => {
+            let mut r = base(None);
+            r.accepted = Some(true);
+            r.stats.insns_processed = insns_processed.map(u64::from);
+            Ok((r, Some(ebpf)))
+        }
+        Verdict::Rejected { errno, log: text } => {
+            let parsed = log::parse_str(&text);
+            let mut r = base(Some(&parsed));
+            let mut level = 1;
+            let mut kept = text;
+            let needs_more = r.diagnosis.as_ref().is_some_and(|d| d.origin.is_none() && d.evidence.contains("lacks"));
+            if needs_more {
+                if let Ok(Verdict::Rejected { log: verbose, .. }) =
+                    load(obj, program, VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS)
+                {
+                    let parsed2 = log::parse_str(&verbose);
+                    let r2 = base(Some(&parsed2));
+                    if r2.diagnosis.as_ref().is_some_and(|d| d.origin.is_some()) {
+                        r = r2;
+                        level = 2;
+                        kept = verbose;
+                    }
+                }
+            }
+            r.accepted = Some(false);
+            r.errno = Some(errno_text(&errno));
+            r.log_level = Some(level);
+            r.log = Some(kept);
+            Ok((r, None))
+        }
+    }
+}
+
+/// `Permission denied (13)`, as iproute2 prints it.
+pub fn errno_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+    match e.raw_os_error() {
+        Some(n) => format!("{text} ({n})"),
+        None => text,
+    }
+}
+
+/// Reads a saved log (streaming) and reports on it, with the program from
+/// `obj` when given.
+///
+/// # Errors
+///
+/// Read errors.
+pub fn explain(reader: impl BufRead, obj: Option<(&BpfObject, &XdpProgram)>, src_dirs: &[PathBuf]) -> io::Result<ProgramReport> {
+    let parsed = log::parse_reader(reader)?;
+    let linked = obj.and_then(|(o, p)| o.linked(p).ok());
+    let mut src = src_dirs.to_vec();
+    if let Some(dir) = obj.and_then(|(o, _)| o.path().parent()) {
+        src.insert(0, dir.to_owned());
+    }
+    let (section, name) = match obj {
+        Some((_, p)) => (p.section.clone(), p.name.clone()),
+        None => (
+            parsed.header.as_ref().and_then(|h| h.section.clone()).unwrap_or_default(),
+            String::new(),
+        ),
+    };
+    let mut r = report(ReportInput {
+        section,
+        name,
+        log: Some(&parsed),
+        program: linked.as_ref(),
+        src_dirs: src,
+    });
+    if let Some(h) = &parsed.header {
+        r.errno = h.error.clone();
+        r.license = r.license.or_else(|| h.license.clone());
+        r.insn_count = r.insn_count.or(h.insns.map(|n| n as usize));
+    }
+    Ok(r)
+}
+
+/// The instruction text of a linked program at `index`, for reports.
+pub fn insn_text(program: &LinkedProgram, index: u32) -> Option<String> {
+    program.insn_at(index as usize).map(|i: &Insn| i.display(index as usize, program).to_string())
+}
