@@ -406,7 +406,11 @@ pub(crate) struct Target {
 impl Target {
     /// Checks privileges and the interface, mounts bpffs, and refuses an
     /// interface that already runs a program unless `opts.force`.
-    pub(crate) fn prepare(iface: &str, opts: &AttachOptions, what: &str) -> Result<Self, AttachError> {
+    pub(crate) fn prepare(
+        iface: &str,
+        opts: &AttachOptions,
+        what: &str,
+    ) -> Result<Self, AttachError> {
         privileges::require(what, &[Capability::Bpf, Capability::NetAdmin])?;
         let ifindex = resolve(iface)?;
         bpffs::ensure_mounted()?;
@@ -449,7 +453,12 @@ impl Target {
 
     /// Attaches a loaded program: a new pinned link, or with `--force` an
     /// atomic swap of what is there.
-    pub(crate) fn install(&self, program: &mut Xdp, mode: Mode, staging: &mut Staging<'_>) -> Result<Holder, AttachError> {
+    pub(crate) fn install(
+        &self,
+        program: &mut Xdp,
+        mode: Mode,
+        staging: &mut Staging<'_>,
+    ) -> Result<Holder, AttachError> {
         match self.existing {
             None => attach_new(&self.iface, self.ifindex, mode, program, &self.dir, staging),
             Some(existing) => {
@@ -457,7 +466,15 @@ impl Target {
                     .fd()
                     .map_err(|e| refused(&self.iface, existing.mode.name(), &e))?
                     .as_fd();
-                replace(&self.iface, self.ifindex, existing, prog_fd, &self.owned, &self.dir, staging)
+                replace(
+                    &self.iface,
+                    self.ifindex,
+                    existing,
+                    prog_fd,
+                    &self.owned,
+                    &self.dir,
+                    staging,
+                )
             }
         }
     }

@@ -144,12 +144,48 @@ fn section_is_xdp_by_name(name: &str) -> bool {
 /// Section name prefixes of other program types, which xdpstat leaves alone.
 fn section_is_other_type(name: &str) -> bool {
     const OTHER: &[&str] = &[
-        "kprobe", "kretprobe", "uprobe", "uretprobe", "tp_btf", "tracepoint", "tp", "raw_tp",
-        "raw_tracepoint", "socket", "sk_msg", "sk_skb", "sockops", "classifier", "tc", "tcx",
-        "cgroup", "cgroup_skb", "lirc_mode2", "perf_event", "fentry", "fexit", "freplace", "lsm",
-        "iter", "sk_lookup", "sk_reuseport", "flow_dissector", "struct_ops", "syscall", "netfilter",
-        "action", "uprobe.s", "fentry.s", "fexit.s", "lsm.s", "iter.s", "ksyscall", "kretsyscall",
-        "usdt", "kprobe.multi", "kretprobe.multi",
+        "kprobe",
+        "kretprobe",
+        "uprobe",
+        "uretprobe",
+        "tp_btf",
+        "tracepoint",
+        "tp",
+        "raw_tp",
+        "raw_tracepoint",
+        "socket",
+        "sk_msg",
+        "sk_skb",
+        "sockops",
+        "classifier",
+        "tc",
+        "tcx",
+        "cgroup",
+        "cgroup_skb",
+        "lirc_mode2",
+        "perf_event",
+        "fentry",
+        "fexit",
+        "freplace",
+        "lsm",
+        "iter",
+        "sk_lookup",
+        "sk_reuseport",
+        "flow_dissector",
+        "struct_ops",
+        "syscall",
+        "netfilter",
+        "action",
+        "uprobe.s",
+        "fentry.s",
+        "fexit.s",
+        "lsm.s",
+        "iter.s",
+        "ksyscall",
+        "kretsyscall",
+        "usdt",
+        "kprobe.multi",
+        "kretprobe.multi",
     ];
     let kind = name.split(['/', '.']).next().unwrap_or(name);
     OTHER.contains(&kind) || name.starts_with("cgroup/")
@@ -183,7 +219,8 @@ impl BpfObject {
         if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
             return Err(not_elf("no ELF magic at its start".to_owned()));
         }
-        let file = object::File::parse(&*bytes).map_err(|e| not_elf(format!("{e}; is it truncated?")))?;
+        let file =
+            object::File::parse(&*bytes).map_err(|e| not_elf(format!("{e}; is it truncated?")))?;
         let machine = elf_machine(&bytes);
         if machine != Some(EM_BPF) {
             return Err(ObjectError::NotBpf {
@@ -304,7 +341,8 @@ impl BpfObject {
                     .filter(|p| p.section == wanted || p.name == wanted)
                     .collect();
                 if found.is_empty() {
-                    let mut available: Vec<String> = self.programs.iter().map(|p| p.section.clone()).collect();
+                    let mut available: Vec<String> =
+                        self.programs.iter().map(|p| p.section.clone()).collect();
                     available.dedup();
                     return Err(ObjectError::NoSuchSection {
                         path: self.path.clone(),
@@ -329,7 +367,10 @@ impl BpfObject {
             [one] => Ok(one),
             many => Err(ObjectError::Ambiguous {
                 path: self.path.clone(),
-                choices: many.iter().map(|p| format!("{} ({})", p.section, p.name)).collect(),
+                choices: many
+                    .iter()
+                    .map(|p| format!("{} ({})", p.section, p.name))
+                    .collect(),
             }),
         }
     }
@@ -346,18 +387,27 @@ impl BpfObject {
             path: self.path.clone(),
             reason,
         };
-        let mut obj = aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
-        let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
+        let mut obj =
+            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
+        let text_sections: HashSet<usize> =
+            obj.functions.keys().map(|(section, _)| *section).collect();
         // Relocate map references with stand-in "fds" that index `map_names`,
         // so the disassembly can name them.
-        let maps: Vec<(String, aya_obj::Map)> = obj.maps.iter().map(|(n, m)| (n.clone(), m.clone())).collect();
+        let maps: Vec<(String, aya_obj::Map)> = obj
+            .maps
+            .iter()
+            .map(|(n, m)| (n.clone(), m.clone()))
+            .collect();
         let map_names: Vec<String> = maps.iter().map(|(n, _)| n.clone()).collect();
         obj.relocate_maps(
-            maps.iter().enumerate().map(|(i, (n, m))| (n.as_str(), i as i32, m)),
+            maps.iter()
+                .enumerate()
+                .map(|(i, (n, m))| (n.as_str(), i as i32, m)),
             &text_sections,
         )
         .map_err(|e| parse_error(e.to_string()))?;
-        obj.relocate_calls(&text_sections).map_err(|e| parse_error(e.to_string()))?;
+        obj.relocate_calls(&text_sections)
+            .map_err(|e| parse_error(e.to_string()))?;
         let prog = obj
             .programs
             .get(&program.name)
@@ -446,7 +496,10 @@ impl Resolver for LinkedProgram {
     fn ld_imm64(&self, _index: usize, insn: &Insn) -> Option<String> {
         // BPF_PSEUDO_MAP_FD / BPF_PSEUDO_MAP_VALUE with a stand-in fd.
         match insn.src {
-            1 => self.map_names.get(usize::try_from(insn.imm).ok()?).map(|n| format!("map[{n}]")),
+            1 => self
+                .map_names
+                .get(usize::try_from(insn.imm).ok()?)
+                .map(|n| format!("map[{n}]")),
             2 => self
                 .map_names
                 .get(usize::try_from(insn.imm).ok()?)
@@ -582,7 +635,12 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
     let mut names: Vec<(usize, usize, u32, usize)> = Vec::new();
     for (index, header) in table.iter().enumerate() {
         let off = header.sh_name(endian);
-        names.push((off as usize, off as usize + name_at(off).len(), header.sh_type(endian), index));
+        names.push((
+            off as usize,
+            off as usize + name_at(off).len(),
+            header.sh_type(endian),
+            index,
+        ));
     }
     let symbols = elf.elf_symbol_table();
     let symbols_share_table = symbols.string_section().0 == shstrndx;
@@ -602,9 +660,13 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
         // Names ending where this one ends would change too.
         for &(start, stop, sh_type, other) in &names {
             let is_its_rel = (sh_type == object::elf::SHT_REL || sh_type == object::elf::SHT_RELA)
-                && table.section(object::SectionIndex(other)).is_ok_and(|h| h.sh_info(endian) as usize == index);
+                && table
+                    .section(object::SectionIndex(other))
+                    .is_ok_and(|h| h.sh_info(endian) as usize == index);
             if other != index && stop == end && start < end && !is_its_rel {
-                return Err(format!("section '{name}' shares its name's bytes with another section"));
+                return Err(format!(
+                    "section '{name}' shares its name's bytes with another section"
+                ));
             }
         }
         if symbols_share_table {
@@ -613,7 +675,9 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
                 let stop = start + name_at(start as u32).len();
                 let is_section_symbol = sym.st_type() == object::elf::STT_SECTION;
                 if stop == end && start < end && start != 0 && !is_section_symbol {
-                    return Err(format!("section '{name}' shares its name's bytes with a symbol"));
+                    return Err(format!(
+                        "section '{name}' shares its name's bytes with a symbol"
+                    ));
                 }
             }
         }
@@ -624,10 +688,14 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
     }
     // The BTF.ext records name their section through the .BTF strings.
     let file = object::File::parse(bytes).map_err(|e| e.to_string())?;
-    let (Some(btf), Some(ext)) = (file.section_by_name(".BTF"), file.section_by_name(".BTF.ext")) else {
+    let (Some(btf), Some(ext)) = (
+        file.section_by_name(".BTF"),
+        file.section_by_name(".BTF.ext"),
+    ) else {
         return Ok(out);
     };
-    let (Some((btf_off, _)), Some((ext_off, ext_len))) = (btf.file_range(), ext.file_range()) else {
+    let (Some((btf_off, _)), Some((ext_off, ext_len))) = (btf.file_range(), ext.file_range())
+    else {
         return Ok(out);
     };
     let btf_data = btf.data().map_err(|e| e.to_string())?;
@@ -664,7 +732,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn check_btf_ext(ext: &[u8], _renamed: &BTreeMap<u32, String>) -> Result<(), String> {
     let u32_at = |o: usize| -> Result<u32, String> {
         Ok(u32::from_le_bytes(
-            ext.get(o..o + 4).ok_or(".BTF.ext is truncated")?.try_into().expect("4 bytes"),
+            ext.get(o..o + 4)
+                .ok_or(".BTF.ext is truncated")?
+                .try_into()
+                .expect("4 bytes"),
         ))
     };
     if ext.get(..2) != Some(&[0x9f, 0xeb]) {
@@ -717,10 +788,15 @@ impl SourceFiles {
         if recorded_path.is_absolute() && recorded_path.is_file() {
             return Some(recorded_path.to_owned());
         }
-        let parts: Vec<&str> = recorded.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        let parts: Vec<&str> = recorded
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
         for dir in &self.dirs {
             for start in 0..parts.len() {
-                let candidate = parts[start..].iter().fold(dir.clone(), |p, part| p.join(part));
+                let candidate = parts[start..]
+                    .iter()
+                    .fold(dir.clone(), |p, part| p.join(part));
                 if candidate.is_file() {
                     return Some(candidate);
                 }
@@ -761,7 +837,14 @@ mod tests {
         for name in ["stats", "xdp_stats1", "prog", "xdp/foo"] {
             assert!(!section_is_xdp_by_name(name), "{name}");
         }
-        for name in ["kprobe/sys_open", "tc", "classifier", "cgroup/skb", "tracepoint/x/y", "socket"] {
+        for name in [
+            "kprobe/sys_open",
+            "tc",
+            "classifier",
+            "cgroup/skb",
+            "tracepoint/x/y",
+            "socket",
+        ] {
             assert!(section_is_other_type(name), "{name}");
         }
         assert!(!section_is_other_type("stats"));
@@ -770,7 +853,12 @@ mod tests {
     #[test]
     fn garbage_is_not_an_object() {
         let path = Path::new("x.o");
-        for bytes in [Vec::new(), b"hello world".to_vec(), b"\x7fELF".to_vec(), b"\x7fELF\x02\x01\x01".to_vec()] {
+        for bytes in [
+            Vec::new(),
+            b"hello world".to_vec(),
+            b"\x7fELF".to_vec(),
+            b"\x7fELF\x02\x01\x01".to_vec(),
+        ] {
             let err = BpfObject::from_bytes(path, bytes).unwrap_err();
             assert!(matches!(err, ObjectError::NotElf { .. }), "{err}");
         }

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use crate::{
     bpfobj::{LinkedProgram, SourceFiles},
     verifier::diagnose::{Diagnosis, ErrorSite, SourceRef, Sources},
-    workbench::{MAXINSNS, ProgramReport, Warning},
+    workbench::{ProgramReport, Warning, MAXINSNS},
 };
 
 fn source_text(s: &SourceRef) -> String {
@@ -28,10 +28,18 @@ pub fn write_header(out: &mut dyn Write, r: &ProgramReport) -> io::Result<()> {
     writeln!(out, "Prog section '{}' rejected: {errno}!", r.section)?;
     writeln!(out, " - Type:         {}", r.prog_type)?;
     match r.insn_count {
-        Some(n) => writeln!(out, " - Instructions: {n} ({} over limit)", n.saturating_sub(MAXINSNS))?,
+        Some(n) => writeln!(
+            out,
+            " - Instructions: {n} ({} over limit)",
+            n.saturating_sub(MAXINSNS)
+        )?,
         None => writeln!(out, " - Instructions: unknown (no object given)")?,
     }
-    writeln!(out, " - License:      {}", r.license.as_deref().unwrap_or("unknown"))
+    writeln!(
+        out,
+        " - License:      {}",
+        r.license.as_deref().unwrap_or("unknown")
+    )
 }
 
 /// The verifier log with each instruction line followed, on the same line,
@@ -41,15 +49,21 @@ pub fn write_header(out: &mut dyn Write, r: &ProgramReport) -> io::Result<()> {
 /// # Errors
 ///
 /// Write errors.
-pub fn write_annotated_log(out: &mut dyn Write, lines: impl Iterator<Item = String>, sources: &mut dyn Sources) -> io::Result<()> {
+pub fn write_annotated_log(
+    out: &mut dyn Write,
+    lines: impl Iterator<Item = String>,
+    sources: &mut dyn Sources,
+) -> io::Result<()> {
     for line in lines {
         let line = line.trim_end_matches(['\n', '\r']);
         if line.starts_with("; ") && line.contains(" @ ") || line.starts_with("libbpf: ") {
             continue;
         }
-        let index = line
-            .split_once(": (")
-            .and_then(|(n, rest)| rest.get(2..4).filter(|p| p.starts_with(')')).and(n.parse::<u32>().ok()));
+        let index = line.split_once(": (").and_then(|(n, rest)| {
+            rest.get(2..4)
+                .filter(|p| p.starts_with(')'))
+                .and(n.parse::<u32>().ok())
+        });
         match index.and_then(|i| sources.source(i)) {
             Some(s) => writeln!(out, "{line:<48} // {}", source_text(&s))?,
             None => writeln!(out, "{line}")?,
@@ -58,7 +72,13 @@ pub fn write_annotated_log(out: &mut dyn Write, lines: impl Iterator<Item = Stri
     Ok(())
 }
 
-fn write_site(out: &mut dyn Write, label: &str, insn: Option<u32>, text: Option<&str>, source: Option<&SourceRef>) -> io::Result<()> {
+fn write_site(
+    out: &mut dyn Write,
+    label: &str,
+    insn: Option<u32>,
+    text: Option<&str>,
+    source: Option<&SourceRef>,
+) -> io::Result<()> {
     let insn = insn.map_or_else(|| "?".to_owned(), |i| i.to_string());
     writeln!(out, "  {label:<8}insn {insn}: {}", text.unwrap_or(""))?;
     if let Some(s) = source {
@@ -75,11 +95,23 @@ fn write_site(out: &mut dyn Write, label: &str, insn: Option<u32>, text: Option<
 pub fn write_diagnosis(out: &mut dyn Write, site: &ErrorSite, d: &Diagnosis) -> io::Result<()> {
     writeln!(out, "Diagnosis: {}", d.kind)?;
     writeln!(out, "  {}", d.summary)?;
-    write_site(out, "error:", site.insn, site.text.as_deref(), site.source.as_ref())?;
+    write_site(
+        out,
+        "error:",
+        site.insn,
+        site.text.as_deref(),
+        site.source.as_ref(),
+    )?;
     writeln!(out, "          {}", site.message)?;
     match &d.origin {
         Some(o) => {
-            write_site(out, "origin:", Some(o.insn), Some(&o.text), o.source.as_ref())?;
+            write_site(
+                out,
+                "origin:",
+                Some(o.insn),
+                Some(&o.text),
+                o.source.as_ref(),
+            )?;
             if !o.path.is_empty() {
                 writeln!(out, "          via {}", o.path.join(", "))?;
             }
@@ -100,7 +132,13 @@ pub fn write_warning(out: &mut dyn Write, w: &Warning) -> io::Result<()> {
     writeln!(out, "  {}", w.summary)?;
     write_site(out, "at:", Some(w.insn), Some(&w.text), w.source.as_ref())?;
     if let Some(o) = &w.origin {
-        write_site(out, "origin:", Some(o.insn), Some(&o.text), o.source.as_ref())?;
+        write_site(
+            out,
+            "origin:",
+            Some(o.insn),
+            Some(&o.text),
+            o.source.as_ref(),
+        )?;
     }
     writeln!(out, "  fix:    {}", w.fix)
 }
@@ -110,10 +148,19 @@ pub fn stats_line(r: &ProgramReport) -> String {
     let s = &r.stats;
     let mut parts = Vec::new();
     if let Some(n) = s.insns_processed {
-        parts.push(format!("{n} insns processed{}", s.insn_limit.map(|l| format!(" (limit {l})")).unwrap_or_default()));
+        parts.push(format!(
+            "{n} insns processed{}",
+            s.insn_limit
+                .map(|l| format!(" (limit {l})"))
+                .unwrap_or_default()
+        ));
     }
     if let Some(n) = s.total_states {
-        parts.push(format!("{n} states ({} peak, {} max per insn)", s.peak_states.unwrap_or(0), s.max_states_per_insn.unwrap_or(0)));
+        parts.push(format!(
+            "{n} states ({} peak, {} max per insn)",
+            s.peak_states.unwrap_or(0),
+            s.max_states_per_insn.unwrap_or(0)
+        ));
     }
     if let Some(t) = s.verification_time_usec {
         parts.push(format!("{t} us"));
@@ -121,10 +168,18 @@ pub fn stats_line(r: &ProgramReport) -> String {
     if !s.stack_depth.is_empty() {
         parts.push(format!(
             "stack {} bytes",
-            s.stack_depth.iter().map(u64::to_string).collect::<Vec<_>>().join("+")
+            s.stack_depth
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join("+")
         ));
     }
-    if parts.is_empty() { "no statistics".to_owned() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "no statistics".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// A report without its log: verdict, statistics, diagnosis, warnings.
@@ -138,7 +193,11 @@ pub fn write_summary(out: &mut dyn Write, r: &ProgramReport) -> io::Result<()> {
         Some(false) => "REJECTED",
         None => "unknown (the log is truncated before the verifier's verdict)",
     };
-    let name = if r.name.is_empty() { String::new() } else { format!(" ({})", r.name) };
+    let name = if r.name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", r.name)
+    };
     writeln!(out, "{}{name}: {verdict}; {}", r.section, stats_line(r))?;
     if r.truncated && r.accepted.is_some() {
         writeln!(out, "  note: the log is truncated")?;
@@ -158,8 +217,16 @@ pub fn write_summary(out: &mut dyn Write, r: &ProgramReport) -> io::Result<()> {
 /// # Errors
 ///
 /// Write errors.
-pub fn write_objdump(out: &mut dyn Write, program: &LinkedProgram, files: &mut SourceFiles) -> io::Result<()> {
-    writeln!(out, "Disassembly of section {} ({}):", program.program.section, program.program.name)?;
+pub fn write_objdump(
+    out: &mut dyn Write,
+    program: &LinkedProgram,
+    files: &mut SourceFiles,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "Disassembly of section {} ({}):",
+        program.program.section, program.program.name
+    )?;
     writeln!(out, "{}:", program.program.name)?;
     let mut last: Option<(String, u32)> = None;
     for (index, insn) in &program.insns {

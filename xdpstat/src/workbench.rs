@@ -10,8 +10,8 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader, VerifierLogLevel,
     programs::{ProgramError, Xdp},
+    Ebpf, EbpfLoader, VerifierLogLevel,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -81,7 +81,11 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// # Errors
 ///
 /// [`WorkbenchError`] when aya fails before the verifier runs.
-pub fn load(obj: &BpfObject, program: &XdpProgram, level: VerifierLogLevel) -> Result<Verdict, WorkbenchError> {
+pub fn load(
+    obj: &BpfObject,
+    program: &XdpProgram,
+    level: VerifierLogLevel,
+) -> Result<Verdict, WorkbenchError> {
     let prepare = |reason: String| WorkbenchError::Prepare {
         path: obj.path().display().to_string(),
         reason,
@@ -98,9 +102,15 @@ pub fn load(obj: &BpfObject, program: &XdpProgram, level: VerifierLogLevel) -> R
     match xdp.load() {
         Ok(()) => {
             let insns_processed = xdp.info().ok().and_then(|i| i.verified_instruction_count());
-            Ok(Verdict::Accepted { ebpf, insns_processed })
+            Ok(Verdict::Accepted {
+                ebpf,
+                insns_processed,
+            })
         }
-        Err(ProgramError::LoadError { io_error, verifier_log }) => Ok(Verdict::Rejected {
+        Err(ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        }) => Ok(Verdict::Rejected {
             errno: io_error,
             log: verifier_log.to_string(),
         }),
@@ -225,7 +235,11 @@ pub struct SourceMap<'a> {
 
 impl<'a> SourceMap<'a> {
     /// Builds the map; `src_dirs` are searched for source files.
-    pub fn new(lines: Option<&'a LineTable>, log: Option<&ParsedLog>, src_dirs: Vec<PathBuf>) -> Self {
+    pub fn new(
+        lines: Option<&'a LineTable>,
+        log: Option<&ParsedLog>,
+        src_dirs: Vec<PathBuf>,
+    ) -> Self {
         let annotations = log
             .map(|l| l.annotations.iter().map(|(i, a)| (*i, a.clone())).collect())
             .unwrap_or_default();
@@ -263,6 +277,18 @@ impl Sources for SourceMap<'_> {
     }
 }
 
+/// Where to look for sources: `--src` first, then next to the object,
+/// then the current directory.
+pub fn source_dirs(obj: Option<&std::path::Path>, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = extra.to_vec();
+    dirs.extend(
+        obj.and_then(std::path::Path::parent)
+            .map(std::path::Path::to_owned),
+    );
+    dirs.push(PathBuf::from("."));
+    dirs
+}
+
 /// The kernel-syntax text of every instruction of a linked program.
 pub fn insn_texts(program: &LinkedProgram) -> Vec<(u32, String)> {
     program
@@ -276,7 +302,13 @@ pub fn insn_texts(program: &LinkedProgram) -> Vec<(u32, String)> {
 /// without a test, found without the kernel.
 pub fn warnings(program: &LinkedProgram, sources: &mut dyn Sources) -> Vec<Warning> {
     let texts = insn_texts(program);
-    let text_at = |i: u32| texts.iter().find(|(j, _)| *j == i).map(|(_, t)| t.clone()).unwrap_or_default();
+    let text_at = |i: u32| {
+        texts
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default()
+    };
     nullcheck::find_unchecked(&texts)
         .into_iter()
         .map(|u| {
@@ -348,11 +380,15 @@ pub fn report(input: ReportInput<'_>) -> ProgramReport {
             sources: &mut sources,
         })
     });
-    let mut warnings = program.map(|p| warnings(p, &mut sources)).unwrap_or_default();
+    let mut warnings = program
+        .map(|p| warnings(p, &mut sources))
+        .unwrap_or_default();
     if let Some((site, d)) = &diagnosis {
         // The rejection itself is not also a warning.
         warnings.retain(|w| {
-            !(d.kind == w.kind && (Some(w.insn) == site.insn || d.origin.as_ref().map(|o| o.insn) == w.origin.as_ref().map(|o| o.insn)))
+            !(d.kind == w.kind
+                && (Some(w.insn) == site.insn
+                    || d.origin.as_ref().map(|o| o.insn) == w.origin.as_ref().map(|o| o.insn)))
         });
     }
     let (error, diagnosis) = match diagnosis {
@@ -368,7 +404,10 @@ pub fn report(input: ReportInput<'_>) -> ProgramReport {
         prog_type: PROG_TYPE_XDP,
         insn_count: program.map(LinkedProgram::slot_count),
         license: program.map(|p| p.license.clone()),
-        stats: log.and_then(|l| l.stats.as_ref()).map(StatsReport::from).unwrap_or_default(),
+        stats: log
+            .and_then(|l| l.stats.as_ref())
+            .map(StatsReport::from)
+            .unwrap_or_default(),
         log_level: None,
         error,
         diagnosis,
@@ -383,12 +422,13 @@ pub fn report(input: ReportInput<'_>) -> ProgramReport {
 /// # Errors
 ///
 /// [`WorkbenchError`] when aya fails before the verifier runs.
-pub fn check(obj: &BpfObject, program: &XdpProgram, src_dirs: &[PathBuf]) -> Result<(ProgramReport, Option<Ebpf>), WorkbenchError> {
+pub fn check(
+    obj: &BpfObject,
+    program: &XdpProgram,
+    src_dirs: &[PathBuf],
+) -> Result<(ProgramReport, Option<Ebpf>), WorkbenchError> {
     let linked = obj.linked(program).ok();
-    let mut src = src_dirs.to_vec();
-    if let Some(dir) = obj.path().parent() {
-        src.insert(0, dir.to_owned());
-    }
+    let src = source_dirs(Some(obj.path()), src_dirs);
     let base = |log: Option<&ParsedLog>| {
         report(ReportInput {
             section: program.section.clone(),
@@ -398,8 +438,15 @@ pub fn check(obj: &BpfObject, program: &XdpProgram, src_dirs: &[PathBuf]) -> Res
             src_dirs: src.clone(),
         })
     };
-    match load(obj, program, VerifierLogLevel::DEBUG | VerifierLogLevel::STATS)? {
-        Verdict::Accepted { ebpf, insns_processed } => {
+    match load(
+        obj,
+        program,
+        VerifierLogLevel::DEBUG | VerifierLogLevel::STATS,
+    )? {
+        Verdict::Accepted {
+            ebpf,
+            insns_processed,
+        } => {
             let mut r = base(None);
             r.accepted = Some(true);
             r.stats.insns_processed = insns_processed.map(u64::from);
@@ -410,11 +457,16 @@ pub fn check(obj: &BpfObject, program: &XdpProgram, src_dirs: &[PathBuf]) -> Res
             let mut r = base(Some(&parsed));
             let mut level = 1;
             let mut kept = text;
-            let needs_more = r.diagnosis.as_ref().is_some_and(|d| d.origin.is_none() && d.evidence.contains("lacks"));
+            let needs_more = r
+                .diagnosis
+                .as_ref()
+                .is_some_and(|d| d.origin.is_none() && d.evidence.contains("lacks"));
             if needs_more {
-                if let Ok(Verdict::Rejected { log: verbose, .. }) =
-                    load(obj, program, VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS)
-                {
+                if let Ok(Verdict::Rejected { log: verbose, .. }) = load(
+                    obj,
+                    program,
+                    VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS,
+                ) {
                     let parsed2 = log::parse_str(&verbose);
                     let r2 = base(Some(&parsed2));
                     if r2.diagnosis.as_ref().is_some_and(|d| d.origin.is_some()) {
@@ -449,17 +501,22 @@ pub fn errno_text(e: &io::Error) -> String {
 /// # Errors
 ///
 /// Read errors.
-pub fn explain(reader: impl BufRead, obj: Option<(&BpfObject, &XdpProgram)>, src_dirs: &[PathBuf]) -> io::Result<ProgramReport> {
+pub fn explain(
+    reader: impl BufRead,
+    obj: Option<(&BpfObject, &XdpProgram)>,
+    src_dirs: &[PathBuf],
+) -> io::Result<ProgramReport> {
     let parsed = log::parse_reader(reader)?;
     let linked = obj.and_then(|(o, p)| o.linked(p).ok());
-    let mut src = src_dirs.to_vec();
-    if let Some(dir) = obj.and_then(|(o, _)| o.path().parent()) {
-        src.insert(0, dir.to_owned());
-    }
+    let src = source_dirs(obj.map(|(o, _)| o.path()), src_dirs);
     let (section, name) = match obj {
         Some((_, p)) => (p.section.clone(), p.name.clone()),
         None => (
-            parsed.header.as_ref().and_then(|h| h.section.clone()).unwrap_or_default(),
+            parsed
+                .header
+                .as_ref()
+                .and_then(|h| h.section.clone())
+                .unwrap_or_default(),
             String::new(),
         ),
     };
@@ -480,5 +537,7 @@ pub fn explain(reader: impl BufRead, obj: Option<(&BpfObject, &XdpProgram)>, src
 
 /// The instruction text of a linked program at `index`, for reports.
 pub fn insn_text(program: &LinkedProgram, index: u32) -> Option<String> {
-    program.insn_at(index as usize).map(|i: &Insn| i.display(index as usize, program).to_string())
+    program
+        .insn_at(index as usize)
+        .map(|i: &Insn| i.display(index as usize, program).to_string())
 }

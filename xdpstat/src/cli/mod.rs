@@ -164,7 +164,12 @@ fn describe(a: &Attachment) -> String {
         Some(layout) => format!(", {layout} map id {}", a.map_id),
         None => String::new(),
     };
-    format!("{} (prog id {}, {} mode{map})", a.program, a.prog_id, a.mode.name())
+    format!(
+        "{} (prog id {}, {} mode{map})",
+        a.program,
+        a.prog_id,
+        a.mode.name()
+    )
 }
 
 fn attach_cmd(args: &AttachArgs) -> Result<()> {
@@ -388,6 +393,8 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             .is_some_and(attach::AttachError::is_usage)
             || e.downcast_ref::<CountersError>()
                 .is_some_and(|c| matches!(c, CountersError::WrongShape { .. }))
+            || e.downcast_ref::<crate::bpfobj::ObjectError>().is_some()
+            || e.downcast_ref::<workbench::UsageError>().is_some()
     });
     if usage {
         2

@@ -113,13 +113,16 @@ struct ProgramsJson<'a> {
 }
 
 fn src_dirs(obj: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = obj.parent().map(Path::to_owned).into_iter().collect();
-    dirs.extend(extra.iter().cloned());
-    dirs
+    workbench::source_dirs(Some(obj), extra)
 }
 
 /// The full rejection report: header, annotated log, diagnosis, warnings.
-fn write_rejection(out: &mut dyn Write, r: &ProgramReport, obj: &BpfObject, src: &[PathBuf]) -> io::Result<()> {
+fn write_rejection(
+    out: &mut dyn Write,
+    r: &ProgramReport,
+    obj: &BpfObject,
+    src: &[PathBuf],
+) -> io::Result<()> {
     report::write_header(out, r)?;
     writeln!(out)?;
     writeln!(out, "Verifier analysis:")?;
@@ -129,12 +132,19 @@ fn write_rejection(out: &mut dyn Write, r: &ProgramReport, obj: &BpfObject, src:
         .iter()
         .find(|p| p.name == r.name)
         .and_then(|p| obj.linked(p).ok());
-    let mut sources = SourceMap::new(linked.as_ref().map(|l| &l.lines), None, src_dirs(obj.path(), src));
+    let mut sources = SourceMap::new(
+        linked.as_ref().map(|l| &l.lines),
+        None,
+        src_dirs(obj.path(), src),
+    );
     let log = r.log.as_deref().unwrap_or_default();
     report::write_annotated_log(out, log.lines().map(str::to_owned), &mut sources)?;
     writeln!(out)?;
     if r.log_level == Some(2) {
-        writeln!(out, "(log level 2: level 1 lacked the state to find the origin)")?;
+        writeln!(
+            out,
+            "(log level 2: level 1 lacked the state to find the origin)"
+        )?;
     }
     report::write_summary(out, r)
 }
@@ -167,7 +177,8 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
     for (name, map) in ebpf.maps() {
         let pin = pin_name(name);
         let path = staging.stage(&pin);
-        map.pin(&path).with_context(|| format!("pinning map {name}"))?;
+        map.pin(&path)
+            .with_context(|| format!("pinning map {name}"))?;
         staged.push((path, target.dir.path().join(pin)));
     }
     let xdp: &mut aya::programs::Xdp = ebpf
@@ -206,7 +217,12 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
             a.mode.name(),
             report::stats_line(&r)
         )?;
-        writeln!(out, "pinned under {}; `xdpstat detach {}` removes it", a.pin_dir.display(), a.interface)?;
+        writeln!(
+            out,
+            "pinned under {}; `xdpstat detach {}` removes it",
+            a.pin_dir.display(),
+            a.interface
+        )?;
         for w in &r.warnings {
             report::write_warning(&mut out, w)?;
         }
@@ -218,7 +234,13 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
 fn pin_name(map: &str) -> String {
     let name: String = map
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     match name.as_str() {
         "link" | "prog" | "" => format!("map_{name}"),
@@ -228,7 +250,11 @@ fn pin_name(map: &str) -> String {
 
 pub(super) fn check_cmd(args: &CheckArgs) -> Result<u8> {
     let obj = BpfObject::open(&args.obj)?;
-    let programs: Vec<_> = obj.select(args.sec.as_deref())?.into_iter().cloned().collect();
+    let programs: Vec<_> = obj
+        .select(args.sec.as_deref())?
+        .into_iter()
+        .cloned()
+        .collect();
     privileges::require("xdpstat check", &[Capability::Bpf])?;
     let mut reports = Vec::new();
     for program in &programs {
@@ -265,7 +291,9 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
         if args.log.as_os_str() == "-" {
             Ok(Box::new(BufReader::new(io::stdin())))
         } else {
-            let file = File::open(&args.log).map_err(|e| UsageError(format!("cannot read the log {}: {e}", args.log.display())))?;
+            let file = File::open(&args.log).map_err(|e| {
+                UsageError(format!("cannot read the log {}: {e}", args.log.display()))
+            })?;
             Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
         }
     };
@@ -273,7 +301,12 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
     let r = workbench::explain(open()?, pair, &args.src)?;
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &ProgramsJson { programs: std::slice::from_ref(&r) })?;
+        serde_json::to_writer(
+            &mut out,
+            &ProgramsJson {
+                programs: std::slice::from_ref(&r),
+            },
+        )?;
         writeln!(out)?;
     } else {
         if r.accepted == Some(false) {
@@ -291,7 +324,11 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
                 None => args.src.clone(),
             };
             let parsed_annotations = crate::verifier::log::parse_reader(open()?)?;
-            let mut sources = SourceMap::new(linked.as_ref().map(|l| &l.lines), Some(&parsed_annotations), dirs);
+            let mut sources = SourceMap::new(
+                linked.as_ref().map(|l| &l.lines),
+                Some(&parsed_annotations),
+                dirs,
+            );
             let lines = open()?.lines().map_while(Result::ok);
             report::write_annotated_log(&mut out, lines, &mut sources)?;
             writeln!(out)?;

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::{
-    effect::{Effect, Place, changes_packet_data, returns_or_null},
+    effect::{changes_packet_data, returns_or_null, Effect, Place},
     log::{ParsedLog, Step},
 };
 
@@ -142,11 +142,13 @@ pub struct Diagnosis {
 
 /// The first `Rn` a message names.
 fn named_reg(message: &str) -> Option<u8> {
-    message.split(|c: char| !c.is_ascii_alphanumeric()).find_map(|w| {
-        let n = w.strip_prefix('R')?;
-        let n: u8 = n.parse().ok()?;
-        (n <= 10).then_some(n)
-    })
+    message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find_map(|w| {
+            let n = w.strip_prefix('R')?;
+            let n: u8 = n.parse().ok()?;
+            (n <= 10).then_some(n)
+        })
 }
 
 fn number_after(text: &str, key: &str) -> Option<i64> {
@@ -166,33 +168,58 @@ pub fn classify(messages: &[String], failing_insn_text: Option<&str>) -> Kind {
     let is_exit = failing_insn_text == Some("exit");
     if has("or_null") || has("Possibly NULL pointer") || has("null pointer passed") {
         Kind::NullCheck
-    } else if has("invalid access to packet") || has("outside of the packet") || has("invalid variable-offset packet") {
+    } else if has("invalid access to packet")
+        || has("outside of the packet")
+        || has("invalid variable-offset packet")
+    {
         Kind::PacketBounds
-    } else if has("invalid access to map value") || (has("map_value") && has("outside of the allowed memory range"))
-        || has("unbounded memory access") || has("invalid variable-offset access to map")
+    } else if has("invalid access to map value")
+        || (has("map_value") && has("outside of the allowed memory range"))
+        || has("unbounded memory access")
+        || has("invalid variable-offset access to map")
     {
         Kind::MapValueBounds
-    } else if has("bpf_context access") || has("modified ctx ptr") || has("ctx access") || has("invalid access to context") {
+    } else if has("bpf_context access")
+        || has("modified ctx ptr")
+        || has("ctx access")
+        || has("invalid access to context")
+    {
         Kind::CtxAccess
-    } else if has("unknown func") || has("cannot use helper") || has("GPL-restricted") || has("is not allowed")
-        && (has("helper") || has("kernel function") || has("func"))
-        || has("calling kernel function") || has("kernel function") && has("not")
+    } else if has("unknown func")
+        || has("cannot use helper")
+        || has("GPL-restricted")
+        || has("is not allowed") && (has("helper") || has("kernel function") || has("func"))
+        || has("calling kernel function")
+        || has("kernel function") && has("not")
     {
         Kind::HelperUnavailable
     } else if has("Unreleased reference") || has("reference has not been acquired") || has("leak") {
         Kind::ReferenceLeak
-    } else if has("combined stack size") || has("invalid write to stack") || has("stack size") || has("invalid stack off")
-        || has("stack depth") && has("exceeds") || has("tried to") && has("stack")
+    } else if has("combined stack size")
+        || has("invalid write to stack")
+        || has("stack size")
+        || has("invalid stack off")
+        || has("stack depth") && has("exceeds")
+        || has("tried to") && has("stack")
     {
         Kind::StackLimit
-    } else if has("program is too large") || has("infinite loop") || has("back-edge") || has("too complex")
-        || has("loop detected") || has("too many states") || has("unbounded loop")
+    } else if has("program is too large")
+        || has("infinite loop")
+        || has("back-edge")
+        || has("too complex")
+        || has("loop detected")
+        || has("too many states")
+        || has("unbounded loop")
     {
         Kind::Complexity
-    } else if has("At program exit") || has("should have been in") || is_exit && has("R0 !read_ok") {
+    } else if has("At program exit") || has("should have been in") || is_exit && has("R0 !read_ok")
+    {
         Kind::InvalidReturn
-    } else if has("!read_ok") || has("invalid read from stack") || has("invalid indirect read from stack")
-        || has("uninit") || has("invalid size of register fill")
+    } else if has("!read_ok")
+        || has("invalid read from stack")
+        || has("invalid indirect read from stack")
+        || has("uninit")
+        || has("invalid size of register fill")
     {
         Kind::Uninit
     } else {
@@ -273,7 +300,9 @@ fn trace_back(log: &ParsedLog, path: &[Step], start: usize, mut place: Place) ->
                 }
             },
         };
-        let Some(text) = log.insns.get(&insn) else { continue };
+        let Some(text) = log.insns.get(&insn) else {
+            continue;
+        };
         let effect = Effect::parse(text);
         match (&effect, place) {
             (Effect::Move { dst, src }, Place::Reg(r)) if *dst == r => {
@@ -287,17 +316,25 @@ fn trace_back(log: &ParsedLog, path: &[Step], start: usize, mut place: Place) ->
             }
             (Effect::Load { dst, base, off }, Place::Reg(r)) if *dst == r => {
                 if *base == 10 {
-                    trace.hops.push(format!("r{r} loaded from fp{off} at {insn}"));
+                    trace
+                        .hops
+                        .push(format!("r{r} loaded from fp{off} at {insn}"));
                     place = Place::Stack(*off);
                 } else {
                     trace.origin = Some(insn);
-                    trace.birth = Some(Birth::Load { base: *base, off: *off });
+                    trace.birth = Some(Birth::Load {
+                        base: *base,
+                        off: *off,
+                    });
                     return trace;
                 }
             }
-            (Effect::Store { base: 10, off, src }, Place::Stack(slot)) if *off == slot => match src {
+            (Effect::Store { base: 10, off, src }, Place::Stack(slot)) if *off == slot => match src
+            {
                 Some(src) => {
-                    trace.hops.push(format!("spilled to fp{off} from r{src} at {insn}"));
+                    trace
+                        .hops
+                        .push(format!("spilled to fp{off} from r{src} at {insn}"));
                     place = Place::Reg(*src);
                 }
                 None => {
@@ -311,7 +348,11 @@ fn trace_back(log: &ParsedLog, path: &[Step], start: usize, mut place: Place) ->
             }
             (Effect::Const { dst } | Effect::Def { dst }, Place::Reg(r)) if *dst == r => {
                 trace.origin = Some(insn);
-                trace.birth = Some(if matches!(effect, Effect::Const { .. }) { Birth::Const } else { Birth::Other });
+                trace.birth = Some(if matches!(effect, Effect::Const { .. }) {
+                    Birth::Const
+                } else {
+                    Birth::Other
+                });
                 return trace;
             }
             (Effect::Call { name, .. }, Place::Reg(r)) => {
@@ -329,10 +370,10 @@ fn trace_back(log: &ParsedLog, path: &[Step], start: usize, mut place: Place) ->
                     trace.crossed_packet_change = Some(insn);
                 }
             }
-            (Effect::Call { name, .. }, Place::Stack(_)) => {
-                if changes_packet_data(name) && trace.crossed_packet_change.is_none() {
-                    trace.crossed_packet_change = Some(insn);
-                }
+            (Effect::Call { name, .. }, Place::Stack(_))
+                if changes_packet_data(name) && trace.crossed_packet_change.is_none() =>
+            {
+                trace.crossed_packet_change = Some(insn);
             }
             (Effect::SubCall, Place::Reg(r)) if r <= 5 => {
                 trace.origin = Some(insn);
@@ -345,7 +386,9 @@ fn trace_back(log: &ParsedLog, path: &[Step], start: usize, mut place: Place) ->
     trace.ran_out = log.path_clipped || pos > 0;
     if !trace.ran_out {
         // The start of the program: r1 is the context, r10 the frame.
-        trace.hops.push(format!("{} at program start", place_name(place)));
+        trace
+            .hops
+            .push(format!("{} at program start", place_name(place)));
     }
     trace
 }
@@ -415,7 +458,13 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
     // The verifier's own id for the value, when its state shows one.
     let id_origin = || -> Option<u32> {
         let value = log.reg_values.get(&reg?)?;
-        let id: u32 = value.split("id=").nth(1)?.split([',', ')']).next()?.parse().ok()?;
+        let id: u32 = value
+            .split("id=")
+            .nth(1)?
+            .split([',', ')'])
+            .next()?
+            .parse()
+            .ok()?;
         log.births.get(&id).map(|b| b.insn)
     };
     let trace = reg.map(|r| trace_back(log, &path, end.saturating_sub(1), Place::Reg(r)));
@@ -435,7 +484,9 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                 _ => None,
             });
             let evidence = match (by_id, by_path) {
-                (Some(_), Some(_)) => "the value's id in the verifier's state, and the path it walked",
+                (Some(_), Some(_)) => {
+                    "the value's id in the verifier's state, and the path it walked"
+                }
                 (Some(_), None) => "the value's id in the verifier's state",
                 (None, Some(_)) => "the path the verifier walked (through moves and stack spills)",
                 (None, None) => lacks_state,
@@ -457,16 +508,24 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                 .and_then(assigned_variable)
                 .unwrap_or_else(|| "ptr".to_owned());
             let why_null = match helper.as_str() {
-                "bpf_map_lookup_elem" | "bpf_map_lookup_percpu_elem" => "it returns NULL when the key is not in the map",
+                "bpf_map_lookup_elem" | "bpf_map_lookup_percpu_elem" => {
+                    "it returns NULL when the key is not in the map"
+                }
                 "bpf_ringbuf_reserve" => "it returns NULL when the ring buffer is full",
                 _ => "it returns NULL on failure",
             };
-            let origin_at = origin.as_ref().map_or_else(|| "the call".to_owned(), |o| at(o.source.as_ref(), o.insn));
+            let origin_at = origin
+                .as_ref()
+                .map_or_else(|| "the call".to_owned(), |o| at(o.source.as_ref(), o.insn));
             let r = reg.map_or_else(|| "the pointer".to_owned(), |r| format!("R{r}"));
             let summary = format!(
                 "{r} may be NULL at {here}: it holds the result of {helper} ({origin_at}), and {why_null}, but the program uses it without testing it"
             );
-            let fail = if helper == "bpf_ringbuf_reserve" { "XDP_PASS" } else { "XDP_ABORTED" };
+            let fail = if helper == "bpf_ringbuf_reserve" {
+                "XDP_PASS"
+            } else {
+                "XDP_ABORTED"
+            };
             let fix = if is_rust(origin.as_ref().and_then(|o| o.source.as_ref())) {
                 format!("test the result after the lookup at {origin_at} and return early when it is None: `let Some({var}) = … else {{ return xdp_action::{fail} }};` (aya's map getters return Option)")
             } else {
@@ -479,7 +538,9 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
             let size = number_after(&all, "size=");
             let range = number_after(&all, "r=");
             let need = off.zip(size).map(|(o, s)| o + s);
-            let origin = trace.as_ref().and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
+            let origin = trace
+                .as_ref()
+                .and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
             let origin_at = origin.as_ref().map(|o| at(o.source.as_ref(), o.insn));
             let proven = match range {
                 Some(0) | None => "no bytes".to_owned(),
@@ -496,17 +557,30 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                 "check the bound before the access: `if (data + {n} > data_end) return XDP_DROP;`{} (with data and data_end read from ctx)",
                 origin_at.map(|a| format!(", where the pointer is derived from the packet start at {a}")).unwrap_or_default()
             );
-            let evidence = if origin.is_some() { "the path the verifier walked, back to the packet pointer's load from ctx" } else { lacks_state };
+            let evidence = if origin.is_some() {
+                "the path the verifier walked, back to the packet pointer's load from ctx"
+            } else {
+                lacks_state
+            };
             (summary, origin, fix, evidence.to_owned())
         }
-        Kind::StalePacketPointer | Kind::Unknown if trace.as_ref().is_some_and(|t| t.crossed_packet_change.is_some()) && all.contains("invalid mem access") => {
+        Kind::StalePacketPointer | Kind::Unknown
+            if trace
+                .as_ref()
+                .is_some_and(|t| t.crossed_packet_change.is_some())
+                && all.contains("invalid mem access") =>
+        {
             let t = trace.as_ref().expect("checked");
             let call = t.crossed_packet_change.expect("checked");
             let origin = Some(origin_of(call, t.hops.clone(), sources));
-            let helper = log.insns.get(&call).map(|t| match Effect::parse(t) {
-                Effect::Call { name, .. } => name,
-                _ => t.clone(),
-            }).unwrap_or_default();
+            let helper = log
+                .insns
+                .get(&call)
+                .map(|t| match Effect::parse(t) {
+                    Effect::Call { name, .. } => name,
+                    _ => t.clone(),
+                })
+                .unwrap_or_default();
             let call_at = at(origin.as_ref().and_then(|o| o.source.as_ref()), call);
             let summary = format!(
                 "the pointer used at {here} points into the packet as it was before {helper} ({call_at}); that call may move or resize the packet, so the verifier forgot every packet pointer taken before it"
@@ -534,7 +608,13 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                 Some(Birth::Call(name)) if returns_or_null(name) => t.origin,
                 _ => None,
             });
-            let origin = by_id.or(by_path).map(|i| origin_of(i, trace.as_ref().map(|t| t.hops.clone()).unwrap_or_default(), sources));
+            let origin = by_id.or(by_path).map(|i| {
+                origin_of(
+                    i,
+                    trace.as_ref().map(|t| t.hops.clone()).unwrap_or_default(),
+                    sources,
+                )
+            });
             let summary = match (value_size, off, size) {
                 (Some(v), Some(o), Some(s)) => format!(
                     "the access at {here} touches bytes {o}..{} of a map value that is only {v} bytes long",
@@ -551,7 +631,11 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                 ),
                 _ => "compare the index or offset against the value size (an unsigned check like `if (idx >= N) return XDP_ABORTED;`) before using it".to_owned(),
             };
-            let evidence = if origin.is_some() { "the map value's id or the path back to its lookup" } else { lacks_state };
+            let evidence = if origin.is_some() {
+                "the map value's id or the path back to its lookup"
+            } else {
+                lacks_state
+            };
             (summary, origin, fix, evidence.to_owned())
         }
         Kind::CtxAccess => {
@@ -573,15 +657,26 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                 "read only the fields of struct xdp_md (data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex), each as a whole 4-byte __u32, directly from the ctx pointer".to_owned()
             };
             let origin = error_insn.map(|i| origin_of(i, Vec::new(), sources));
-            (summary, origin, fix, "the failing instruction itself".to_owned())
+            (
+                summary,
+                origin,
+                fix,
+                "the failing instruction itself".to_owned(),
+            )
         }
         Kind::HelperUnavailable => {
-            let helper = error_text.as_deref().and_then(|t| match Effect::parse(t) {
-                Effect::Call { name, .. } => Some(name),
-                _ => None,
-            }).or_else(|| {
-                all.split_whitespace().find(|w| w.starts_with("bpf_")).map(|w| w.split('#').next().unwrap_or(w).to_owned())
-            }).unwrap_or_else(|| "this helper".to_owned());
+            let helper = error_text
+                .as_deref()
+                .and_then(|t| match Effect::parse(t) {
+                    Effect::Call { name, .. } => Some(name),
+                    _ => None,
+                })
+                .or_else(|| {
+                    all.split_whitespace()
+                        .find(|w| w.starts_with("bpf_"))
+                        .map(|w| w.split('#').next().unwrap_or(w).to_owned())
+                })
+                .unwrap_or_else(|| "this helper".to_owned());
             let gpl = all.contains("GPL");
             let summary = if gpl {
                 format!("{helper} is GPL-only, and this program's license is not GPL-compatible")
@@ -589,7 +684,8 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                 format!("XDP programs may not call {helper} on this kernel")
             };
             let fix = if gpl {
-                "declare a GPL-compatible license: `char _license[] SEC(\"license\") = \"GPL\";`".to_owned()
+                "declare a GPL-compatible license: `char _license[] SEC(\"license\") = \"GPL\";`"
+                    .to_owned()
             } else {
                 format!("remove the call to {helper} at {here}, or use a helper that XDP programs may call (see `bpftool feature probe | grep -A200 xdp`)")
             };
@@ -599,23 +695,36 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
         Kind::ReferenceLeak => {
             let alloc = number_after(&all, "alloc_insn=").and_then(|i| u32::try_from(i).ok());
             let id = number_after(&all, "id=");
-            let alloc = alloc.or_else(|| id.and_then(|id| log.births.get(&(id as u32)).map(|b| b.insn)));
+            let alloc =
+                alloc.or_else(|| id.and_then(|id| log.births.get(&(id as u32)).map(|b| b.insn)));
             let origin = alloc.map(|i| origin_of(i, Vec::new(), sources));
-            let helper = origin.as_ref().and_then(|o| match Effect::parse(&o.text) {
-                Effect::Call { name, .. } => Some(name),
-                _ => None,
-            }).unwrap_or_else(|| "the acquiring helper".to_owned());
-            let origin_at = origin.as_ref().map_or_else(|| "its acquisition".to_owned(), |o| at(o.source.as_ref(), o.insn));
+            let helper = origin
+                .as_ref()
+                .and_then(|o| match Effect::parse(&o.text) {
+                    Effect::Call { name, .. } => Some(name),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "the acquiring helper".to_owned());
+            let origin_at = origin.as_ref().map_or_else(
+                || "its acquisition".to_owned(),
+                |o| at(o.source.as_ref(), o.insn),
+            );
             let release = match helper.as_str() {
                 "bpf_ringbuf_reserve" => "bpf_ringbuf_submit() or bpf_ringbuf_discard()",
-                h if h.starts_with("bpf_sk_lookup") || h.starts_with("bpf_skc_lookup") => "bpf_sk_release()",
+                h if h.starts_with("bpf_sk_lookup") || h.starts_with("bpf_skc_lookup") => {
+                    "bpf_sk_release()"
+                }
                 _ => "the matching release helper",
             };
             let summary = format!(
                 "the program can return at {here} while still holding the reference that {helper} acquired at {origin_at}, which would leak it"
             );
             let fix = format!("release it on every path before returning: call {release} on the result of {helper} ({origin_at})");
-            let evidence = if alloc.is_some() { "the verifier's alloc_insn for the reference" } else { lacks_state };
+            let evidence = if alloc.is_some() {
+                "the verifier's alloc_insn for the reference"
+            } else {
+                lacks_state
+            };
             (summary, origin, fix, evidence.to_owned())
         }
         Kind::StackLimit => {
@@ -628,14 +737,25 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
             };
             let fix = "shrink the stack: keep large buffers in a per-CPU array map used as scratch space instead of local variables, and mark fewer functions __noinline (each frame adds up)".to_owned();
             let origin = error_insn.map(|i| origin_of(i, Vec::new(), sources));
-            (summary, origin, fix, "the failing instruction itself".to_owned())
+            (
+                summary,
+                origin,
+                fix,
+                "the failing instruction itself".to_owned(),
+            )
         }
         Kind::Complexity => {
-            let processed = number_after(&all, "Processed").or_else(|| log.stats.as_ref().map(|s| s.insns_processed as i64));
-            let named = number_after(&all, "at insn").or_else(|| number_after(&all, "from insn")).and_then(|i| u32::try_from(i).ok());
+            let processed = number_after(&all, "Processed")
+                .or_else(|| log.stats.as_ref().map(|s| s.insns_processed as i64));
+            let named = number_after(&all, "at insn")
+                .or_else(|| number_after(&all, "from insn"))
+                .and_then(|i| u32::try_from(i).ok());
             let back_edge = named.or_else(|| hottest_branch(log));
             let origin = back_edge.map(|i| origin_of(i, Vec::new(), sources));
-            let loop_at = origin.as_ref().map_or_else(|| "a loop".to_owned(), |o| format!("the loop at {}", at(o.source.as_ref(), o.insn)));
+            let loop_at = origin.as_ref().map_or_else(
+                || "a loop".to_owned(),
+                |o| format!("the loop at {}", at(o.source.as_ref(), o.insn)),
+            );
             let summary = match processed {
                 Some(p) if all.contains("too large") => format!(
                     "the verifier gave up after exploring {p} instructions (its limit is 1000000): it could not prove that {loop_at} ends, or the program has too many paths"
@@ -646,23 +766,36 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
             let fix = format!(
                 "bound {loop_at} by a constant the verifier can see (`for (int i = 0; i < 64 && i < n; i++)`), or use bpf_loop(); split long programs with tail calls"
             );
-            let evidence = if back_edge.is_some() { "the branch the verifier walked most often in the log" } else { lacks_state };
+            let evidence = if back_edge.is_some() {
+                "the branch the verifier walked most often in the log"
+            } else {
+                lacks_state
+            };
             (summary, origin, fix, evidence.to_owned())
         }
         Kind::InvalidReturn => {
-            let origin = trace.as_ref().and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
+            let origin = trace
+                .as_ref()
+                .and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
             let summary = if all.contains("!read_ok") {
                 format!("the program returns at {here} without setting R0 on this path, so its verdict is undefined")
             } else {
                 format!("the value returned at {here} is not one the program type allows")
             };
             let fix = "return one of XDP_ABORTED (0), XDP_DROP (1), XDP_PASS (2), XDP_TX (3) or XDP_REDIRECT (4) on every path".to_owned();
-            (summary, origin, fix, "the path the verifier walked".to_owned())
+            (
+                summary,
+                origin,
+                fix,
+                "the path the verifier walked".to_owned(),
+            )
         }
         Kind::Uninit => {
             let stack = all.contains("from stack");
             let off = number_after(&all, "off ").or_else(|| number_after(&all, "off="));
-            let origin = trace.as_ref().and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
+            let origin = trace
+                .as_ref()
+                .and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
             let summary = if stack {
                 format!(
                     "the instruction at {here} reads stack{} that nothing wrote on this path, so it would read leftover kernel data",
@@ -680,14 +813,24 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
             } else {
                 "give the variable a value on every path before using it (registers R1-R5 do not survive a helper call; keep values in R6-R9 or on the stack)".to_owned()
             };
-            let evidence = if origin.is_some() { "the path the verifier walked" } else { "the path the verifier walked never writes it" };
+            let evidence = if origin.is_some() {
+                "the path the verifier walked"
+            } else {
+                "the path the verifier walked never writes it"
+            };
             (summary, origin, fix, evidence.to_owned())
         }
         Kind::StalePacketPointer | Kind::Unknown => {
-            let origin = trace.as_ref().and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
+            let origin = trace
+                .as_ref()
+                .and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
             let summary = format!("the verifier rejected the instruction at {here}: {message}");
             let fix = "xdpstat has no rule for this message yet; read the verifier analysis above around the failing instruction".to_owned();
-            let evidence = if origin.is_some() { "the path the verifier walked" } else { "no rule for this message" };
+            let evidence = if origin.is_some() {
+                "the path the verifier walked"
+            } else {
+                "no rule for this message"
+            };
             (summary, origin, fix, evidence.to_owned())
         }
     };
@@ -714,7 +857,10 @@ fn hottest_branch(log: &ParsedLog) -> Option<u32> {
             }
         }
     }
-    counts.into_iter().max_by_key(|&(i, n)| (n, i)).map(|(i, _)| i)
+    counts
+        .into_iter()
+        .max_by_key(|&(i, n)| (n, i))
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -731,7 +877,11 @@ mod tests {
 
     fn run(text: &str) -> (ErrorSite, Diagnosis) {
         let log = parse_str(text);
-        diagnose(Input { log: &log, sources: &mut NoSources }).expect("a rejection")
+        diagnose(Input {
+            log: &log,
+            sources: &mut NoSources,
+        })
+        .expect("a rejection")
     }
 
     #[test]
@@ -775,22 +925,64 @@ R6 invalid mem access 'map_value_or_null'
     #[test]
     fn classification_of_known_messages() {
         let k = |m: &str| classify(&[m.to_owned()], None);
-        assert_eq!(k("R0 invalid mem access 'map_value_or_null'"), Kind::NullCheck);
-        assert_eq!(k("R1 invalid mem access 'ringbuf_mem_or_null'"), Kind::NullCheck);
-        assert_eq!(k("invalid access to packet, off=0 size=2, R1(id=0,off=0,r=0)"), Kind::PacketBounds);
-        assert_eq!(k("invalid access to map value, value_size=16 off=16 size=8"), Kind::MapValueBounds);
-        assert_eq!(k("invalid bpf_context access off=24 size=4"), Kind::CtxAccess);
-        assert_eq!(k("unknown func bpf_get_current_pid_tgid#14"), Kind::HelperUnavailable);
-        assert_eq!(k("program of this type cannot use helper bpf_probe_read#4"), Kind::HelperUnavailable);
-        assert_eq!(k("cannot call GPL-restricted function from non-GPL compatible program"), Kind::HelperUnavailable);
-        assert_eq!(k("Unreleased reference id=2 alloc_insn=7"), Kind::ReferenceLeak);
-        assert_eq!(k("combined stack size of 2 calls is 576. Too large"), Kind::StackLimit);
-        assert_eq!(k("BPF program is too large. Processed 1000001 insn"), Kind::Complexity);
+        assert_eq!(
+            k("R0 invalid mem access 'map_value_or_null'"),
+            Kind::NullCheck
+        );
+        assert_eq!(
+            k("R1 invalid mem access 'ringbuf_mem_or_null'"),
+            Kind::NullCheck
+        );
+        assert_eq!(
+            k("invalid access to packet, off=0 size=2, R1(id=0,off=0,r=0)"),
+            Kind::PacketBounds
+        );
+        assert_eq!(
+            k("invalid access to map value, value_size=16 off=16 size=8"),
+            Kind::MapValueBounds
+        );
+        assert_eq!(
+            k("invalid bpf_context access off=24 size=4"),
+            Kind::CtxAccess
+        );
+        assert_eq!(
+            k("unknown func bpf_get_current_pid_tgid#14"),
+            Kind::HelperUnavailable
+        );
+        assert_eq!(
+            k("program of this type cannot use helper bpf_probe_read#4"),
+            Kind::HelperUnavailable
+        );
+        assert_eq!(
+            k("cannot call GPL-restricted function from non-GPL compatible program"),
+            Kind::HelperUnavailable
+        );
+        assert_eq!(
+            k("Unreleased reference id=2 alloc_insn=7"),
+            Kind::ReferenceLeak
+        );
+        assert_eq!(
+            k("combined stack size of 2 calls is 576. Too large"),
+            Kind::StackLimit
+        );
+        assert_eq!(
+            k("BPF program is too large. Processed 1000001 insn"),
+            Kind::Complexity
+        );
         assert_eq!(k("infinite loop detected at insn 5"), Kind::Complexity);
         assert_eq!(k("R2 !read_ok"), Kind::Uninit);
-        assert_eq!(k("invalid read from stack R2 off -8+0 size 8"), Kind::Uninit);
-        assert_eq!(classify(&["R0 !read_ok".to_owned()], Some("exit")), Kind::InvalidReturn);
-        assert_eq!(k("At program exit the register R0 has smin=5 smax=5 should have been in [0, 4]"), Kind::InvalidReturn);
+        assert_eq!(
+            k("invalid read from stack R2 off -8+0 size 8"),
+            Kind::Uninit
+        );
+        assert_eq!(
+            classify(&["R0 !read_ok".to_owned()], Some("exit")),
+            Kind::InvalidReturn
+        );
+        assert_eq!(
+            k("At program exit the register R0 has smin=5 smax=5 should have been in [0, 4]"),
+            Kind::InvalidReturn
+        );
         assert_eq!(k("something new"), Kind::Unknown);
     }
 
@@ -819,8 +1011,20 @@ R7 invalid mem access 'scalar'
 
     #[test]
     fn assigned_variables() {
-        assert_eq!(assigned_variable("struct counters *cnt = bpf_map_lookup_elem(&counters, &counter_idx);").as_deref(), Some("cnt"));
-        assert_eq!(assigned_variable("let mut rec = unsafe { MAP.get_ptr_mut(0) };").as_deref(), Some("rec"));
-        assert_eq!(assigned_variable("__sync_fetch_and_add(&cnt->packets, 1);"), None);
+        assert_eq!(
+            assigned_variable(
+                "struct counters *cnt = bpf_map_lookup_elem(&counters, &counter_idx);"
+            )
+            .as_deref(),
+            Some("cnt")
+        );
+        assert_eq!(
+            assigned_variable("let mut rec = unsafe { MAP.get_ptr_mut(0) };").as_deref(),
+            Some("rec")
+        );
+        assert_eq!(
+            assigned_variable("__sync_fetch_and_add(&cnt->packets, 1);"),
+            None
+        );
     }
 }

@@ -94,7 +94,10 @@ pub enum Effect {
 }
 
 fn reg(token: &str) -> Option<u8> {
-    let t = token.trim().trim_start_matches('(').trim_end_matches([')', ',']);
+    let t = token
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches([')', ',']);
     let n = t.strip_prefix('r').or_else(|| t.strip_prefix('w'))?;
     let n: u8 = n.parse().ok()?;
     (n <= 10).then_some(n)
@@ -120,7 +123,9 @@ fn imm(token: &str) -> Option<i64> {
         None => (false, t),
     };
     let v = match t.strip_prefix("0x") {
-        Some(hex) => i64::from_str_radix(hex, 16).ok().or_else(|| u64::from_str_radix(hex, 16).ok().map(|v| v as i64))?,
+        Some(hex) => i64::from_str_radix(hex, 16)
+            .ok()
+            .or_else(|| u64::from_str_radix(hex, 16).ok().map(|v| v as i64))?,
         None => t.parse().ok()?,
     };
     Some(if neg { -v } else { v })
@@ -167,17 +172,25 @@ impl Effect {
             return mem(rest).map_or(Self::Other, |(base, off)| Self::Atomic { base, off });
         }
         if text.starts_with("*(") {
-            let Some((base, off)) = mem(text) else { return Self::Other };
+            let Some((base, off)) = mem(text) else {
+                return Self::Other;
+            };
             let src = text.rsplit_once(" = ").and_then(|(_, v)| reg(v));
             return Self::Store { base, off, src };
         }
         if let Some(rest) = text.strip_prefix("store_release(") {
             return mem(rest).map_or(Self::Other, |(base, off)| Self::Atomic { base, off });
         }
-        let Some((lhs, rhs)) = text.split_once(' ') else { return Self::Other };
-        let Some(dst) = reg(lhs) else { return Self::Other };
+        let Some((lhs, rhs)) = text.split_once(' ') else {
+            return Self::Other;
+        };
+        let Some(dst) = reg(lhs) else {
+            return Self::Other;
+        };
         let rhs = rhs.trim();
-        let Some((op, value)) = rhs.split_once(' ') else { return Self::Other };
+        let Some((op, value)) = rhs.split_once(' ') else {
+            return Self::Other;
+        };
         let value = value.trim();
         if op == "=" {
             if value.starts_with("*(") {
@@ -186,13 +199,19 @@ impl Effect {
             if let Some(src) = reg(value) {
                 return Self::Move { dst, src };
             }
-            if imm(value.trim_end_matches(" ll")).is_some() || value.starts_with("map[") || value.starts_with("0x") {
+            if imm(value.trim_end_matches(" ll")).is_some()
+                || value.starts_with("map[")
+                || value.starts_with("0x")
+            {
                 return Self::Const { dst };
             }
             return Self::Def { dst };
         }
         if op.ends_with('=') {
-            return Self::Alu { dst, src: reg(value) };
+            return Self::Alu {
+                dst,
+                src: reg(value),
+            };
         }
         Self::Other
     }
@@ -200,9 +219,11 @@ impl Effect {
     /// The register this instruction writes, if any.
     pub fn defines(&self) -> Option<u8> {
         match self {
-            Self::Move { dst, .. } | Self::Load { dst, .. } | Self::Alu { dst, .. } | Self::Const { dst } | Self::Def { dst } => {
-                Some(*dst)
-            }
+            Self::Move { dst, .. }
+            | Self::Load { dst, .. }
+            | Self::Alu { dst, .. }
+            | Self::Const { dst }
+            | Self::Def { dst } => Some(*dst),
             Self::Call { .. } | Self::SubCall => Some(0),
             _ => None,
         }
@@ -211,7 +232,9 @@ impl Effect {
     /// The base register of a memory access, if this is one.
     pub fn deref_base(&self) -> Option<u8> {
         match self {
-            Self::Load { base, .. } | Self::Store { base, .. } | Self::Atomic { base, .. } => Some(*base),
+            Self::Load { base, .. } | Self::Store { base, .. } | Self::Atomic { base, .. } => {
+                Some(*base)
+            }
             _ => None,
         }
     }
@@ -275,24 +298,83 @@ mod tests {
     fn kernel_syntax() {
         use Effect::*;
         let cases = [
-            ("r6 = *(u32 *)(r1 +0)", Load { dst: 6, base: 1, off: 0 }),
-            ("w6 = *(u32 *)(r1 +4)", Load { dst: 6, base: 1, off: 4 }),
-            ("*(u32 *)(r10 -4) = r1", Store { base: 10, off: -4, src: Some(1) }),
-            ("*(u64 *)(r10 -8) = 0", Store { base: 10, off: -8, src: None }),
+            (
+                "r6 = *(u32 *)(r1 +0)",
+                Load {
+                    dst: 6,
+                    base: 1,
+                    off: 0,
+                },
+            ),
+            (
+                "w6 = *(u32 *)(r1 +4)",
+                Load {
+                    dst: 6,
+                    base: 1,
+                    off: 4,
+                },
+            ),
+            (
+                "*(u32 *)(r10 -4) = r1",
+                Store {
+                    base: 10,
+                    off: -4,
+                    src: Some(1),
+                },
+            ),
+            (
+                "*(u64 *)(r10 -8) = 0",
+                Store {
+                    base: 10,
+                    off: -8,
+                    src: None,
+                },
+            ),
             ("r2 = r10", Move { dst: 2, src: 10 }),
             ("r2 += -4", Alu { dst: 2, src: None }),
-            ("r7 -= r6", Alu { dst: 7, src: Some(6) }),
+            (
+                "r7 -= r6",
+                Alu {
+                    dst: 7,
+                    src: Some(6),
+                },
+            ),
             ("r1 = 0xffff9c97f6e41a00", Const { dst: 1 }),
             ("r1 = map[counters]", Const { dst: 1 }),
             ("r1 = 0", Const { dst: 1 }),
-            ("call bpf_map_lookup_elem#1", Call { name: "bpf_map_lookup_elem".into(), id: Some(1) }),
+            (
+                "call bpf_map_lookup_elem#1",
+                Call {
+                    name: "bpf_map_lookup_elem".into(),
+                    id: Some(1),
+                },
+            ),
             ("call pc+5", SubCall),
             ("lock *(u64 *)(r0 +8) += r7", Atomic { base: 0, off: 8 }),
-            ("if r0 != 0x0 goto pc+1", Branch { reg: 0, other: None, op: "!=".into(), imm: Some(0) }),
-            ("if r1 > r2 goto pc+3", Branch { reg: 1, other: Some(2), op: ">".into(), imm: None }),
+            (
+                "if r0 != 0x0 goto pc+1",
+                Branch {
+                    reg: 0,
+                    other: None,
+                    op: "!=".into(),
+                    imm: Some(0),
+                },
+            ),
+            (
+                "if r1 > r2 goto pc+3",
+                Branch {
+                    reg: 1,
+                    other: Some(2),
+                    op: ">".into(),
+                    imm: None,
+                },
+            ),
             ("goto pc-5", Goto),
             ("exit", Exit),
-            ("r1 = atomic64_fetch_add((u64 *)(r0 +0), r1)", Def { dst: 1 }),
+            (
+                "r1 = atomic64_fetch_add((u64 *)(r0 +0), r1)",
+                Def { dst: 1 },
+            ),
             ("r1 = be16 r1", Def { dst: 1 }),
         ];
         for (text, want) in cases {

@@ -151,7 +151,11 @@ impl ParsedLog {
 
     /// The instruction the error is about: the last one processed.
     pub fn error_insn(&self) -> Option<u32> {
-        if self.messages.is_empty() { None } else { self.last_insn }
+        if self.messages.is_empty() {
+            None
+        } else {
+            self.last_insn
+        }
     }
 
     /// The first line of the error.
@@ -171,7 +175,11 @@ pub struct LogParser {
 
 fn parse_u64_after(text: &str, key: &str) -> Option<u64> {
     let rest = &text[text.find(key)? + key.len()..];
-    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -205,7 +213,11 @@ fn pop_line(line: &str) -> Option<(u32, u32, &str)> {
     let rest = line.strip_prefix("from ")?;
     let (from, rest) = rest.split_once(" to ")?;
     let (to, state) = rest.split_once(':').unwrap_or((rest, ""));
-    Some((from.trim().parse().ok()?, to.trim().parse().ok()?, state.trim()))
+    Some((
+        from.trim().parse().ok()?,
+        to.trim().parse().ok()?,
+        state.trim(),
+    ))
 }
 
 /// `; text @ file:line`, or `; text` from kernels that print no location.
@@ -278,13 +290,15 @@ fn births_in(state: &str) -> impl Iterator<Item = (u32, u8, String)> + '_ {
         let reg = reg.strip_prefix('R')?;
         let reg: u8 = reg.split('_').next()?.parse().ok()?;
         let (kind, args) = value.split_once('(')?;
-        let tracked = kind.contains("or_null") || args.contains("ref_obj_id=") || kind.contains("ringbuf");
+        let tracked =
+            kind.contains("or_null") || args.contains("ref_obj_id=") || kind.contains("ringbuf");
         if !tracked {
             return None;
         }
-        let id = args
-            .split([',', ')'])
-            .find_map(|kv| kv.strip_prefix("id=").or_else(|| kv.strip_prefix("ref_obj_id=")))?;
+        let id = args.split([',', ')']).find_map(|kv| {
+            kv.strip_prefix("id=")
+                .or_else(|| kv.strip_prefix("ref_obj_id="))
+        })?;
         Some((id.parse().ok()?, reg, kind.to_owned()))
     })
 }
@@ -306,9 +320,15 @@ impl LogParser {
             self.log.reg_values.clear();
         }
         for token in state.split_whitespace() {
-            let Some((reg, value)) = token.split_once('=') else { continue };
-            let Some(reg) = reg.strip_prefix('R') else { continue };
-            let Ok(reg) = reg.split('_').next().unwrap_or(reg).parse::<u8>() else { continue };
+            let Some((reg, value)) = token.split_once('=') else {
+                continue;
+            };
+            let Some(reg) = reg.strip_prefix('R') else {
+                continue;
+            };
+            let Ok(reg) = reg.split('_').next().unwrap_or(reg).parse::<u8>() else {
+                continue;
+            };
             self.log.reg_values.insert(reg, value.to_owned());
         }
         self.log.last_state = Some(state.to_owned());
@@ -317,7 +337,10 @@ impl LogParser {
             self.log.has_ids = true;
         }
         for (id, reg, kind) in births_in(state) {
-            self.log.births.entry(id).or_insert(Birth { insn, reg, kind });
+            self.log
+                .births
+                .entry(id)
+                .or_insert(Birth { insn, reg, kind });
         }
     }
 
@@ -350,7 +373,9 @@ impl LogParser {
         let value = value.trim();
         match key.trim() {
             "Type" => header.prog_type = value.parse().ok(),
-            "Instructions" => header.insns = value.split_whitespace().next().and_then(|v| v.parse().ok()),
+            "Instructions" => {
+                header.insns = value.split_whitespace().next().and_then(|v| v.parse().ok())
+            }
             "License" => header.license = Some(value.to_owned()),
             _ => return false,
         }
@@ -363,7 +388,10 @@ impl LogParser {
         self.log.bytes += raw.len() as u64 + 1;
         let line = raw.trim_end_matches(['\r', '\n']);
         // Loader chatter around the log.
-        if line.starts_with("libbpf: ") || line.starts_with("Warning: bpftool") || line.starts_with("If it used to work") {
+        if line.starts_with("libbpf: ")
+            || line.starts_with("Warning: bpftool")
+            || line.starts_with("If it used to work")
+        {
             return;
         }
         if self.header_line(line) {
@@ -371,7 +399,12 @@ impl LogParser {
         }
         if self.in_live_regs {
             // `      0: .1........ (61) r6 = …` until the block ends.
-            if line.starts_with(' ') && line.trim_start().split_once(": ").is_some_and(|(n, _)| n.parse::<u32>().is_ok()) {
+            if line.starts_with(' ')
+                && line
+                    .trim_start()
+                    .split_once(": ")
+                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+            {
                 return;
             }
             self.in_live_regs = false;
@@ -381,7 +414,10 @@ impl LogParser {
             return;
         }
         if let Some((index, op, text, state)) = insn_line(line) {
-            self.log.insns.entry(index).or_insert_with(|| text.to_owned());
+            self.log
+                .insns
+                .entry(index)
+                .or_insert_with(|| text.to_owned());
             self.log.opcodes.insert(index, op);
             if let Some(annotation) = self.pending_annotation.take() {
                 self.log.annotations.entry(index).or_insert(annotation);
@@ -420,21 +456,26 @@ impl LogParser {
             return;
         }
         if let Some(rest) = line.strip_prefix("verification time ") {
-            self.log.stats.get_or_insert_with(Default::default).verification_time_usec = parse_u64_after(rest, "");
+            self.log
+                .stats
+                .get_or_insert_with(Default::default)
+                .verification_time_usec = parse_u64_after(rest, "");
             return;
         }
         if let Some(rest) = line.strip_prefix("stack depth ") {
-            self.log.stats.get_or_insert_with(Default::default).stack_depth =
-                rest.split('+').filter_map(|d| d.trim().parse().ok()).collect();
+            self.log
+                .stats
+                .get_or_insert_with(Default::default)
+                .stack_depth = rest
+                .split('+')
+                .filter_map(|d| d.trim().parse().ok())
+                .collect();
             return;
         }
-        // "BPF program is too large. Processed 1000001 insn" is an error, and
-        // so is anything else we do not know, as long as it comes after the
-        // last instruction: the kernel prints the verdict last.
-        if !is_noise(line) || line.starts_with("BPF program is too large") {
-            if self.log.messages.len() < MAX_MESSAGE_LINES {
-                self.log.messages.push(line.trim().to_owned());
-            }
+        // Anything else after the last instruction is the error: the kernel
+        // prints its verdict last.
+        if !is_noise(line) && self.log.messages.len() < MAX_MESSAGE_LINES {
+            self.log.messages.push(line.trim().to_owned());
         }
     }
 
@@ -525,12 +566,22 @@ processed 10 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_sta
         assert_eq!(log.accepted(), Some(false));
         assert!(!log.truncated);
         assert_eq!(log.error_insn(), Some(10));
-        assert_eq!(log.message(), Some("R0 invalid mem access 'map_value_or_null'"));
+        assert_eq!(
+            log.message(),
+            Some("R0 invalid mem access 'map_value_or_null'")
+        );
         assert_eq!(log.insns[&8], "call bpf_map_lookup_elem#1");
         assert_eq!(log.opcodes[&10], 0xdb);
         assert_eq!(log.annotations[&10].line, Some(17));
         assert_eq!(log.annotations[&6].file.as_deref(), Some("hash.c"));
-        assert_eq!(log.births[&1], Birth { insn: 8, reg: 0, kind: "map_value_or_null".into() });
+        assert_eq!(
+            log.births[&1],
+            Birth {
+                insn: 8,
+                reg: 0,
+                kind: "map_value_or_null".into()
+            }
+        );
         let stats = log.stats.unwrap();
         assert_eq!(stats.insns_processed, 10);
         assert_eq!(stats.insn_limit, Some(1_000_000));
@@ -566,11 +617,17 @@ Error fetching program/map!
         assert_eq!(log.accepted(), Some(false));
         assert!(!log.truncated, "an old kernel prints no stats on error");
         assert_eq!(log.error_insn(), Some(10));
-        assert_eq!(log.messages, vec!["R0 invalid mem access 'map_value_or_null'"]);
+        assert_eq!(
+            log.messages,
+            vec!["R0 invalid mem access 'map_value_or_null'"]
+        );
         let header = log.header.unwrap();
         assert_eq!(header.section.as_deref(), Some("stats"));
         assert_eq!(header.error.as_deref(), Some("Permission denied (13)"));
-        assert_eq!((header.prog_type, header.insns, header.license.as_deref()), (Some(6), Some(15), Some("GPL")));
+        assert_eq!(
+            (header.prog_type, header.insns, header.license.as_deref()),
+            (Some(6), Some(15), Some("GPL"))
+        );
         assert!(!log.has_states);
     }
 
@@ -589,12 +646,25 @@ Error fetching program/map!
 
     #[test]
     fn garbage_is_truncated_not_a_panic() {
-        for text in ["", "\n\n", "hello\nworld", "\u{0}\u{ff}garbage", "12: (zz) what", "from x to y:", "; @ :", "processed"] {
+        for text in [
+            "",
+            "\n\n",
+            "hello\nworld",
+            "\u{0}\u{ff}garbage",
+            "12: (zz) what",
+            "from x to y:",
+            "; @ :",
+            "processed",
+        ] {
             let log = parse_str(text);
             let _ = (log.accepted(), log.error_insn(), log.message());
         }
         let log = parse_str("not a verifier log at all\n");
-        assert_eq!(log.accepted(), Some(false), "unknown text after no instruction is still reported");
+        assert_eq!(
+            log.accepted(),
+            Some(false),
+            "unknown text after no instruction is still reported"
+        );
         assert_eq!(log.error_insn(), None);
     }
 
@@ -621,10 +691,20 @@ R0 invalid mem access 'map_value_or_null'
         let steps: Vec<Step> = log.path.iter().copied().collect();
         assert_eq!(
             steps,
-            vec![Step::Insn(0), Step::Insn(1), Step::Insn(2), Step::Pop { from: 1, to: 3 }, Step::Insn(3)]
+            vec![
+                Step::Insn(0),
+                Step::Insn(1),
+                Step::Insn(2),
+                Step::Pop { from: 1, to: 3 },
+                Step::Insn(3)
+            ]
         );
         assert_eq!(log.births[&4].insn, 3);
-        assert_eq!(log.insns.len(), 4, "the live-regs block is not instructions");
+        assert_eq!(
+            log.insns.len(),
+            4,
+            "the live-regs block is not instructions"
+        );
     }
 
     #[test]
@@ -633,7 +713,9 @@ R0 invalid mem access 'map_value_or_null'
         let mut text = String::new();
         for _ in 0..20_000 {
             for i in 0..10 {
-                text.push_str(&format!("{i}: (07) r1 += 1                  ; R1_w=scalar()\n"));
+                text.push_str(&format!(
+                    "{i}: (07) r1 += 1                  ; R1_w=scalar()\n"
+                ));
             }
         }
         let log = parse_str(&text);

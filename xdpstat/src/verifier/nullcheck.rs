@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::effect::{Effect, Place, returns_or_null};
+use super::effect::{returns_or_null, Effect, Place};
 
 /// A possibly-NULL pointer used without a test.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,8 +38,10 @@ fn jump_target(index: u32, text: &str) -> Option<u32> {
 /// Finds every dereference of a possibly-NULL helper result before it is
 /// tested, in a program given as (verifier index, kernel-syntax text).
 pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
-    let effects: BTreeMap<u32, (Effect, &str)> =
-        insns.iter().map(|(i, t)| (*i, (Effect::parse(t), t.as_str()))).collect();
+    let effects: BTreeMap<u32, (Effect, &str)> = insns
+        .iter()
+        .map(|(i, t)| (*i, (Effect::parse(t), t.as_str())))
+        .collect();
     let next_of: HashMap<u32, u32> = insns.windows(2).map(|w| (w[0].0, w[1].0)).collect();
     let helpers: HashMap<u32, String> = effects
         .iter()
@@ -54,7 +56,9 @@ pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
 
     let mut in_states: HashMap<u32, State> = HashMap::new();
     let mut found: BTreeMap<(u32, u32), Unchecked> = BTreeMap::new();
-    let Some(&first) = effects.keys().next() else { return Vec::new() };
+    let Some(&first) = effects.keys().next() else {
+        return Vec::new();
+    };
     in_states.insert(first, State::new());
     let mut work: VecDeque<u32> = VecDeque::from([first]);
     // Each pass can only add tags, so this terminates; the cap guards
@@ -65,7 +69,9 @@ pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
             break;
         }
         budget -= 1;
-        let Some((effect, text)) = effects.get(&index) else { continue };
+        let Some((effect, text)) = effects.get(&index) else {
+            continue;
+        };
         let mut state = in_states.get(&index).cloned().unwrap_or_default();
 
         if let Some(base) = effect.deref_base() {
@@ -94,7 +100,9 @@ pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
                 }
             }
             Effect::Move { dst, src } => copy(&mut state, Place::Reg(*src), Place::Reg(*dst)),
-            Effect::Load { dst, base: 10, off } => copy(&mut state, Place::Stack(*off), Place::Reg(*dst)),
+            Effect::Load { dst, base: 10, off } => {
+                copy(&mut state, Place::Stack(*off), Place::Reg(*dst))
+            }
             Effect::Store { base: 10, off, src } => match src {
                 Some(src) => copy(&mut state, Place::Reg(*src), Place::Stack(*off)),
                 None => {
@@ -113,7 +121,12 @@ pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
                     forget_origin(&mut state, origin);
                 }
             }
-            Effect::Branch { reg, other: None, imm: Some(0), .. } => {
+            Effect::Branch {
+                reg,
+                other: None,
+                imm: Some(0),
+                ..
+            } => {
                 // Any comparison with 0 tests it, and, as in the verifier,
                 // tests every copy of it.
                 if let Some(&origin) = state.get(&Place::Reg(*reg)) {
@@ -214,7 +227,12 @@ mod tests {
         let found = find_unchecked(&p);
         assert_eq!(
             found,
-            vec![Unchecked { insn: 10, reg: 0, origin: 8, helper: "bpf_map_lookup_elem".into() }],
+            vec![Unchecked {
+                insn: 10,
+                reg: 0,
+                origin: 8,
+                helper: "bpf_map_lookup_elem".into()
+            }],
             "one warning, at the first use"
         );
     }
@@ -271,7 +289,12 @@ mod tests {
 
     #[test]
     fn loops_terminate() {
-        let p = program(&["0: call bpf_map_lookup_elem#1", "1: r1 = r0", "2: r0 = r1", "3: goto pc-3"]);
+        let p = program(&[
+            "0: call bpf_map_lookup_elem#1",
+            "1: r1 = r0",
+            "2: r0 = r1",
+            "3: goto pc-3",
+        ]);
         let _ = find_unchecked(&p);
     }
 }
