@@ -183,8 +183,20 @@ fn parse_u64_after(text: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// `N: (op) text[ ; state]` → (N, op, text, state).
-fn insn_line(line: &str) -> Option<(u32, u8, &str, Option<&str>)> {
+/// An instruction line, split into its parts.
+struct InsnLine<'a> {
+    index: u32,
+    op: u8,
+    text: &'a str,
+    /// The state after it (`; R0=…`).
+    state: Option<&'a str>,
+    /// A full state the kernel printed on the same line for the next
+    /// instruction (`N: R1=…`), as it does after a jump at level 1.
+    next_state: Option<(u32, &'a str)>,
+}
+
+/// `N: (op) text[ ; state]`, or `N: (op) text M: state`.
+fn insn_line(line: &str) -> Option<InsnLine<'_>> {
     let (index, rest) = line.split_once(": (")?;
     let index: u32 = index.parse().ok()?;
     let (op, rest) = rest.split_once(") ")?;
@@ -192,11 +204,28 @@ fn insn_line(line: &str) -> Option<(u32, u8, &str, Option<&str>)> {
         return None;
     }
     let op = u8::from_str_radix(op, 16).ok()?;
-    let (text, state) = match rest.split_once(';') {
+    let (mut text, state) = match rest.split_once(';') {
         Some((text, state)) => (text.trim_end(), Some(state.trim())),
         None => (rest.trim_end(), None),
     };
-    Some((index, op, text, state))
+    let mut next_state = None;
+    // ` 0: R1=ctx() …` glued to the instruction.
+    if let Some(pos) = text.find(": R").or_else(|| text.find(": frame")) {
+        let head = &text[..pos];
+        if let Some(space) = head.rfind(' ') {
+            if let Ok(next) = head[space + 1..].parse::<u32>() {
+                next_state = Some((next, text[pos + 2..].trim()));
+                text = head[..space].trim_end();
+            }
+        }
+    }
+    Some(InsnLine {
+        index,
+        op,
+        text,
+        state,
+        next_state,
+    })
 }
 
 /// `N: R1=… ` or `N: safe` → (N, state).
@@ -274,6 +303,7 @@ fn is_noise(line: &str) -> bool {
         "live regs",
         "bpf_prog_load",
         "old state:",
+        "cur state:",
         "new state:",
         "changing",
         "insn ",
@@ -413,21 +443,25 @@ impl LogParser {
             self.in_live_regs = true;
             return;
         }
-        if let Some((index, op, text, state)) = insn_line(line) {
+        if let Some(insn) = insn_line(line) {
+            let index = insn.index;
             self.log
                 .insns
                 .entry(index)
-                .or_insert_with(|| text.to_owned());
-            self.log.opcodes.insert(index, op);
+                .or_insert_with(|| insn.text.to_owned());
+            self.log.opcodes.insert(index, insn.op);
             if let Some(annotation) = self.pending_annotation.take() {
                 self.log.annotations.entry(index).or_insert(annotation);
             }
             self.log.last_insn = Some(index);
             self.log.messages.clear();
             self.push_step(Step::Insn(index));
-            if let Some(state) = state {
+            if let Some(state) = insn.state.filter(|s| !s.starts_with('@')) {
                 self.log.has_states = true;
                 self.note_state(index, state, false);
+            }
+            if let Some((next, state)) = insn.next_state {
+                self.note_state(next, state, true);
             }
             return;
         }
@@ -666,6 +700,21 @@ Error fetching program/map!
             "unknown text after no instruction is still reported"
         );
         assert_eq!(log.error_insn(), None);
+    }
+
+    #[test]
+    fn a_state_glued_to_a_jump_is_split_off() {
+        let log = parse_str("0: (61) r2 = *(u32 *)(r1 +16)
+1: (55) if r2 != 0x0 goto pc-2 0: R1=ctx() R2=scalar(smin=umin=umin32=1) R10=fp0
+0: (61) r2 = *(u32 *)(r1 +16)
+1: (55) if r2 != 0x0 goto pc-2 ;  @ loop.c:10
+infinite loop detected at insn 0
+cur state: R1=ctx() R2=scalar() R10=fp0
+old state: R1=ctx() R2=scalar() R10=fp0
+");
+        assert_eq!(log.insns[&1], "if r2 != 0x0 goto pc-2");
+        assert_eq!(log.messages, vec!["infinite loop detected at insn 0"]);
+        assert!(log.reg_values.contains_key(&2));
     }
 
     #[test]
