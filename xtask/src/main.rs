@@ -12,6 +12,8 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use object::{Object, ObjectSection};
 
+mod fixtures;
+
 /// The objects `xdpstat-ebpf` builds, by binary name. The committed copies
 /// live in `xdpstat/bpf/<name>.o`.
 const OBJECTS: [&str; 3] = ["xdpstat_percpu", "xdpstat_shared", "xdpstat_pass"];
@@ -34,6 +36,9 @@ enum Cmd {
     /// Build the XDP objects and fail unless they are byte-identical to the
     /// committed ones.
     CheckEbpf,
+    /// Build the verifier workbench's broken test programs (fixtures/, C
+    /// and Rust) into fixtures/build/.
+    BuildFixtures,
     /// Install what is missing, check the objects and the lints, then run
     /// every test (as root: they load programs and make namespaces).
     Test {
@@ -57,6 +62,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::CheckEbpf => check_ebpf(),
+        Cmd::BuildFixtures => fixtures::build(),
         Cmd::Test { args } => {
             deps()?;
             check_ebpf()?;
@@ -71,6 +77,7 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
+            fixtures::build()?;
             let mut cmd = Command::new(cargo());
             cmd.current_dir(root())
                 .args(["test", "--workspace", "--all-targets"])
@@ -192,24 +199,39 @@ fn deps() -> Result<()> {
 }
 
 /// Builds the objects and returns their bytes.
+fn build_ebpf() -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let out = cargo_build_bpf(&root().join("xdpstat-ebpf")).context(
+        "building the XDP objects failed; `cargo xtask deps` installs the toolchain (Debian rustc-web, bpf-linker)",
+    )?;
+    OBJECTS
+        .iter()
+        .map(|name| {
+            let path = out.join(name);
+            let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((*name, bytes))
+        })
+        .collect()
+}
+
+/// Runs `cargo build --release --locked` in a bpfel-unknown-none crate of
+/// this repository (its own `.cargo/config.toml` picks Debian's rustc and
+/// bpf-linker) and returns the directory that holds the linked objects.
 ///
 /// Debug info and BTF line info carry source paths. They are remapped to
 /// fixed prefixes (`/xdpstat`, `/cargo`), so BTF, line info and code do not
 /// depend on where the checkout or the cargo home is.
-fn build_ebpf() -> Result<Vec<(&'static str, Vec<u8>)>> {
-    let root = root();
+fn cargo_build_bpf(crate_dir: &Path) -> Result<PathBuf> {
     let cargo_home = env::var("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|_| env::var("HOME").map(|h| Path::new(&h).join(".cargo")))
         .context("neither CARGO_HOME nor HOME is set")?;
     let flags = format!(
         "build.rustflags=[\"--remap-path-prefix={}=/xdpstat\", \"--remap-path-prefix={}=/cargo\"]",
-        root.display(),
+        root().display(),
         cargo_home.display()
     );
-    let crate_dir = root.join("xdpstat-ebpf");
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(&crate_dir)
+    cmd.current_dir(crate_dir)
         .args(["build", "--release", "--locked", "--config", &flags])
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -217,19 +239,8 @@ fn build_ebpf() -> Result<Vec<(&'static str, Vec<u8>)>> {
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET_DIR");
-    run(&mut cmd).context(
-        "building the XDP objects failed; `cargo xtask deps` installs the toolchain (Debian rustc-web, bpf-linker)",
-    )?;
-    OBJECTS
-        .iter()
-        .map(|name| {
-            let path = crate_dir
-                .join("target/bpfel-unknown-none/release")
-                .join(name);
-            let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            Ok((*name, bytes))
-        })
-        .collect()
+    run(&mut cmd)?;
+    Ok(crate_dir.join("target/bpfel-unknown-none/release"))
 }
 
 fn check_ebpf() -> Result<()> {

@@ -704,14 +704,16 @@ Error fetching program/map!
 
     #[test]
     fn a_state_glued_to_a_jump_is_split_off() {
-        let log = parse_str("0: (61) r2 = *(u32 *)(r1 +16)
+        let log = parse_str(
+            "0: (61) r2 = *(u32 *)(r1 +16)
 1: (55) if r2 != 0x0 goto pc-2 0: R1=ctx() R2=scalar(smin=umin=umin32=1) R10=fp0
 0: (61) r2 = *(u32 *)(r1 +16)
 1: (55) if r2 != 0x0 goto pc-2 ;  @ loop.c:10
 infinite loop detected at insn 0
 cur state: R1=ctx() R2=scalar() R10=fp0
 old state: R1=ctx() R2=scalar() R10=fp0
-");
+",
+        );
         assert_eq!(log.insns[&1], "if r2 != 0x0 goto pc-2");
         assert_eq!(log.messages, vec!["infinite loop detected at insn 0"]);
         assert!(log.reg_values.contains_key(&2));
