@@ -1,0 +1,130 @@
+//! `cargo xtask build-fixtures`: the verifier workbench's corpus of broken
+//! XDP programs. `fixtures/expected.json` says what the kernel does with
+//! each one.
+//!
+//! - `fixtures/c/*.c` and `fixtures/stats_kern/*.c` → clang →
+//!   `fixtures/build/{c,stats_kern}/<name>.o`, skipped while the object is
+//!   newer than its source and every header beside it.
+//! - `fixtures/rust` (aya-ebpf, one `[[bin]]` per `src/<name>.rs`) → the
+//!   same build as `build-ebpf` → `fixtures/build/rust/<name>.o`.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::SystemTime,
+};
+
+use anyhow::{Context, Result};
+
+use super::{cargo_build_bpf, root, run};
+
+/// The C fixture directories, each built into `fixtures/build/<dir>/`.
+const C_DIRS: [&str; 2] = ["c", "stats_kern"];
+
+/// Builds every fixture object into `fixtures/build/`.
+pub fn build() -> Result<()> {
+    let fixtures = root().join("fixtures");
+    let out = fixtures.join("build");
+    for dir in C_DIRS {
+        build_c(&fixtures.join(dir), &out.join(dir))?;
+    }
+    build_rust(&fixtures.join("rust"), &out.join("rust"))
+}
+
+fn build_c(src_dir: &Path, out_dir: &Path) -> Result<()> {
+    fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let headers = newest_mtime(&files_with_ext(src_dir, "h")?)?;
+    let (mut built, mut fresh) = (0, 0);
+    for source in files_with_ext(src_dir, "c")? {
+        let stem = source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("odd file name {}", source.display()))?;
+        let object = out_dir.join(format!("{stem}.o"));
+        let inputs = newest_mtime(std::slice::from_ref(&source))?.max(headers);
+        if mtime(&object).is_ok_and(|built_at| built_at > inputs) {
+            fresh += 1;
+            continue;
+        }
+        // Line info keeps the source path; remap the checkout to /xdpstat
+        // as the Rust builds do, so objects do not depend on where it is.
+        run(Command::new("clang")
+            .args(["-O2", "-g", "-target", "bpf"])
+            .arg("-I/usr/include/x86_64-linux-gnu")
+            .arg(format!("-fdebug-prefix-map={}=/xdpstat", root().display()))
+            .arg("-c")
+            .arg(&source)
+            .arg("-o")
+            .arg(&object))
+        .with_context(|| {
+            format!(
+                "compiling {}; `cargo xtask deps` installs clang and libbpf-dev",
+                source.display()
+            )
+        })?;
+        built += 1;
+    }
+    println!(
+        "xtask: {}: {built} built, {fresh} up to date",
+        out_dir.display()
+    );
+    Ok(())
+}
+
+/// Builds the Rust fixture crate and copies each program's object; every
+/// `src/<name>.rs` is the `[[bin]]` `<name>`.
+fn build_rust(crate_dir: &Path, out_dir: &Path) -> Result<()> {
+    let release = cargo_build_bpf(crate_dir).context(
+        "building the Rust fixtures failed; `cargo xtask deps` installs the toolchain (Debian rustc-web, bpf-linker)",
+    )?;
+    fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let sources = files_with_ext(&crate_dir.join("src"), "rs")?;
+    for source in &sources {
+        let name = source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("odd file name {}", source.display()))?;
+        let (from, to) = (release.join(name), out_dir.join(format!("{name}.o")));
+        fs::copy(&from, &to).with_context(|| {
+            format!(
+                "copying {} (is {} a [[bin]] in fixtures/rust/Cargo.toml?)",
+                from.display(),
+                source.display()
+            )
+        })?;
+    }
+    println!(
+        "xtask: {}: {} objects copied",
+        out_dir.display(),
+        sources.len()
+    );
+    Ok(())
+}
+
+/// The files in `dir` whose name ends in `.ext`, sorted.
+fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == ext) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn mtime(path: &Path) -> std::io::Result<SystemTime> {
+    fs::metadata(path)?.modified()
+}
+
+/// The latest modification time among `paths` (the epoch for none).
+fn newest_mtime(paths: &[PathBuf]) -> Result<SystemTime> {
+    paths
+        .iter()
+        .try_fold(SystemTime::UNIX_EPOCH, |newest, path| {
+            let t = mtime(path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(newest.max(t))
+        })
+}
