@@ -383,39 +383,16 @@ impl BpfObject {
     /// [`ObjectError::Parse`] or [`ObjectError::Decode`] for an object
     /// aya-obj cannot link.
     pub fn linked(&self, program: &XdpProgram) -> Result<LinkedProgram, ObjectError> {
-        let parse_error = |reason: String| ObjectError::Parse {
-            path: self.path.clone(),
-            reason,
-        };
-        let mut obj =
-            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
-        let text_sections: HashSet<usize> =
-            obj.functions.keys().map(|(section, _)| *section).collect();
-        // Relocate map references with stand-in "fds" that index `map_names`,
-        // so the disassembly can name them.
-        let maps: Vec<(String, aya_obj::Map)> = obj
-            .maps
-            .iter()
-            .map(|(n, m)| (n.clone(), m.clone()))
-            .collect();
-        let map_names: Vec<String> = maps.iter().map(|(n, _)| n.clone()).collect();
-        obj.relocate_maps(
-            maps.iter()
-                .enumerate()
-                .map(|(i, (n, m))| (n.as_str(), i as i32, m)),
-            &text_sections,
-        )
-        .map_err(|e| parse_error(e.to_string()))?;
-        obj.relocate_calls(&text_sections)
-            .map_err(|e| parse_error(e.to_string()))?;
-        let prog = obj
-            .programs
-            .get(&program.name)
-            .ok_or_else(|| parse_error(format!("aya-obj found no program '{}'", program.name)))?;
-        let function = obj
-            .functions
-            .get(&prog.function_key())
-            .ok_or_else(|| parse_error(format!("no function for program '{}'", program.name)))?;
+        // Map references get stand-in "fds" that index `map_names`, so the
+        // disassembly can name them.
+        let mut map_names = Vec::new();
+        let function = self.link(program, |index, name| {
+            if map_names.len() <= index {
+                map_names.resize(index + 1, String::new());
+            }
+            map_names[index] = name.to_owned();
+            index as i32
+        })?;
         let raw: Vec<u8> = function.instructions.iter().flat_map(insn_bytes).collect();
         let insns = Insn::decode_all(&raw).map_err(|source| ObjectError::Decode {
             path: self.path.clone(),
@@ -441,6 +418,81 @@ impl BpfObject {
             map_names,
             license: self.license.clone(),
         })
+    }
+}
+
+impl BpfObject {
+    /// The program's instructions as the kernel gets them, with its map
+    /// references pointing at `fds` (by map name).
+    ///
+    /// # Errors
+    ///
+    /// [`ObjectError::Parse`] when a map has no fd or the object cannot be
+    /// linked.
+    pub fn relocated_insns(
+        &self,
+        program: &XdpProgram,
+        fds: &std::collections::HashMap<String, i32>,
+    ) -> Result<Vec<u8>, ObjectError> {
+        let mut missing = None;
+        let function = self.link(program, |_, name| {
+            fds.get(name).copied().unwrap_or_else(|| {
+                missing = Some(name.to_owned());
+                -1
+            })
+        })?;
+        if let Some(name) = missing {
+            return Err(ObjectError::Parse {
+                path: self.path.clone(),
+                reason: format!("map {name} was not created"),
+            });
+        }
+        Ok(function.instructions.iter().flat_map(insn_bytes).collect())
+    }
+
+    /// Parses the object with aya-obj, relocates map references with the fd
+    /// `fd_of(index, name)` gives, links the calls, and returns the program's
+    /// function.
+    fn link(
+        &self,
+        program: &XdpProgram,
+        mut fd_of: impl FnMut(usize, &str) -> i32,
+    ) -> Result<aya_obj::Function, ObjectError> {
+        let parse_error = |reason: String| ObjectError::Parse {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut obj =
+            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
+        let text_sections: HashSet<usize> =
+            obj.functions.keys().map(|(section, _)| *section).collect();
+        let mut maps: Vec<(String, aya_obj::Map)> = obj
+            .maps
+            .iter()
+            .map(|(n, m)| (n.clone(), m.clone()))
+            .collect();
+        maps.sort_by(|a, b| a.0.cmp(&b.0));
+        let fds: Vec<i32> = maps
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| fd_of(i, n))
+            .collect();
+        obj.relocate_maps(
+            maps.iter()
+                .zip(&fds)
+                .map(|((n, m), fd)| (n.as_str(), *fd, m)),
+            &text_sections,
+        )
+        .map_err(|e| parse_error(e.to_string()))?;
+        obj.relocate_calls(&text_sections)
+            .map_err(|e| parse_error(e.to_string()))?;
+        let prog = obj
+            .programs
+            .get(&program.name)
+            .ok_or_else(|| parse_error(format!("aya-obj found no program '{}'", program.name)))?;
+        obj.functions
+            .remove(&prog.function_key())
+            .ok_or_else(|| parse_error(format!("no function for program '{}'", program.name)))
     }
 }
 

@@ -339,3 +339,68 @@ pub unsafe fn map_lookup(
     };
     bpf(BPF_MAP_LOOKUP_ELEM, "BPF_MAP_LOOKUP_ELEM", &mut attr).map(drop)
 }
+
+/// `BPF_PROG_LOAD` of an XDP program, for when the verifier log must be
+/// complete: aya caps its log buffer at 16 MiB, and the kernel then keeps
+/// only the log's tail. Returns the load's result and the whole log; on
+/// `ENOSPC` it retries once with the size the kernel says it needs
+/// (`log_true_size`, Linux 6.4+).
+pub fn prog_load_xdp_with_log(
+    insns: &[u8],
+    license: &std::ffi::CStr,
+    log_level: u32,
+    first_log_size: u32,
+) -> (Result<OwnedFd, SyscallError>, Vec<u8>) {
+    const BPF_PROG_LOAD: i32 = 5;
+    const BPF_PROG_TYPE_XDP: u32 = 6;
+    const BPF_XDP: u32 = 37;
+    /// The kernel refuses log buffers over `UINT_MAX >> 2`.
+    const MAX_LOG: u32 = u32::MAX >> 2;
+    #[repr(C)]
+    struct Attr {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+        _btf_and_infos: [u32; 17],
+        log_true_size: u32,
+    }
+    let mut size = first_log_size.clamp(1 << 16, MAX_LOG);
+    loop {
+        let mut log = vec![0u8; size as usize];
+        let mut attr = Attr {
+            prog_type: BPF_PROG_TYPE_XDP,
+            insn_cnt: (insns.len() / 8) as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level,
+            log_size: size,
+            log_buf: log.as_mut_ptr() as u64,
+            kern_version: 0,
+            prog_flags: 0,
+            prog_name: [0; 16],
+            prog_ifindex: 0,
+            expected_attach_type: BPF_XDP,
+            _btf_and_infos: [0; 17],
+            log_true_size: 0,
+        };
+        let result = bpf(BPF_PROG_LOAD, "BPF_PROG_LOAD", &mut attr).map(fd_from);
+        let needed = attr.log_true_size;
+        let truncated = matches!(&result, Err(e) if e.errno() == Some(libc::ENOSPC));
+        if truncated && needed > size && size < MAX_LOG {
+            size = needed.min(MAX_LOG);
+            continue;
+        }
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        log.truncate(end);
+        return (result, log);
+    }
+}
