@@ -230,7 +230,8 @@ pub fn write_objdump(
     writeln!(out, "{}:", program.program.name)?;
     let mut last: Option<(String, u32)> = None;
     for (index, insn) in &program.insns {
-        if let Some(entry) = program.lines.starting_at(*index) {
+        // Line 0 marks code the compiler made up; it has no source.
+        if let Some(entry) = program.lines.starting_at(*index).filter(|e| e.line != 0) {
             let key = (entry.file.clone(), entry.line);
             if last.as_ref() != Some(&key) {
                 let text = files
