@@ -415,6 +415,7 @@ impl BpfObject {
             program: program.clone(),
             insns,
             lines: LineTable::new(lines),
+            call_sites: crate::dwarf::call_sites(&self.bytes, &program.name),
             map_names,
             license: self.license.clone(),
         })
@@ -523,6 +524,8 @@ pub struct LinkedProgram {
     pub insns: Vec<(usize, Insn)>,
     /// Its BTF line info, by verifier index.
     pub lines: LineTable,
+    /// DWARF's inlined call sites in the program's own function.
+    pub call_sites: Vec<crate::dwarf::CallSite>,
     /// Map names, by the stand-in fd in `ld_imm64` map references.
     pub map_names: Vec<String>,
     /// The object's license.
@@ -533,6 +536,13 @@ impl LinkedProgram {
     /// Instruction slots, as the kernel counts them ("Instructions: 15").
     pub fn slot_count(&self) -> usize {
         self.insns.last().map_or(0, |(i, insn)| i + insn.width())
+    }
+
+    /// The line in the program's own function that instruction `index`
+    /// belongs to, when BTF puts it in inlined library code.
+    pub fn call_site(&self, index: usize) -> Option<&crate::dwarf::CallSite> {
+        let offset = index as u64 * 8;
+        self.call_sites.iter().find(|s| s.range.contains(&offset))
     }
 
     /// The instruction at verifier index `index`.

@@ -10,6 +10,7 @@ pub mod bpffs;
 pub mod bpfobj;
 pub mod cli;
 pub mod counters;
+pub mod dwarf;
 pub mod iface;
 pub mod insn;
 pub mod layout;

@@ -229,6 +229,7 @@ impl From<&Stats> for StatsReport {
 /// there is an object, else from the kernel's own annotations in the log.
 pub struct SourceMap<'a> {
     lines: Option<&'a LineTable>,
+    program: Option<&'a LinkedProgram>,
     annotations: BTreeMap<u32, Annotation>,
     files: SourceFiles,
 }
@@ -236,15 +237,17 @@ pub struct SourceMap<'a> {
 impl<'a> SourceMap<'a> {
     /// Builds the map; `src_dirs` are searched for source files.
     pub fn new(
-        lines: Option<&'a LineTable>,
+        program: Option<&'a LinkedProgram>,
         log: Option<&ParsedLog>,
         src_dirs: Vec<PathBuf>,
     ) -> Self {
+        let lines: Option<&LineTable> = program.map(|p| &p.lines);
         let annotations = log
             .map(|l| l.annotations.iter().map(|(i, a)| (*i, a.clone())).collect())
             .unwrap_or_default();
         Self {
             lines: lines.filter(|l| !l.is_empty()),
+            program,
             annotations,
             files: SourceFiles::new(src_dirs),
         }
@@ -256,6 +259,17 @@ impl Sources for SourceMap<'_> {
         if let Some(lines) = self.lines {
             // Line 0 marks code the compiler made up; it has no source.
             let entry = lines.at(insn as usize).filter(|e| e.line != 0)?;
+            // Inlined library code: the line in the program that called it.
+            if crate::dwarf::is_library_path(&entry.file) {
+                if let Some(site) = self.program.and_then(|p| p.call_site(insn as usize)) {
+                    let text = self.files.line(&site.file, site.line);
+                    return Some(SourceRef {
+                        file: site.file.clone(),
+                        line: site.line,
+                        text,
+                    });
+                }
+            }
             let text = self
                 .files
                 .line(&entry.file, entry.line)
@@ -373,11 +387,13 @@ pub fn report(input: ReportInput<'_>) -> ProgramReport {
         program,
         src_dirs,
     } = input;
-    let mut sources = SourceMap::new(program.map(|p| &p.lines), log, src_dirs);
+    let mut sources = SourceMap::new(program, log, src_dirs);
+    let texts = program.map(insn_texts);
     let diagnosis = log.and_then(|l| {
         diagnose::diagnose(diagnose::Input {
             log: l,
             sources: &mut sources,
+            program: texts.as_deref(),
         })
     });
     let mut warnings = program

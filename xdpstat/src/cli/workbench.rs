@@ -132,11 +132,7 @@ fn write_rejection(
         .iter()
         .find(|p| p.name == r.name)
         .and_then(|p| obj.linked(p).ok());
-    let mut sources = SourceMap::new(
-        linked.as_ref().map(|l| &l.lines),
-        None,
-        src_dirs(obj.path(), src),
-    );
+    let mut sources = SourceMap::new(linked.as_ref(), None, src_dirs(obj.path(), src));
     let log = r.log.as_deref().unwrap_or_default();
     report::write_annotated_log(out, log.lines().map(str::to_owned), &mut sources)?;
     writeln!(out)?;
@@ -324,11 +320,7 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
                 None => args.src.clone(),
             };
             let parsed_annotations = crate::verifier::log::parse_reader(open()?)?;
-            let mut sources = SourceMap::new(
-                linked.as_ref().map(|l| &l.lines),
-                Some(&parsed_annotations),
-                dirs,
-            );
+            let mut sources = SourceMap::new(linked.as_ref(), Some(&parsed_annotations), dirs);
             let lines = open()?.lines().map_while(Result::ok);
             report::write_annotated_log(&mut out, lines, &mut sources)?;
             writeln!(out)?;

@@ -151,8 +151,16 @@ fn named_reg(message: &str) -> Option<u8> {
         })
 }
 
+/// The number after `key`, where `key` starts a word (so `size=` does not
+/// match inside `value_size=`).
 fn number_after(text: &str, key: &str) -> Option<i64> {
-    let rest = &text[text.find(key)? + key.len()..];
+    let start = text
+        .match_indices(key)
+        .find(|(i, _)| {
+            *i == 0 || !text[..*i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        })?
+        .0;
+    let rest = &text[start + key.len()..];
     let s: String = rest
         .chars()
         .skip_while(|c| *c == ' ')
@@ -162,66 +170,126 @@ fn number_after(text: &str, key: &str) -> Option<i64> {
 }
 
 /// Classifies an error message. Order matters: the first rule that fits.
+///
+/// Some messages name only the memory region by the type of the pointer
+/// (`math between pkt pointer and …`, `R0 min value is negative`); for those
+/// the type of the register in the verifier's state decides, through
+/// `region`.
 pub fn classify(messages: &[String], failing_insn_text: Option<&str>) -> Kind {
+    classify_with_region(messages, failing_insn_text, None)
+}
+
+/// [`classify`], knowing the type of the register the message is about
+/// (`pkt`, `map_value`, `fp`, `ctx`…), when the log says.
+pub fn classify_with_region(
+    messages: &[String],
+    failing_insn_text: Option<&str>,
+    region: Option<&str>,
+) -> Kind {
     let all = messages.join("\n");
     let has = |s: &str| all.contains(s);
+    let any = |list: &[&str]| list.iter().any(|s| all.contains(s));
     let is_exit = failing_insn_text == Some("exit");
-    if has("or_null") || has("Possibly NULL pointer") || has("null pointer passed") {
+    let by_region = |region: &str| -> Option<Kind> {
+        Some(if region.starts_with("pkt") {
+            Kind::PacketBounds
+        } else if region.starts_with("map_value") || region.contains("mem") {
+            Kind::MapValueBounds
+        } else if region.starts_with("fp") {
+            Kind::StackLimit
+        } else if region.starts_with("ctx") {
+            Kind::CtxAccess
+        } else {
+            return None;
+        })
+    };
+    if any(&["or_null", "Possibly NULL pointer", "null pointer passed"]) {
         Kind::NullCheck
-    } else if has("invalid access to packet")
-        || has("outside of the packet")
-        || has("invalid variable-offset packet")
-    {
+    } else if any(&[
+        "invalid access to packet",
+        "outside of the packet",
+        "variable-offset packet",
+        "pointer arithmetic on pkt",
+        "between pkt pointer",
+        "misaligned packet access",
+    ]) {
         Kind::PacketBounds
-    } else if has("invalid access to map value")
-        || (has("map_value") && has("outside of the allowed memory range"))
-        || has("unbounded memory access")
-        || has("invalid variable-offset access to map")
-    {
+    } else if any(&[
+        "invalid access to map value",
+        "invalid variable-offset access to map",
+        "between map_value pointer",
+        "invalid access to memory",
+    ]) {
         Kind::MapValueBounds
-    } else if has("bpf_context access")
-        || has("modified ctx ptr")
-        || has("ctx access")
-        || has("invalid access to context")
-    {
+    } else if any(&[
+        "bpf_context access",
+        "modified ctx ptr",
+        "ctx access",
+        "invalid access to context",
+        "pointer arithmetic on ctx",
+    ]) {
         Kind::CtxAccess
-    } else if has("unknown func")
-        || has("cannot use helper")
-        || has("GPL-restricted")
-        || has("is not allowed") && (has("helper") || has("kernel function") || has("func"))
-        || has("calling kernel function")
-        || has("kernel function") && has("not")
+    } else if any(&[
+        "unknown func",
+        "cannot use helper",
+        "GPL-restricted",
+        "calling kernel function",
+        "helper call is not allowed",
+    ]) || has("is not allowed") && any(&["helper", "kernel function", "kfunc"])
     {
         Kind::HelperUnavailable
-    } else if has("Unreleased reference") || has("reference has not been acquired") || has("leak") {
+    } else if any(&[
+        "Unreleased reference",
+        "reference has not been acquired",
+        "reference leak",
+    ]) {
         Kind::ReferenceLeak
-    } else if has("combined stack size")
-        || has("invalid write to stack")
-        || has("stack size")
-        || has("invalid stack off")
+    } else if any(&[
+        "combined stack size",
+        "invalid write to stack",
+        "invalid stack off",
+        "between fp pointer",
+        "stack frames exceeded",
+    ]) || has("variable-offset") && has("stack") && !has("read from stack")
         || has("stack depth") && has("exceeds")
-        || has("tried to") && has("stack")
     {
         Kind::StackLimit
-    } else if has("program is too large")
-        || has("infinite loop")
-        || has("back-edge")
-        || has("too complex")
-        || has("loop detected")
-        || has("too many states")
-        || has("unbounded loop")
-    {
+    } else if any(&[
+        "program is too large",
+        "infinite loop",
+        "back-edge",
+        "too complex",
+        "loop detected",
+        "too many states",
+        "unbounded loop",
+        "too many instructions",
+    ]) {
         Kind::Complexity
-    } else if has("At program exit") || has("should have been in") || is_exit && has("R0 !read_ok")
+    } else if any(&[
+        "At program exit",
+        "should have been in",
+        "leaks addr as return value",
+    ]) || is_exit && has("R0 !read_ok")
     {
         Kind::InvalidReturn
-    } else if has("!read_ok")
-        || has("invalid read from stack")
-        || has("invalid indirect read from stack")
-        || has("uninit")
-        || has("invalid size of register fill")
-    {
+    } else if any(&[
+        "!read_ok",
+        "invalid read from stack",
+        "invalid indirect read from stack",
+        "uninit",
+        "invalid size of register fill",
+        "invalid stack type",
+    ]) {
         Kind::Uninit
+    } else if any(&[
+        "min value is negative",
+        "unbounded min value",
+        "max value is outside",
+        "min value is outside",
+        "unbounded memory access",
+        "value is outside of the allowed memory range",
+    ]) {
+        region.and_then(by_region).unwrap_or(Kind::MapValueBounds)
     } else {
         Kind::Unknown
     }
@@ -433,16 +501,43 @@ pub struct Input<'a> {
     pub log: &'a ParsedLog,
     /// Source lines for instruction indexes.
     pub sources: &'a mut dyn Sources,
+    /// The program's instructions (index, kernel-syntax text), when the
+    /// object is at hand: for errors the log ties to no instruction.
+    pub program: Option<&'a [(u32, String)]>,
 }
 
 /// Diagnoses a rejection. `None` when the log shows no rejection.
 pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
-    let Input { log, sources } = input;
+    let Input {
+        log,
+        sources,
+        program,
+    } = input;
     let message = log.message()?.to_owned();
-    let error_insn = log.error_insn();
-    let error_text = error_insn.and_then(|i| log.insns.get(&i)).cloned();
+    let text_of = |i: u32| {
+        log.insns.get(&i).cloned().or_else(|| {
+            program.and_then(|p| p.iter().find(|(j, _)| *j == i).map(|(_, t)| t.clone()))
+        })
+    };
+    let mut error_insn = log.error_insn();
+    let mut frame_origin = None;
+    // The stack check runs after the walk and names no instruction: find
+    // the call that makes the chain too deep from the program itself.
+    if error_insn.is_none() && message.contains("combined stack size") {
+        if let (Some(p), Some(stats)) = (program, log.stats.as_ref()) {
+            if let Some((call, callee)) = overflowing_call(p, &stats.stack_depth) {
+                error_insn = Some(call);
+                frame_origin = Some(callee);
+            }
+        }
+    }
+    let error_text = error_insn.and_then(text_of);
     let error_source = error_insn.and_then(|i| sources.source(i));
-    let kind = classify(&log.messages, error_text.as_deref());
+    let reg_hint = log.messages.iter().find_map(|m| named_reg(m));
+    let region = reg_hint
+        .and_then(|r| log.reg_values.get(&r))
+        .map(|v| v.split('(').next().unwrap_or(v).to_owned());
+    let kind = classify_with_region(&log.messages, error_text.as_deref(), region.as_deref());
     let site = ErrorSite {
         insn: error_insn,
         text: error_text.clone(),
@@ -451,7 +546,13 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
     };
     let path: Vec<Step> = log.path.iter().copied().collect();
     let end = path.len();
-    let reg = named_reg(&message);
+    // The register the error is about: the one a message names, or the
+    // base of the failing memory access.
+    let reg = log.messages.iter().find_map(|m| named_reg(m)).or_else(|| {
+        error_text
+            .as_deref()
+            .and_then(|t| Effect::parse(t).deref_base())
+    });
     let all = log.messages.join("\n");
     let here = at(error_source.as_ref(), error_insn.unwrap_or(0));
 
@@ -470,7 +571,7 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
     let trace = reg.map(|r| trace_back(log, &path, end.saturating_sub(1), Place::Reg(r)));
     let origin_of = |insn: u32, hops: Vec<String>, sources: &mut dyn Sources| Origin {
         insn,
-        text: log.insns.get(&insn).cloned().unwrap_or_default(),
+        text: text_of(insn).unwrap_or_default(),
         source: sources.source(insn),
         path: hops,
     };
@@ -736,7 +837,10 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                 _ => format!("the program at {here} uses more stack than BPF allows (512 bytes across all frames)"),
             };
             let fix = "shrink the stack: keep large buffers in a per-CPU array map used as scratch space instead of local variables, and mark fewer functions __noinline (each frame adds up)".to_owned();
-            let origin = error_insn.map(|i| origin_of(i, Vec::new(), sources));
+            // The origin is the frame that does not fit: the callee's entry.
+            let origin = frame_origin
+                .or(error_insn)
+                .map(|i| origin_of(i, Vec::new(), sources));
             (
                 summary,
                 origin,
@@ -846,6 +950,49 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
     ))
 }
 
+/// The call that makes the stack too deep: walks the call graph of the
+/// program's subprograms (entry, then every `call pc+N` target) with the
+/// frame sizes the verifier printed (`stack depth 0+320+320`), and returns
+/// the first call whose chain exceeds 512 bytes, with its callee's entry.
+fn overflowing_call(program: &[(u32, String)], depths: &[u64]) -> Option<(u32, u32)> {
+    const LIMIT: u64 = 512;
+    let target = |i: u32, text: &str| -> Option<u32> {
+        let rel: i64 = text
+            .strip_prefix("call pc")?
+            .trim_start_matches('+')
+            .parse()
+            .ok()?;
+        u32::try_from(i64::from(i) + 1 + rel).ok()
+    };
+    let calls: Vec<(u32, u32)> = program
+        .iter()
+        .filter_map(|(i, t)| Some((*i, target(*i, t)?)))
+        .collect();
+    let mut starts: Vec<u32> = std::iter::once(program.first()?.0)
+        .chain(calls.iter().map(|c| c.1))
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let subprog_of = |i: u32| starts.iter().rposition(|&s| s <= i).unwrap_or(0);
+    let depth_of = |sub: usize| depths.get(sub).copied().unwrap_or(0).next_multiple_of(32);
+    // Depth-first along the call graph, carrying the chain's stack use.
+    let mut stack = vec![(0usize, depth_of(0), 0usize)];
+    while let Some((sub, used, hops)) = stack.pop() {
+        if hops > 8 {
+            continue;
+        }
+        for &(call, callee) in calls.iter().filter(|(c, _)| subprog_of(*c) == sub) {
+            let callee_sub = subprog_of(callee);
+            let total = used + depth_of(callee_sub);
+            if total > LIMIT {
+                return Some((call, callee));
+            }
+            stack.push((callee_sub, total, hops + 1));
+        }
+    }
+    None
+}
+
 /// The conditional jump the log walks most often: the loop the verifier
 /// kept unrolling.
 fn hottest_branch(log: &ParsedLog) -> Option<u32> {
@@ -880,6 +1027,7 @@ mod tests {
         diagnose(Input {
             log: &log,
             sources: &mut NoSources,
+            program: None,
         })
         .expect("a rejection")
     }
@@ -1007,6 +1155,25 @@ R7 invalid mem access 'scalar'
 ");
         assert_eq!(d.kind, Kind::StalePacketPointer);
         assert_eq!(d.origin.unwrap().insn, 4);
+    }
+
+    #[test]
+    fn the_call_that_overflows_the_stack() {
+        let program: Vec<(u32, String)> = [
+            (0, "r1 = 1"),
+            (1, "call pc+2"),
+            (2, "r0 = 2"),
+            (3, "exit"),
+            (4, "call pc+1"),
+            (5, "exit"),
+            (6, "r0 = 0"),
+            (7, "exit"),
+        ]
+        .into_iter()
+        .map(|(i, t)| (i, t.to_owned()))
+        .collect();
+        assert_eq!(overflowing_call(&program, &[0, 320, 320]), Some((4, 6)));
+        assert_eq!(overflowing_call(&program, &[0, 100, 100]), None);
     }
 
     #[test]

@@ -1,0 +1,204 @@
+//! Inlined call sites from DWARF: for an instruction that BTF line info
+//! places in library code (an aya-ebpf map getter, a libbpf header), the
+//! line in the program's own function that called it.
+//!
+//! BTF line info gives only the innermost line. In a Rust program every
+//! helper call sits in an inlined aya-ebpf wrapper, so its BTF line is
+//! `helpers.rs:10`; DWARF's `DW_TAG_inlined_subroutine` records the call
+//! site (`DW_AT_call_file`, `DW_AT_call_line`) in the user's function.
+//!
+//! BPF objects are relocatable, with REL relocations: the addend is in the
+//! field itself, so unrelocated DWARF already reads section offsets and
+//! string offsets. Addresses of different sections overlap, which is why
+//! the search starts from the program's own `DW_TAG_subprogram`, by name.
+
+use std::{borrow::Cow, ops::Range};
+
+use gimli::{AttributeValue, EndianSlice, LittleEndian};
+use object::{Object as _, ObjectSection as _};
+
+/// A call site: where the outermost inlined call at some instructions is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSite {
+    /// Byte offsets in the program's function that the inlined call covers.
+    pub range: Range<u64>,
+    /// The file of the call.
+    pub file: String,
+    /// The line of the call.
+    pub line: u32,
+}
+
+type R<'a> = EndianSlice<'a, LittleEndian>;
+
+/// The outermost inlined calls in `function`, by the byte offsets they
+/// cover (relative to the function's start). Empty when the object has no
+/// DWARF, or no subprogram of that name.
+pub fn call_sites(elf: &[u8], function: &str) -> Vec<CallSite> {
+    read(elf, function).unwrap_or_default()
+}
+
+fn read(elf: &[u8], function: &str) -> Option<Vec<CallSite>> {
+    let file = object::File::parse(elf).ok()?;
+    if !file.is_little_endian() {
+        return None;
+    }
+    let sections: Vec<(gimli::SectionId, Cow<'_, [u8]>)> = [
+        gimli::SectionId::DebugAbbrev,
+        gimli::SectionId::DebugAddr,
+        gimli::SectionId::DebugInfo,
+        gimli::SectionId::DebugLine,
+        gimli::SectionId::DebugLineStr,
+        gimli::SectionId::DebugRanges,
+        gimli::SectionId::DebugRngLists,
+        gimli::SectionId::DebugStr,
+        gimli::SectionId::DebugStrOffsets,
+    ]
+    .into_iter()
+    .map(|id| {
+        let data = file
+            .section_by_name(id.name())
+            .and_then(|s| s.uncompressed_data().ok())
+            .unwrap_or(Cow::Borrowed(&[]));
+        (id, data)
+    })
+    .collect();
+    let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = sections
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map_or(&[][..], |(_, d)| d.as_ref());
+        Ok(EndianSlice::new(data, LittleEndian))
+    })
+    .ok()?;
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        if let Some(sites) = sites_in_unit(&dwarf, &unit, function) {
+            return Some(sites);
+        }
+    }
+    None
+}
+
+fn attr_str(
+    dwarf: &gimli::Dwarf<R<'_>>,
+    unit: &gimli::Unit<R<'_>>,
+    value: AttributeValue<R<'_>>,
+) -> Option<String> {
+    let s = dwarf.attr_string(unit, value).ok()?;
+    Some(s.to_string_lossy().into_owned())
+}
+
+fn file_name(dwarf: &gimli::Dwarf<R<'_>>, unit: &gimli::Unit<R<'_>>, index: u64) -> Option<String> {
+    let program = unit.line_program.as_ref()?;
+    let header = program.header();
+    let entry = header.file(index)?;
+    let name = attr_str(dwarf, unit, entry.path_name())?;
+    if name.starts_with('/') {
+        return Some(name);
+    }
+    match entry
+        .directory(header)
+        .and_then(|d| attr_str(dwarf, unit, d))
+    {
+        Some(dir) if !dir.is_empty() => Some(format!("{}/{name}", dir.trim_end_matches('/'))),
+        _ => Some(name),
+    }
+}
+
+fn sites_in_unit(
+    dwarf: &gimli::Dwarf<R<'_>>,
+    unit: &gimli::Unit<R<'_>>,
+    function: &str,
+) -> Option<Vec<CallSite>> {
+    let mut cursor = unit.entries();
+    let mut target: Option<(isize, u64)> = None;
+    let mut sites = Vec::new();
+    // Depths of the inlined calls we are inside of.
+    let mut open_inlines: Vec<isize> = Vec::new();
+    while let Ok(Some(entry)) = cursor.next_dfs() {
+        let depth = entry.depth();
+        if let Some((target_depth, _)) = target {
+            if depth <= target_depth {
+                break;
+            }
+        }
+        while open_inlines.last().is_some_and(|&d| d >= depth) {
+            open_inlines.pop();
+        }
+        match entry.tag() {
+            gimli::DW_TAG_subprogram if target.is_none() => {
+                let name = entry
+                    .attr_value(gimli::DW_AT_name)
+                    .and_then(|v| attr_str(dwarf, unit, v));
+                let linkage = entry
+                    .attr_value(gimli::DW_AT_linkage_name)
+                    .and_then(|v| attr_str(dwarf, unit, v));
+                let is_it =
+                    name.as_deref() == Some(function) || linkage.as_deref() == Some(function);
+                let has_code = entry.attr_value(gimli::DW_AT_low_pc).is_some()
+                    || entry.attr_value(gimli::DW_AT_ranges).is_some();
+                if is_it && has_code {
+                    let start = dwarf
+                        .die_ranges(unit, entry)
+                        .ok()
+                        .and_then(|mut r| r.next().ok().flatten())
+                        .map(|r| r.begin)?;
+                    target = Some((depth, start));
+                }
+            }
+            gimli::DW_TAG_inlined_subroutine => {
+                let Some((_, start)) = target else { continue };
+                // Only the calls made in the program's own body (possibly
+                // inside lexical blocks), not those inside inlined code.
+                let outermost = open_inlines.is_empty();
+                open_inlines.push(depth);
+                if !outermost {
+                    continue;
+                }
+                let line = match entry.attr_value(gimli::DW_AT_call_line) {
+                    Some(AttributeValue::Udata(l)) => l as u32,
+                    Some(v) => v.udata_value().unwrap_or(0) as u32,
+                    None => 0,
+                };
+                let file = entry
+                    .attr_value(gimli::DW_AT_call_file)
+                    .and_then(|v| match v {
+                        AttributeValue::FileIndex(i) => Some(i),
+                        v => v.udata_value(),
+                    })
+                    .and_then(|i| file_name(dwarf, unit, i));
+                let (Some(file), true) = (file, line != 0) else {
+                    continue;
+                };
+                if let Ok(mut ranges) = dwarf.die_ranges(unit, entry) {
+                    while let Ok(Some(r)) = ranges.next() {
+                        sites.push(CallSite {
+                            range: r.begin.saturating_sub(start)..r.end.saturating_sub(start),
+                            file: file.clone(),
+                            line,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    target.map(|_| sites)
+}
+
+/// Whether a path is library code rather than the program's own source:
+/// crates from the cargo registry, Rust's core library, system headers.
+pub fn is_library_path(path: &str) -> bool {
+    path.starts_with("/cargo/")
+        || path.starts_with("/rustc/")
+        || path.starts_with("/usr/")
+        || path.contains("/registry/src/")
+        || path.contains("/.cargo/")
+        || path.contains("/rustlib/")
+        || path.contains("library/core/src")
+        || path.contains("library/alloc/src")
+        || path.contains("compiler-builtins")
+}
