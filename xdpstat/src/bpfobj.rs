@@ -541,8 +541,7 @@ impl LinkedProgram {
     /// The line in the program's own function that instruction `index`
     /// belongs to, when BTF puts it in inlined library code.
     pub fn call_site(&self, index: usize) -> Option<&crate::dwarf::CallSite> {
-        let offset = index as u64 * 8;
-        self.call_sites.iter().find(|s| s.range.contains(&offset))
+        crate::dwarf::user_call_site(&self.call_sites, index as u64 * 8)
     }
 
     /// The instruction at verifier index `index`.

@@ -17,9 +17,12 @@ use std::{borrow::Cow, ops::Range};
 use gimli::{AttributeValue, EndianSlice, LittleEndian};
 use object::{Object as _, ObjectSection as _};
 
-/// A call site: where the outermost inlined call at some instructions is.
+/// A call site: where an inlined call covering some instructions was made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallSite {
+    /// How deep the inlined call is nested (1 for one made in the
+    /// program's own function).
+    pub depth: u32,
     /// Byte offsets in the program's function that the inlined call covers.
     pub range: Range<u64>,
     /// The file of the call.
@@ -30,9 +33,9 @@ pub struct CallSite {
 
 type R<'a> = EndianSlice<'a, LittleEndian>;
 
-/// The outermost inlined calls in `function`, by the byte offsets they
-/// cover (relative to the function's start). Empty when the object has no
-/// DWARF, or no subprogram of that name.
+/// Every inlined call in `function`, with the byte offsets it covers
+/// (relative to the function's start) and how deeply it is nested. Empty
+/// when the object has no DWARF, or no subprogram of that name.
 pub fn call_sites(elf: &[u8], function: &str) -> Vec<CallSite> {
     read(elf, function).unwrap_or_default()
 }
@@ -99,12 +102,22 @@ fn file_name(dwarf: &gimli::Dwarf<R<'_>>, unit: &gimli::Unit<R<'_>>, index: u64)
     if name.starts_with('/') {
         return Some(name);
     }
-    match entry
+    let dir = entry
         .directory(header)
         .and_then(|d| attr_str(dwarf, unit, d))
-    {
-        Some(dir) if !dir.is_empty() => Some(format!("{}/{name}", dir.trim_end_matches('/'))),
-        _ => Some(name),
+        .unwrap_or_default();
+    let joined = if dir.is_empty() {
+        name
+    } else {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    };
+    if joined.starts_with('/') {
+        return Some(joined);
+    }
+    // Relative to the compilation directory.
+    match unit.comp_dir.map(|d| d.to_string_lossy().into_owned()) {
+        Some(comp) if !comp.is_empty() => Some(format!("{}/{joined}", comp.trim_end_matches('/'))),
+        _ => Some(joined),
     }
 }
 
@@ -116,8 +129,6 @@ fn sites_in_unit(
     let mut cursor = unit.entries();
     let mut target: Option<(isize, u64)> = None;
     let mut sites = Vec::new();
-    // Depths of the inlined calls we are inside of.
-    let mut open_inlines: Vec<isize> = Vec::new();
     while let Ok(Some(entry)) = cursor.next_dfs() {
         let depth = entry.depth();
         if let Some((target_depth, _)) = target {
@@ -125,9 +136,7 @@ fn sites_in_unit(
                 break;
             }
         }
-        while open_inlines.last().is_some_and(|&d| d >= depth) {
-            open_inlines.pop();
-        }
+
         match entry.tag() {
             gimli::DW_TAG_subprogram if target.is_none() => {
                 let name = entry
@@ -150,14 +159,9 @@ fn sites_in_unit(
                 }
             }
             gimli::DW_TAG_inlined_subroutine => {
-                let Some((_, start)) = target else { continue };
-                // Only the calls made in the program's own body (possibly
-                // inside lexical blocks), not those inside inlined code.
-                let outermost = open_inlines.is_empty();
-                open_inlines.push(depth);
-                if !outermost {
+                let Some((target_depth, start)) = target else {
                     continue;
-                }
+                };
                 let line = match entry.attr_value(gimli::DW_AT_call_line) {
                     Some(AttributeValue::Udata(l)) => l as u32,
                     Some(v) => v.udata_value().unwrap_or(0) as u32,
@@ -176,6 +180,7 @@ fn sites_in_unit(
                 if let Ok(mut ranges) = dwarf.die_ranges(unit, entry) {
                     while let Ok(Some(r)) = ranges.next() {
                         sites.push(CallSite {
+                            depth: u32::try_from(depth - target_depth).unwrap_or(0),
                             range: r.begin.saturating_sub(start)..r.end.saturating_sub(start),
                             file: file.clone(),
                             line,
@@ -187,6 +192,17 @@ fn sites_in_unit(
         }
     }
     target.map(|_| sites)
+}
+
+/// For the instruction at byte `offset`, the innermost inlined call that
+/// was made from the program's own source: walking out from the library
+/// code BTF names (`helpers.rs`), the first call site in a file of the
+/// program's (`let cnt = MAP.get_ptr_mut(0)`).
+pub fn user_call_site(sites: &[CallSite], offset: u64) -> Option<&CallSite> {
+    sites
+        .iter()
+        .filter(|s| s.range.contains(&offset) && !is_library_path(&s.file))
+        .max_by_key(|s| s.depth)
 }
 
 /// Whether a path is library code rather than the program's own source:

@@ -42,19 +42,28 @@ fn build_c(src_dir: &Path, out_dir: &Path) -> Result<()> {
             .and_then(|s| s.to_str())
             .with_context(|| format!("odd file name {}", source.display()))?;
         let object = out_dir.join(format!("{stem}.o"));
-        let inputs = newest_mtime(std::slice::from_ref(&source))?.max(headers);
+        let inputs = mtime(&source)
+            .with_context(|| format!("reading {}", source.display()))?
+            .max(headers);
         if mtime(&object).is_ok_and(|built_at| built_at > inputs) {
             fresh += 1;
             continue;
         }
-        // Line info keeps the source path; remap the checkout to /xdpstat
-        // as the Rust builds do, so objects do not depend on where it is.
+        // Compile from the checkout's root with a relative path and
+        // compilation directory, so line info names
+        // `./fixtures/c/<name>.c` wherever the checkout is, and clang can
+        // still read the file to put each line's text into BTF (which
+        // `-fdebug-prefix-map` would lose).
+        let relative = source.strip_prefix(root()).unwrap_or(&source);
         run(Command::new("clang")
+            .current_dir(root())
             .args(["-O2", "-g", "-target", "bpf"])
-            .arg("-I/usr/include/x86_64-linux-gnu")
-            .arg(format!("-fdebug-prefix-map={}=/xdpstat", root().display()))
+            .args([
+                "-I/usr/include/x86_64-linux-gnu",
+                "-fdebug-compilation-dir=.",
+            ])
             .arg("-c")
-            .arg(&source)
+            .arg(relative)
             .arg("-o")
             .arg(&object))
         .with_context(|| {
