@@ -170,6 +170,15 @@ fn rust_corpus_matches_the_kernel() {
 }
 
 #[test]
-fn runaway_loops_are_diagnosed_as_complexity() {
-    check_corpus("runaway_loops_are_diagnosed_as_complexity", is_slow);
+fn a_runaway_c_loop_is_diagnosed_as_complexity() {
+    check_corpus("a_runaway_c_loop_is_diagnosed_as_complexity", |e| {
+        is_slow(e) && e.object.starts_with("c/")
+    });
+}
+
+#[test]
+fn a_runaway_rust_loop_is_diagnosed_as_complexity() {
+    check_corpus("a_runaway_rust_loop_is_diagnosed_as_complexity", |e| {
+        is_slow(e) && e.object.starts_with("rust/")
+    });
 }
