@@ -119,7 +119,7 @@ pub fn write_diagnosis(out: &mut dyn Write, site: &ErrorSite, d: &Diagnosis) -> 
         None => writeln!(out, "  origin: not found")?,
     }
     writeln!(out, "  fix:    {}", d.fix)?;
-    writeln!(out, "  (found from {})", d.evidence)
+    writeln!(out, "  evidence: {}", d.evidence)
 }
 
 /// One portability warning.
