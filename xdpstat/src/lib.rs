@@ -13,6 +13,7 @@ pub mod counters;
 pub mod dwarf;
 pub mod iface;
 pub mod insn;
+pub mod inspect;
 pub mod layout;
 pub mod netlink;
 pub mod privileges;

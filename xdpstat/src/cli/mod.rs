@@ -14,6 +14,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod inspect;
+mod mapdump;
 mod workbench;
 
 use crate::{
@@ -57,6 +59,27 @@ pub enum Command {
     /// Disassemble a program with its source lines, in the kernel's syntax
     /// and with the verifier's instruction indexes.
     Objdump(workbench::ObjdumpArgs),
+    /// Every interface that runs an XDP program, and who attached it.
+    Status(inspect::StatusArgs),
+    /// Loaded BPF programs.
+    #[command(subcommand)]
+    Prog(inspect::ProgCommand),
+    /// Loaded BPF maps: list, dump, pin by id, unpin.
+    #[command(subcommand)]
+    Map(MapCommand),
+}
+
+/// `xdpstat map …`.
+#[derive(Debug, Subcommand)]
+pub enum MapCommand {
+    /// List BPF maps and the programs using them.
+    List(inspect::MapListArgs),
+    /// Print a map's keys and values, as bpftool does.
+    Dump(mapdump::DumpArgs),
+    /// Pin a map by id to a path on bpffs.
+    Pin(inspect::PinArgs),
+    /// Remove a map's pin.
+    Unpin(inspect::UnpinArgs),
 }
 
 /// `xdpstat attach`.
@@ -156,6 +179,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Check(args) => workbench::check_cmd(&args),
         Command::Explain(args) => workbench::explain_cmd(&args),
         Command::Objdump(args) => done(workbench::objdump_cmd(&args)),
+        Command::Status(args) => done(inspect::status_cmd(&args)),
+        Command::Prog(cmd) => done(inspect::prog_cmd(&cmd)),
+        Command::Map(MapCommand::List(args)) => done(inspect::map_list_cmd(&args)),
+        Command::Map(MapCommand::Dump(args)) => done(mapdump::dump_cmd(&args)),
+        Command::Map(MapCommand::Pin(args)) => done(inspect::map_pin_cmd(&args)),
+        Command::Map(MapCommand::Unpin(args)) => done(inspect::map_unpin_cmd(&args)),
     }
 }
 
