@@ -26,6 +26,12 @@ pub enum CountersError {
         /// What to do about it.
         hint: String,
     },
+    /// The path is not on bpffs, so nothing can be pinned there.
+    #[error("{} is not on a BPF filesystem (bpffs): only pinned maps can be read; pin one with `xdpstat map pin ID PATH` under /sys/fs/bpf", path.display())]
+    NotBpffs {
+        /// The path.
+        path: PathBuf,
+    },
     /// The map is not a counters map.
     #[error("{} is not a counters map: expected {expected}, found {found}", path.display())]
     WrongShape {
@@ -230,6 +236,11 @@ impl CountersMap {
             path: path.to_owned(),
             source,
         };
+        if path.exists() && !crate::bpffs::is_bpffs(path).unwrap_or(true) {
+            return Err(CountersError::NotBpffs {
+                path: path.to_owned(),
+            });
+        }
         let fd = match sys::obj_get(path) {
             Ok(fd) => fd,
             Err(e) if e.errno() == Some(libc::ENOENT) => {

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("xdpstat: {error:#}");
+            eprintln!("xdpstat: {}", cli::message(&error));
             ExitCode::from(cli::exit_code(&error))
         }
     }

@@ -15,6 +15,9 @@ use crate::{
 pub struct ShowJson<'a> {
     /// The interface, or `null` for `show --map-path`.
     pub interface: Option<&'a str>,
+    /// The pin read by `show --map-path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_path: Option<&'a std::path::Path>,
     /// `percpu` or `shared`.
     pub map: Layout,
     /// The map's id.
@@ -39,6 +42,7 @@ impl<'a> ShowJson<'a> {
     pub fn new(interface: Option<&'a str>, snapshot: &'a Snapshot) -> Self {
         Self {
             interface,
+            map_path: None,
             map: snapshot.layout,
             map_id: snapshot.map_id,
             cpus: &snapshot.cpus,

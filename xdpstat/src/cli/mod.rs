@@ -113,7 +113,12 @@ pub struct DetachArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The interface whose counters to print.
-    pub iface: String,
+    #[arg(required_unless_present = "map_path", conflicts_with = "map_path")]
+    pub iface: Option<String>,
+    /// Read a counters map pinned by another loader instead: an ARRAY or
+    /// PERCPU_ARRAY whose value starts with u64 packets, u64 bytes.
+    #[arg(long, value_name = "PATH")]
+    pub map_path: Option<std::path::PathBuf>,
     /// Print a block per CPU even for a shared map.
     #[arg(long)]
     pub per_cpu: bool,
@@ -260,27 +265,29 @@ fn open_counters(iface: &str) -> Result<CountersMap> {
             }
             .into())
         }
-        Err(CountersError::NotPinned { path, .. }) => Err(CountersError::NotPinned {
-            path,
-            hint: format!(
-                ": xdpstat is not counting on {iface} (start with `xdpstat attach {iface}`)"
-            ),
-        }
-        .into()),
+        // Not an input error: the interface exists, xdpstat just is not
+        // counting there (exit 1).
+        Err(CountersError::NotPinned { path, .. }) => bail!(
+            "no counters map is pinned at {}: xdpstat is not counting on {iface} (start with `xdpstat attach {iface}`)",
+            path.display()
+        ),
         Err(e) => Err(e.into()),
     }
 }
 
 fn show_cmd(args: &ShowArgs) -> Result<()> {
     crate::privileges::require("xdpstat show", &[crate::privileges::Capability::Bpf])?;
-    let map = open_counters(&args.iface)?;
+    let map = match (&args.iface, &args.map_path) {
+        (Some(iface), _) => open_counters(iface)?,
+        (None, Some(path)) => CountersMap::open(path)?,
+        (None, None) => unreachable!("clap requires one"),
+    };
     let snapshot = map.read()?;
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer(
-            &mut out,
-            &render::ShowJson::new(Some(&args.iface), &snapshot),
-        )?;
+        let mut json = render::ShowJson::new(args.iface.as_deref(), &snapshot);
+        json.map_path = args.map_path.as_deref();
+        serde_json::to_writer(&mut out, &json)?;
         writeln!(out)?;
     } else {
         render::write_show(&mut out, &snapshot, args.per_cpu)?;
@@ -414,14 +421,37 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// An error and its causes on one line, each cause once: a message that
+/// already quotes its cause is not followed by it again.
+pub fn message(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 /// The exit code for an error: 2 for bad input, 1 for an operation that
 /// failed.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     let usage = error.chain().any(|e| {
         e.downcast_ref::<attach::AttachError>()
             .is_some_and(attach::AttachError::is_usage)
-            || e.downcast_ref::<CountersError>()
-                .is_some_and(|c| matches!(c, CountersError::WrongShape { .. }))
+            || e.downcast_ref::<CountersError>().is_some_and(|c| {
+                matches!(
+                    c,
+                    CountersError::WrongShape { .. }
+                        | CountersError::NotBpffs { .. }
+                        | CountersError::NotPinned { .. }
+                )
+            })
             || e.downcast_ref::<crate::bpfobj::ObjectError>().is_some()
             || e.downcast_ref::<workbench::UsageError>().is_some()
     });
