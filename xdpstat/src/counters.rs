@@ -75,6 +75,16 @@ pub struct CpuCounters {
     pub online: bool,
 }
 
+impl CpuCounters {
+    /// Its packets and bytes.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            packets: self.packets,
+            bytes: self.bytes,
+        }
+    }
+}
+
 /// The counters at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -361,11 +371,17 @@ impl Rates {
             return None;
         }
         let period = after.taken.checked_duration_since(before.taken)?;
+        Self::of(before.total, after.total, period)
+    }
+
+    /// The rates of going from `before` to `after` in `period`; `None` for
+    /// a zero period or counters that went down.
+    pub fn of(before: Counters, after: Counters, period: Duration) -> Option<Self> {
         if period == Duration::ZERO {
             return None;
         }
-        let packets = after.total.packets.checked_sub(before.total.packets)?;
-        let bytes = after.total.bytes.checked_sub(before.total.bytes)?;
+        let packets = after.packets.checked_sub(before.packets)?;
+        let bytes = after.bytes.checked_sub(before.bytes)?;
         let seconds = period.as_secs_f64();
         Some(Self {
             packets,

@@ -15,6 +15,7 @@ pub mod iface;
 pub mod insn;
 pub mod inspect;
 pub mod layout;
+pub mod monitor;
 pub mod netlink;
 pub mod privileges;
 pub mod render;

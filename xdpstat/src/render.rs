@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::{
     counters::{CpuCounters, Rates, Snapshot},
     layout::Layout,
+    monitor::{CpuRates, Notice, Sample},
 };
 
 /// `show --json`: `{"interface", "map", "cpus": [...], "total": {...}}`.
@@ -111,19 +112,62 @@ pub fn run_line(interface: &str, snapshot: &Snapshot, rates: Option<&Rates>) -> 
     )
 }
 
-/// One JSON line of `run --json`.
+/// One JSON line of `run --json` and `watch --plain --json`.
 #[derive(Debug, Serialize)]
 pub struct RunJson<'a> {
     /// Interface name.
     pub interface: &'a str,
-    /// Layout.
-    pub map: Layout,
+    /// Layout, when the counters could be read.
+    pub map: Option<Layout>,
     /// Cumulative counters.
-    pub total: TotalJson,
+    pub total: Option<TotalJson>,
     /// Per CPU, for a per-CPU map.
     pub cpus: &'a [CpuCounters],
     /// Rates over the interval; `null` for the first line or after a reset.
     pub rates: Option<&'a Rates>,
+    /// Per-CPU rates.
+    pub cpu_rates: &'a [CpuRates],
+    /// What changed, if anything.
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub notice: Option<&'a Notice>,
+}
+
+/// Writes one sample as `run` prints it: a line of totals and rates (or
+/// JSON), followed by the notice, if any, in brackets.
+///
+/// # Errors
+///
+/// Write errors.
+pub fn write_sample(out: &mut impl Write, sample: &Sample, json: bool) -> io::Result<()> {
+    if json {
+        let line = RunJson {
+            interface: &sample.iface,
+            map: sample.snapshot.as_ref().map(|s| s.layout),
+            total: sample.snapshot.as_ref().map(|s| TotalJson {
+                packets: s.total.packets,
+                bytes: s.total.bytes,
+            }),
+            cpus: sample.snapshot.as_ref().map_or(&[], |s| &s.cpus),
+            rates: sample.rates.as_ref(),
+            cpu_rates: &sample.cpu_rates,
+            notice: sample.notice.as_ref(),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        return writeln!(out);
+    }
+    let notice = sample
+        .notice
+        .as_ref()
+        .map(|n| format!("  [{}]", n.text()))
+        .unwrap_or_default();
+    match &sample.snapshot {
+        Some(s) => writeln!(
+            out,
+            "{}{notice}",
+            run_line(&sample.iface, s, sample.rates.as_ref())
+        ),
+        None => writeln!(out, "{:<15} -{notice}", sample.iface),
+    }
 }
 
 #[cfg(test)]

@@ -14,15 +14,18 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod export;
 mod inspect;
 mod mapdump;
+mod watch;
 mod workbench;
 
 use crate::{
     attach::{self, AttachOptions, Attachment, Mode},
     bpffs::PinDir,
-    counters::{CountersError, CountersMap, Rates},
+    counters::{CountersError, CountersMap},
     layout::Layout,
+    monitor::Watch,
     render,
 };
 
@@ -67,6 +70,10 @@ pub enum Command {
     /// Loaded BPF maps: list, dump, pin by id, unpin.
     #[command(subcommand)]
     Map(MapCommand),
+    /// A live view of packets and bits per second, per interface and CPU.
+    Watch(watch::WatchArgs),
+    /// Serve the counters as Prometheus metrics on /metrics.
+    Export(export::ExportArgs),
 }
 
 /// `xdpstat map …`.
@@ -190,6 +197,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Map(MapCommand::Dump(args)) => done(mapdump::dump_cmd(&args)),
         Command::Map(MapCommand::Pin(args)) => done(inspect::map_pin_cmd(&args)),
         Command::Map(MapCommand::Unpin(args)) => done(inspect::map_unpin_cmd(&args)),
+        Command::Watch(args) => done(watch::watch_cmd(&args)),
+        Command::Export(args) => done(export::export_cmd(&args)),
     }
 }
 
@@ -373,9 +382,12 @@ fn run_cmd(args: &RunArgs) -> Result<()> {
 }
 
 fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
-    let map = open_counters(&args.iface)?;
-    let mut previous = map.read()?;
-    let start = previous.taken;
+    let mut watch = Watch::new(&args.iface);
+    let first = watch.sample();
+    let Some(start) = first.snapshot.as_ref().map(|s| s.taken) else {
+        let why = first.notice.map_or_else(String::new, |n| n.text());
+        bail!("cannot read the counters of {}: {why}", args.iface);
+    };
     let mut out = io::stdout().lock();
     let mut n = 0u64;
     while args.count.is_none_or(|count| n < count) {
@@ -384,30 +396,8 @@ fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
         if !sleep_until(deadline, stop) {
             break;
         }
-        let snapshot = map.read()?;
-        let rates = Rates::between(&previous, &snapshot);
-        if args.json {
-            let line = render::RunJson {
-                interface: &args.iface,
-                map: snapshot.layout,
-                total: render::TotalJson {
-                    packets: snapshot.total.packets,
-                    bytes: snapshot.total.bytes,
-                },
-                cpus: &snapshot.cpus,
-                rates: rates.as_ref(),
-            };
-            serde_json::to_writer(&mut out, &line)?;
-            writeln!(out)?;
-        } else {
-            writeln!(
-                out,
-                "{}",
-                render::run_line(&args.iface, &snapshot, rates.as_ref())
-            )?;
-        }
+        render::write_sample(&mut out, &watch.sample(), args.json)?;
         out.flush()?;
-        previous = snapshot;
     }
     Ok(())
 }

@@ -1,0 +1,219 @@
+//! Counters over time: the one reader behind `run`, `watch` and `export`.
+//!
+//! A [`Watch`] follows one interface's pinned counters map. Each
+//! [`Watch::sample`] reads it once and gives the totals, the rates since
+//! the previous sample (over the measured period), and a notice when
+//! something changed underneath: the map was replaced by a re-attach, the
+//! counters went down, the interface went away. Rates restart from the new
+//! base then; they are never negative or huge.
+
+use std::{fs, path::PathBuf, time::Instant};
+
+use aya::maps::MapInfo;
+use serde::Serialize;
+
+use crate::{
+    bpffs::{PinDir, XDPSTAT_DIR},
+    counters::{CountersMap, Rates, Snapshot},
+    iface,
+};
+
+/// Something the reader noticed, worth telling the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "notice", rename_all = "kebab-case")]
+pub enum Notice {
+    /// The pinned map is another map now (a re-attach): rates restart.
+    MapReplaced {
+        /// The map read before.
+        old_id: u32,
+        /// The map read now.
+        new_id: u32,
+    },
+    /// The counters went down (the map was reset): rates restart.
+    CountersReset,
+    /// The interface no longer exists.
+    InterfaceGone,
+    /// xdpstat's counters are not pinned for this interface (any more).
+    NotCounting,
+    /// Reading failed.
+    ReadError {
+        /// Why.
+        message: String,
+    },
+}
+
+impl Notice {
+    /// A short sentence for people.
+    pub fn text(&self) -> String {
+        match self {
+            Self::MapReplaced { old_id, new_id } => {
+                format!(
+                    "counters map replaced (id {old_id} -> {new_id}, re-attached); rates restart"
+                )
+            }
+            Self::CountersReset => "counters went down (reset); rates restart".to_owned(),
+            Self::InterfaceGone => "interface gone".to_owned(),
+            Self::NotCounting => "xdpstat is not counting here (not attached)".to_owned(),
+            Self::ReadError { message } => format!("read failed: {message}"),
+        }
+    }
+}
+
+/// One CPU's rates.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CpuRates {
+    /// The CPU.
+    pub cpu: u32,
+    /// Its rates over the interval, when there are any.
+    pub rates: Option<Rates>,
+}
+
+/// One reading of one interface.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// The interface.
+    pub iface: String,
+    /// The counters, when they could be read.
+    pub snapshot: Option<Snapshot>,
+    /// Total rates since the previous sample.
+    pub rates: Option<Rates>,
+    /// Per-CPU rates, for a per-CPU map.
+    pub cpu_rates: Vec<CpuRates>,
+    /// What changed, if anything.
+    pub notice: Option<Notice>,
+    /// Whether the interface still exists.
+    pub present: bool,
+}
+
+/// Follows one interface's pinned counters.
+#[derive(Debug)]
+pub struct Watch {
+    iface: String,
+    pin: PathBuf,
+    map: Option<CountersMap>,
+    last: Option<Snapshot>,
+}
+
+impl Watch {
+    /// Watches `iface`'s counters at `/sys/fs/bpf/xdpstat/<iface>/counters`.
+    pub fn new(iface: &str) -> Self {
+        Self {
+            iface: iface.to_owned(),
+            pin: PinDir::new(iface).counters(),
+            map: None,
+            last: None,
+        }
+    }
+
+    /// The interface.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// Reads the counters now.
+    pub fn sample(&mut self) -> Sample {
+        let present = iface::index(&self.iface).is_some();
+        let mut sample = Sample {
+            iface: self.iface.clone(),
+            snapshot: None,
+            rates: None,
+            cpu_rates: Vec::new(),
+            notice: (!present).then_some(Notice::InterfaceGone),
+            present,
+        };
+        let pinned_id = match MapInfo::from_pin(&self.pin) {
+            Ok(info) => info.id(),
+            Err(_) => {
+                self.map = None;
+                self.last = None;
+                sample.notice.get_or_insert(Notice::NotCounting);
+                return sample;
+            }
+        };
+        let open_id = self.map.as_ref().map(CountersMap::map_id);
+        if open_id != Some(pinned_id) {
+            match CountersMap::open(&self.pin) {
+                Ok(map) => {
+                    if let Some(old_id) = open_id {
+                        sample.notice.get_or_insert(Notice::MapReplaced {
+                            old_id,
+                            new_id: map.map_id(),
+                        });
+                    }
+                    self.map = Some(map);
+                    self.last = None;
+                }
+                Err(e) => {
+                    self.map = None;
+                    self.last = None;
+                    sample.notice.get_or_insert(Notice::ReadError {
+                        message: e.to_string(),
+                    });
+                    return sample;
+                }
+            }
+        }
+        let Some(map) = &self.map else { return sample };
+        let snapshot = match map.read() {
+            Ok(s) => s,
+            Err(e) => {
+                sample.notice.get_or_insert(Notice::ReadError {
+                    message: e.to_string(),
+                });
+                return sample;
+            }
+        };
+        if let Some(last) = &self.last {
+            sample.rates = Rates::between(last, &snapshot);
+            let went_down = snapshot.total.packets < last.total.packets
+                || snapshot.total.bytes < last.total.bytes;
+            if went_down {
+                sample.notice.get_or_insert(Notice::CountersReset);
+            }
+            let period = snapshot.taken.saturating_duration_since(last.taken);
+            sample.cpu_rates = snapshot
+                .cpus
+                .iter()
+                .map(|now| CpuRates {
+                    cpu: now.cpu,
+                    rates: last
+                        .cpus
+                        .iter()
+                        .find(|c| c.cpu == now.cpu)
+                        .and_then(|before| Rates::of(before.counters(), now.counters(), period)),
+                })
+                .collect();
+        } else {
+            sample.cpu_rates = snapshot
+                .cpus
+                .iter()
+                .map(|c| CpuRates {
+                    cpu: c.cpu,
+                    rates: None,
+                })
+                .collect();
+        }
+        self.last = Some(snapshot.clone());
+        sample.snapshot = Some(snapshot);
+        sample
+    }
+
+    /// When the last reading was taken.
+    pub fn last_taken(&self) -> Option<Instant> {
+        self.last.as_ref().map(|s| s.taken)
+    }
+}
+
+/// The interfaces xdpstat counts on: those with a counters pin under
+/// `/sys/fs/bpf/xdpstat/`, sorted.
+pub fn counted_interfaces() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(XDPSTAT_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("counters").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
