@@ -423,34 +423,112 @@ impl BpfObject {
 }
 
 impl BpfObject {
-    /// The program's instructions as the kernel gets them, with its map
-    /// references pointing at `fds` (by map name).
+    /// The program prepared as aya prepares it for `BPF_PROG_LOAD`: BTF
+    /// fixed up for this kernel, CO-RE relocations applied, map references
+    /// pointing at `fds` (by map name), subprograms linked, helpers the
+    /// kernel lacks swapped. xdpstat loads it itself when it needs the
+    /// verifier's whole log, which aya does not give.
     ///
     /// # Errors
     ///
     /// [`ObjectError::Parse`] when a map has no fd or the object cannot be
-    /// linked.
-    pub fn relocated_insns(
+    /// prepared.
+    pub fn for_kernel(
         &self,
         program: &XdpProgram,
         fds: &std::collections::HashMap<String, i32>,
-    ) -> Result<Vec<u8>, ObjectError> {
-        let mut missing = None;
-        let function = self.link(program, |_, name| {
-            fds.get(name).copied().unwrap_or_else(|| {
-                missing = Some(name.to_owned());
-                -1
-            })
-        })?;
-        if let Some(name) = missing {
-            return Err(ObjectError::Parse {
-                path: self.path.clone(),
-                reason: format!("map {name} was not created"),
-            });
+    ) -> Result<KernelProgram, ObjectError> {
+        let parse_error = |reason: String| ObjectError::Parse {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut obj = aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
+        let features = aya::features();
+        let btf = match features.btf() {
+            Some(btf_features) => obj
+                .fixup_and_sanitize_btf(btf_features)
+                .map_err(|e| parse_error(e.to_string()))?
+                .map(aya_obj::btf::Btf::to_bytes),
+            None => None,
+        };
+        if btf.is_some() {
+            if let Ok(kernel_btf) = aya_obj::btf::Btf::from_sys_fs() {
+                obj.relocate_btf(&kernel_btf).map_err(|e| parse_error(e.to_string()))?;
+            }
         }
-        Ok(function.instructions.iter().flat_map(insn_bytes).collect())
+        let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
+        let maps: Vec<(String, aya_obj::Map)> = obj.maps.iter().map(|(n, m)| (n.clone(), m.clone())).collect();
+        let mut missing = None;
+        let with_fds: Vec<(&str, i32, &aya_obj::Map)> = maps
+            .iter()
+            .map(|(n, m)| {
+                let fd = fds.get(n).copied().unwrap_or_else(|| {
+                    missing = Some(n.clone());
+                    -1
+                });
+                (n.as_str(), fd, m)
+            })
+            .collect();
+        if let Some(name) = missing {
+            return Err(parse_error(format!("map {name} was not created")));
+        }
+        obj.relocate_maps(with_fds.into_iter(), &text_sections)
+            .map_err(|e| parse_error(e.to_string()))?;
+        obj.relocate_calls(&text_sections).map_err(|e| parse_error(e.to_string()))?;
+        obj.sanitize_functions(features);
+        let prog = obj
+            .programs
+            .get(&program.name)
+            .ok_or_else(|| parse_error(format!("aya-obj found no program '{}'", program.name)))?;
+        let (attach_type, frags) = match &prog.section {
+            aya_obj::ProgramSection::Xdp { frags, attach_type } => (*attach_type, *frags),
+            _ => (aya_obj::programs::XdpAttachType::Interface, false),
+        };
+        let kern_version = prog
+            .kernel_version
+            .unwrap_or_else(|| aya::util::KernelVersion::current().map_or(0, aya::util::KernelVersion::code));
+        let function = obj
+            .functions
+            .get(&prog.function_key())
+            .ok_or_else(|| parse_error(format!("no function for program '{}'", program.name)))?;
+        Ok(KernelProgram {
+            name: program.name.clone(),
+            insns: function.instructions.iter().flat_map(insn_bytes).collect(),
+            license: prog.license.clone(),
+            kern_version,
+            expected_attach_type: aya_obj::generated::bpf_attach_type::from(attach_type) as u32,
+            flags: if frags { aya_obj::generated::BPF_F_XDP_HAS_FRAGS } else { 0 },
+            btf,
+            func_info: (function.func_info_rec_size as u32, function.func_info.func_info_bytes(), function.func_info.len() as u32),
+            line_info: (function.line_info_rec_size as u32, function.line_info.line_info_bytes(), function.line_info.len() as u32),
+        })
     }
+}
 
+/// A program as `BPF_PROG_LOAD` takes it.
+#[derive(Clone, Debug)]
+pub struct KernelProgram {
+    /// The program's name.
+    pub name: String,
+    /// Its instructions.
+    pub insns: Vec<u8>,
+    /// Its license.
+    pub license: std::ffi::CString,
+    /// `kern_version`.
+    pub kern_version: u32,
+    /// `expected_attach_type` (`BPF_XDP`, `BPF_XDP_DEVMAP`, `BPF_XDP_CPUMAP`).
+    pub expected_attach_type: u32,
+    /// `prog_flags` (`BPF_F_XDP_HAS_FRAGS`).
+    pub flags: u32,
+    /// The object's BTF, ready for `BPF_BTF_LOAD`.
+    pub btf: Option<Vec<u8>>,
+    /// `func_info`: record size, records, count.
+    pub func_info: (u32, Vec<u8>, u32),
+    /// `line_info`: record size, records, count.
+    pub line_info: (u32, Vec<u8>, u32),
+}
+
+impl BpfObject {
     /// Parses the object with aya-obj, relocates map references with the fd
     /// `fd_of(index, name)` gives, links the calls, and returns the program's
     /// function.

@@ -9,10 +9,7 @@ use std::{
     path::PathBuf,
 };
 
-use aya::{
-    programs::{ProgramError, Xdp},
-    Ebpf, EbpfLoader, VerifierLogLevel,
-};
+use aya::{Ebpf, EbpfLoader, VerifierLogLevel};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -46,12 +43,13 @@ pub enum WorkbenchError {
 
 /// The kernel's answer to one program.
 pub enum Verdict {
-    /// Accepted: the program stays loaded in `ebpf` until it is dropped.
+    /// Accepted. aya has created the object's maps in `ebpf`; its
+    /// program is not loaded yet (`load` loads it through aya to attach it).
     Accepted {
-        /// The loaded object.
+        /// The object, maps created.
         ebpf: Ebpf,
-        /// The kernel's count of instructions it verified (`verified_insns`).
-        insns_processed: Option<u32>,
+        /// The verifier's log.
+        log: String,
     },
     /// Rejected, with the errno and the verifier's log.
     Rejected {
@@ -76,47 +74,104 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Loads one XDP program of `obj` with the given log level.
+/// Loads one XDP program of `obj` and asks the verifier for its log at
+/// `level` (the `BPF_LOG_*` bits).
+///
+/// aya creates the maps and loads the object's BTF as usual; the program
+/// itself goes through xdpstat's own `BPF_PROG_LOAD`, prepared exactly as
+/// aya prepares it ([`BpfObject::for_kernel`]), because aya 0.14 grows its
+/// log buffer ten times over, re-verifying each time, and stops at 16 MiB:
+/// the kernel then keeps only the log's tail. Here the buffer starts at
+/// 64 MiB and, if that is short, grows once to the size the kernel reports.
 ///
 /// # Errors
 ///
-/// [`WorkbenchError`] when aya fails before the verifier runs.
-pub fn load(
-    obj: &BpfObject,
-    program: &XdpProgram,
-    level: VerifierLogLevel,
-) -> Result<Verdict, WorkbenchError> {
+/// [`WorkbenchError`] when the object cannot be prepared.
+pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict, WorkbenchError> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
     let prepare = |reason: String| WorkbenchError::Prepare {
         path: obj.path().display().to_string(),
         reason,
     };
-    let mut ebpf = EbpfLoader::new()
-        .verifier_log_level(level)
+    let ebpf = EbpfLoader::new()
+        .verifier_log_level(VerifierLogLevel::DISABLE)
         .load(obj.bytes_for_aya())
         .map_err(|e| prepare(error_chain(&e)))?;
-    let xdp: &mut Xdp = ebpf
-        .program_mut(&program.name)
-        .ok_or_else(|| prepare(format!("aya found no program '{}'", program.name)))?
-        .try_into()
-        .map_err(|e: ProgramError| prepare(error_chain(&e)))?;
-    match xdp.load() {
-        Ok(()) => {
-            let insns_processed = xdp.info().ok().and_then(|i| i.verified_instruction_count());
-            Ok(Verdict::Accepted {
-                ebpf,
-                insns_processed,
-            })
-        }
-        Err(ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        }) => Ok(Verdict::Rejected {
-            errno: io_error,
-            log: verifier_log.to_string(),
-        }),
-        Err(e) => Err(prepare(error_chain(&e))),
+    let fds = ebpf
+        .maps()
+        .map(|(name, map)| (name.to_owned(), map_data(map).fd().as_fd().as_raw_fd()))
+        .collect();
+    let kernel = obj.for_kernel(program, &fds).map_err(|e| prepare(e.to_string()))?;
+    // Without its BTF the kernel still verifies the program, only without
+    // source annotations; aya proceeds the same way for XDP.
+    let btf = kernel.btf.as_deref().and_then(|b| crate::sys::btf_load(b).ok());
+    let (result, log) = crate::sys::prog_load_with_log(
+        &crate::sys::ProgLoad {
+            insns: &kernel.insns,
+            license: &kernel.license,
+            name: &kernel.name,
+            kern_version: kernel.kern_version,
+            expected_attach_type: kernel.expected_attach_type,
+            flags: kernel.flags,
+            btf: btf.as_ref().map(|fd| fd.as_fd()),
+            func_info: (kernel.func_info.0, &kernel.func_info.1, kernel.func_info.2),
+            line_info: (kernel.line_info.0, &kernel.line_info.1, kernel.line_info.2),
+        },
+        level,
+        // Zeroed memory is mapped lazily, so a big first buffer costs
+        // little and spares most huge logs a second verification.
+        1 << 26,
+    );
+    let log = String::from_utf8_lossy(&log).into_owned();
+    match result {
+        // The program is freed with its fd; `load` loads it again
+        // through aya to attach it.
+        Ok(_fd) => Ok(Verdict::Accepted { ebpf, log }),
+        Err(e) => Ok(Verdict::Rejected { errno: e.source, log }),
     }
 }
+
+/// The map behind any kind of aya map (every kind wraps one).
+fn map_data(map: &aya::maps::Map) -> &aya::maps::MapData {
+    use aya::maps::Map;
+    match map {
+        Map::Array(d)
+        | Map::ArrayOfMaps(d)
+        | Map::BloomFilter(d)
+        | Map::CgroupArray(d)
+        | Map::CgroupStorage(d)
+        | Map::CgrpStorage(d)
+        | Map::CpuMap(d)
+        | Map::DevMap(d)
+        | Map::DevMapHash(d)
+        | Map::HashMap(d)
+        | Map::HashOfMaps(d)
+        | Map::InodeStorage(d)
+        | Map::LpmTrie(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuCgroupStorage(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerCpuLruHashMap(d)
+        | Map::PerfEventArray(d)
+        | Map::ProgramArray(d)
+        | Map::Queue(d)
+        | Map::ReusePortSockArray(d)
+        | Map::RingBuf(d)
+        | Map::SockHash(d)
+        | Map::SockMap(d)
+        | Map::SkStorage(d)
+        | Map::Stack(d)
+        | Map::StackTraceMap(d)
+        | Map::Unsupported(d)
+        | Map::XskMap(d) => d,
+    }
+}
+
+/// Log level 1, with statistics.
+const LOG_LEVEL_1: u32 = 1 | 4;
+/// Log level 2, with statistics.
+const LOG_LEVEL_2: u32 = 2 | 1 | 4;
 
 /// A warning: something the kernel accepted here that older kernels reject.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -454,18 +509,14 @@ pub fn check(
             src_dirs: src.clone(),
         })
     };
-    match load(
-        obj,
-        program,
-        VerifierLogLevel::DEBUG | VerifierLogLevel::STATS,
-    )? {
-        Verdict::Accepted {
-            ebpf,
-            insns_processed,
-        } => {
+    match load(obj, program, LOG_LEVEL_1)? {
+        Verdict::Accepted { ebpf, log: text } => {
+            let parsed = log::parse_str(&text);
             let mut r = base(None);
             r.accepted = Some(true);
-            r.stats.insns_processed = insns_processed.map(u64::from);
+            if let Some(stats) = &parsed.stats {
+                r.stats = StatsReport::from(stats);
+            }
             Ok((r, Some(ebpf)))
         }
         Verdict::Rejected { errno, log: text } => {
@@ -478,11 +529,7 @@ pub fn check(
                 .as_ref()
                 .is_some_and(|d| d.origin.is_none() && d.evidence.contains("lacks"));
             if needs_more {
-                if let Ok(Verdict::Rejected { log: verbose, .. }) = load(
-                    obj,
-                    program,
-                    VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS,
-                ) {
+                if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2) {
                     let parsed2 = log::parse_str(&verbose);
                     let r2 = base(Some(&parsed2));
                     if r2.diagnosis.as_ref().is_some_and(|d| d.origin.is_some()) {

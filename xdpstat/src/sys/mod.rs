@@ -15,6 +15,7 @@ use std::{
 
 use thiserror::Error;
 
+
 const BPF_PROG_GET_FD_BY_ID: i32 = 13;
 const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
 const BPF_LINK_UPDATE: i32 = 29;
@@ -46,7 +47,7 @@ impl SyscallError {
     }
 }
 
-fn bpf<T>(cmd: i32, call: &'static str, attr: &mut T) -> Result<i64, SyscallError> {
+pub(crate) fn bpf<T>(cmd: i32, call: &'static str, attr: &mut T) -> Result<i64, SyscallError> {
     // SAFETY: `attr` is a live, properly sized prefix of `union bpf_attr`
     // for `cmd`; the kernel reads and writes only `size_of::<T>()` bytes.
     let ret = unsafe {
@@ -340,20 +341,65 @@ pub unsafe fn map_lookup(
     bpf(BPF_MAP_LOOKUP_ELEM, "BPF_MAP_LOOKUP_ELEM", &mut attr).map(drop)
 }
 
-/// `BPF_PROG_LOAD` of an XDP program, for when the verifier log must be
-/// complete: aya caps its log buffer at 16 MiB, and the kernel then keeps
-/// only the log's tail. Returns the load's result and the whole log; on
-/// `ENOSPC` it retries once with the size the kernel says it needs
-/// (`log_true_size`, Linux 6.4+).
-pub fn prog_load_xdp_with_log(
-    insns: &[u8],
-    license: &std::ffi::CStr,
+/// What `BPF_PROG_LOAD` needs of an XDP program.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgLoad<'a> {
+    /// Instructions, 8 bytes each.
+    pub insns: &'a [u8],
+    /// License.
+    pub license: &'a std::ffi::CStr,
+    /// The program's name (cut to 15 bytes).
+    pub name: &'a str,
+    /// `kern_version`.
+    pub kern_version: u32,
+    /// `expected_attach_type`.
+    pub expected_attach_type: u32,
+    /// `prog_flags`.
+    pub flags: u32,
+    /// The object's BTF, loaded.
+    pub btf: Option<BorrowedFd<'a>>,
+    /// `func_info`: record size, records, count.
+    pub func_info: (u32, &'a [u8], u32),
+    /// `line_info`: record size, records, count.
+    pub line_info: (u32, &'a [u8], u32),
+}
+
+/// Loads BTF (`BPF_BTF_LOAD`).
+///
+/// # Errors
+///
+/// The kernel's refusal.
+pub fn btf_load(btf: &[u8]) -> Result<OwnedFd, SyscallError> {
+    const BPF_BTF_LOAD: i32 = 18;
+    #[repr(C)]
+    struct Attr {
+        btf: u64,
+        btf_log_buf: u64,
+        btf_size: u32,
+        btf_log_size: u32,
+        btf_log_level: u32,
+    }
+    let mut attr = Attr {
+        btf: btf.as_ptr() as u64,
+        btf_log_buf: 0,
+        btf_size: btf.len() as u32,
+        btf_log_size: 0,
+        btf_log_level: 0,
+    };
+    bpf(BPF_BTF_LOAD, "BPF_BTF_LOAD", &mut attr).map(fd_from)
+}
+
+/// `BPF_PROG_LOAD` of an XDP program with the verifier's log, all of it:
+/// on `ENOSPC` it retries once with the size the kernel says it needs
+/// (`log_true_size`, Linux 6.4+). aya caps its log buffer at 16 MiB and
+/// the kernel then keeps only the log's tail.
+pub fn prog_load_with_log(
+    prog: &ProgLoad<'_>,
     log_level: u32,
     first_log_size: u32,
 ) -> (Result<OwnedFd, SyscallError>, Vec<u8>) {
     const BPF_PROG_LOAD: i32 = 5;
     const BPF_PROG_TYPE_XDP: u32 = 6;
-    const BPF_XDP: u32 = 37;
     /// The kernel refuses log buffers over `UINT_MAX >> 2`.
     const MAX_LOG: u32 = u32::MAX >> 2;
     #[repr(C)]
@@ -370,26 +416,58 @@ pub fn prog_load_xdp_with_log(
         prog_name: [u8; 16],
         prog_ifindex: u32,
         expected_attach_type: u32,
-        _btf_and_infos: [u32; 17],
+        prog_btf_fd: u32,
+        func_info_rec_size: u32,
+        func_info: u64,
+        func_info_cnt: u32,
+        line_info_rec_size: u32,
+        line_info: u64,
+        line_info_cnt: u32,
+        attach_btf_id: u32,
+        attach_prog_fd: u32,
+        core_relo_cnt: u32,
+        fd_array: u64,
+        core_relos: u64,
+        core_relo_rec_size: u32,
         log_true_size: u32,
     }
+    let mut prog_name = [0u8; 16];
+    let name = prog.name.as_bytes();
+    let len = name.len().min(15);
+    prog_name[..len].copy_from_slice(&name[..len]);
+    let (with_btf, btf_fd) = match prog.btf {
+        Some(fd) => (true, fd.as_raw_fd() as u32),
+        None => (false, 0),
+    };
     let mut size = first_log_size.clamp(1 << 16, MAX_LOG);
     loop {
         let mut log = vec![0u8; size as usize];
         let mut attr = Attr {
             prog_type: BPF_PROG_TYPE_XDP,
-            insn_cnt: (insns.len() / 8) as u32,
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
+            insn_cnt: (prog.insns.len() / 8) as u32,
+            insns: prog.insns.as_ptr() as u64,
+            license: prog.license.as_ptr() as u64,
             log_level,
             log_size: size,
             log_buf: log.as_mut_ptr() as u64,
-            kern_version: 0,
-            prog_flags: 0,
-            prog_name: [0; 16],
+            kern_version: prog.kern_version,
+            prog_flags: prog.flags,
+            prog_name,
             prog_ifindex: 0,
-            expected_attach_type: BPF_XDP,
-            _btf_and_infos: [0; 17],
+            expected_attach_type: prog.expected_attach_type,
+            prog_btf_fd: btf_fd,
+            func_info_rec_size: if with_btf { prog.func_info.0 } else { 0 },
+            func_info: if with_btf { prog.func_info.1.as_ptr() as u64 } else { 0 },
+            func_info_cnt: if with_btf { prog.func_info.2 } else { 0 },
+            line_info_rec_size: if with_btf { prog.line_info.0 } else { 0 },
+            line_info: if with_btf { prog.line_info.1.as_ptr() as u64 } else { 0 },
+            line_info_cnt: if with_btf { prog.line_info.2 } else { 0 },
+            attach_btf_id: 0,
+            attach_prog_fd: 0,
+            core_relo_cnt: 0,
+            fd_array: 0,
+            core_relos: 0,
+            core_relo_rec_size: 0,
             log_true_size: 0,
         };
         let result = bpf(BPF_PROG_LOAD, "BPF_PROG_LOAD", &mut attr).map(fd_from);
