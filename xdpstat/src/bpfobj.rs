@@ -442,7 +442,8 @@ impl BpfObject {
             path: self.path.clone(),
             reason,
         };
-        let mut obj = aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
+        let mut obj =
+            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
         let features = aya::features();
         let btf = match features.btf() {
             Some(btf_features) => obj
@@ -453,11 +454,17 @@ impl BpfObject {
         };
         if btf.is_some() {
             if let Ok(kernel_btf) = aya_obj::btf::Btf::from_sys_fs() {
-                obj.relocate_btf(&kernel_btf).map_err(|e| parse_error(e.to_string()))?;
+                obj.relocate_btf(&kernel_btf)
+                    .map_err(|e| parse_error(e.to_string()))?;
             }
         }
-        let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
-        let maps: Vec<(String, aya_obj::Map)> = obj.maps.iter().map(|(n, m)| (n.clone(), m.clone())).collect();
+        let text_sections: HashSet<usize> =
+            obj.functions.keys().map(|(section, _)| *section).collect();
+        let maps: Vec<(String, aya_obj::Map)> = obj
+            .maps
+            .iter()
+            .map(|(n, m)| (n.clone(), m.clone()))
+            .collect();
         let mut missing = None;
         let with_fds: Vec<(&str, i32, &aya_obj::Map)> = maps
             .iter()
@@ -474,7 +481,8 @@ impl BpfObject {
         }
         obj.relocate_maps(with_fds.into_iter(), &text_sections)
             .map_err(|e| parse_error(e.to_string()))?;
-        obj.relocate_calls(&text_sections).map_err(|e| parse_error(e.to_string()))?;
+        obj.relocate_calls(&text_sections)
+            .map_err(|e| parse_error(e.to_string()))?;
         obj.sanitize_functions(features);
         let prog = obj
             .programs
@@ -484,9 +492,9 @@ impl BpfObject {
             aya_obj::ProgramSection::Xdp { frags, attach_type } => (*attach_type, *frags),
             _ => (aya_obj::programs::XdpAttachType::Interface, false),
         };
-        let kern_version = prog
-            .kernel_version
-            .unwrap_or_else(|| aya::util::KernelVersion::current().map_or(0, aya::util::KernelVersion::code));
+        let kern_version = prog.kernel_version.unwrap_or_else(|| {
+            aya::util::KernelVersion::current().map_or(0, aya::util::KernelVersion::code)
+        });
         let function = obj
             .functions
             .get(&prog.function_key())
@@ -497,10 +505,22 @@ impl BpfObject {
             license: prog.license.clone(),
             kern_version,
             expected_attach_type: aya_obj::generated::bpf_attach_type::from(attach_type) as u32,
-            flags: if frags { aya_obj::generated::BPF_F_XDP_HAS_FRAGS } else { 0 },
+            flags: if frags {
+                aya_obj::generated::BPF_F_XDP_HAS_FRAGS
+            } else {
+                0
+            },
             btf,
-            func_info: (function.func_info_rec_size as u32, function.func_info.func_info_bytes(), function.func_info.len() as u32),
-            line_info: (function.line_info_rec_size as u32, function.line_info.line_info_bytes(), function.line_info.len() as u32),
+            func_info: (
+                function.func_info_rec_size as u32,
+                function.func_info.func_info_bytes(),
+                function.func_info.len() as u32,
+            ),
+            line_info: (
+                function.line_info_rec_size as u32,
+                function.line_info.line_info_bytes(),
+                function.line_info.len() as u32,
+            ),
         })
     }
 }

@@ -101,10 +101,15 @@ pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict
         .maps()
         .map(|(name, map)| (name.to_owned(), map_data(map).fd().as_fd().as_raw_fd()))
         .collect();
-    let kernel = obj.for_kernel(program, &fds).map_err(|e| prepare(e.to_string()))?;
+    let kernel = obj
+        .for_kernel(program, &fds)
+        .map_err(|e| prepare(e.to_string()))?;
     // Without its BTF the kernel still verifies the program, only without
     // source annotations; aya proceeds the same way for XDP.
-    let btf = kernel.btf.as_deref().and_then(|b| crate::sys::btf_load(b).ok());
+    let btf = kernel
+        .btf
+        .as_deref()
+        .and_then(|b| crate::sys::btf_load(b).ok());
     let (result, log) = crate::sys::prog_load_with_log(
         &crate::sys::ProgLoad {
             insns: &kernel.insns,
@@ -127,7 +132,10 @@ pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict
         // The program is freed with its fd; `load` loads it again
         // through aya to attach it.
         Ok(_fd) => Ok(Verdict::Accepted { ebpf, log }),
-        Err(e) => Ok(Verdict::Rejected { errno: e.source, log }),
+        Err(e) => Ok(Verdict::Rejected {
+            errno: e.source,
+            log,
+        }),
     }
 }
 
@@ -529,7 +537,8 @@ pub fn check(
                 .as_ref()
                 .is_some_and(|d| d.origin.is_none() && d.evidence.contains("lacks"));
             if needs_more {
-                if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2) {
+                if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2)
+                {
                     let parsed2 = log::parse_str(&verbose);
                     let r2 = base(Some(&parsed2));
                     if r2.diagnosis.as_ref().is_some_and(|d| d.origin.is_some()) {

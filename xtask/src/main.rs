@@ -171,6 +171,8 @@ fn deps() -> Result<()> {
         "clang",
         "llvm",
         "libbpf-dev",
+        "tmux",
+        "prometheus",
     ]
     .map(String::from)
     .to_vec();

@@ -306,7 +306,7 @@ fn show_cmd(args: &ShowArgs) -> Result<()> {
 
 /// Sets a flag on SIGINT and SIGTERM instead of dying, so that `run` can
 /// detach what it attached.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+pub(super) fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -317,7 +317,7 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 
 /// Sleeps until `deadline`, waking early when `stop` is set. Returns
 /// whether to go on.
-fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
+pub(super) fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
     loop {
         if stop.load(Ordering::Relaxed) {
             return false;
@@ -444,6 +444,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             })
             || e.downcast_ref::<crate::bpfobj::ObjectError>().is_some()
             || e.downcast_ref::<workbench::UsageError>().is_some()
+            || e.downcast_ref::<crate::inspect::dump::DumpError>()
+                .is_some_and(crate::inspect::dump::DumpError::is_usage)
+            || inspect::is_usage(e)
     });
     if usage {
         2

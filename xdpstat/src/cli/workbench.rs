@@ -182,7 +182,8 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
         .context("the loaded object lost its program")?
         .try_into()?;
     // The verifier accepted it above; aya loads it again to attach it.
-    xdp.load().context("loading the accepted program through aya")?;
+    xdp.load()
+        .context("loading the accepted program through aya")?;
     target.install(xdp, args.mode, &mut staging)?;
     for (from, to) in &staged {
         staging.commit(from, to)?;

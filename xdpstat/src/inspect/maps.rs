@@ -1,1 +1,542 @@
-//! (being written)
+//! Loaded BPF maps, as `bpftool map list` reports them, with the programs
+//! that use each one; and pinning a map by id, or removing a map's pin, as
+//! `bpftool map pin id N PATH` and `rm PATH` do, with checks first.
+
+use std::{
+    collections::HashMap,
+    fmt, fs, io,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{loaded_maps, MapError, MapInfo};
+use serde::{Serialize, Serializer};
+use thiserror::Error;
+
+use super::progs::{self, program_infos, InspectError};
+use crate::{
+    bpffs,
+    privileges::{self, Capability, PrivilegeError},
+    sys::{
+        self,
+        stats::{self, ObjectKind},
+        SyscallError,
+    },
+};
+
+/// libbpf's names of `BPF_MAP_TYPE_*`, by number, as bpftool prints them.
+const MAP_TYPE_NAMES: [&str; 34] = [
+    "unspec",
+    "hash",
+    "array",
+    "prog_array",
+    "perf_event_array",
+    "percpu_hash",
+    "percpu_array",
+    "stack_trace",
+    "cgroup_array",
+    "lru_hash",
+    "lru_percpu_hash",
+    "lpm_trie",
+    "array_of_maps",
+    "hash_of_maps",
+    "devmap",
+    "sockmap",
+    "cpumap",
+    "xskmap",
+    "sockhash",
+    "cgroup_storage",
+    "reuseport_sockarray",
+    "percpu_cgroup_storage",
+    "queue",
+    "stack",
+    "sk_storage",
+    "devmap_hash",
+    "struct_ops",
+    "ringbuf",
+    "inode_storage",
+    "task_storage",
+    "bloom_filter",
+    "user_ringbuf",
+    "cgrp_storage",
+    "arena",
+];
+
+/// A map type (`BPF_MAP_TYPE_*`). It serializes as bpftool's name, or as
+/// the bare number for a type newer than xdpstat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MapType(pub u32);
+
+impl MapType {
+    /// bpftool's name for the type, if xdpstat knows it.
+    pub fn name(self) -> Option<&'static str> {
+        MAP_TYPE_NAMES.get(self.0 as usize).copied()
+    }
+}
+
+impl fmt::Display for MapType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "type {}", self.0),
+        }
+    }
+}
+
+impl Serialize for MapType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.name() {
+            Some(name) => s.serialize_str(name),
+            None => s.serialize_u32(self.0),
+        }
+    }
+}
+
+/// A program that uses a map. It serializes as its id alone, so that a
+/// map's `programs` is a list of ids in JSON; the name is for text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgRef {
+    /// Program id.
+    pub id: u32,
+    /// Program name.
+    pub name: String,
+}
+
+impl Serialize for ProgRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.id)
+    }
+}
+
+/// A loaded map. Field names follow `bpftool -j map show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Map {
+    /// Map id.
+    pub id: u32,
+    /// Map type.
+    #[serde(rename = "type")]
+    pub map_type: MapType,
+    /// Name (at most 15 bytes; empty if it was created without one).
+    pub name: String,
+    /// `BPF_F_*` creation flags.
+    pub flags: u32,
+    /// Key size in bytes.
+    pub bytes_key: u32,
+    /// Value size in bytes.
+    pub bytes_value: u32,
+    /// Capacity.
+    pub max_entries: u32,
+    /// Bytes charged to memlock.
+    pub bytes_memlock: u64,
+    /// The loaded programs that use it, in id order.
+    pub programs: Vec<ProgRef>,
+}
+
+/// Inverts programs' map ids: for each map id, the programs that use it, in
+/// the order given (a program listed twice for one map counts once).
+pub fn users<'a>(
+    programs: impl IntoIterator<Item = (&'a ProgRef, &'a [u32])>,
+) -> HashMap<u32, Vec<ProgRef>> {
+    let mut by_map: HashMap<u32, Vec<ProgRef>> = HashMap::new();
+    for (program, map_ids) in programs {
+        for &map_id in map_ids {
+            let list = by_map.entry(map_id).or_default();
+            if list.last().is_none_or(|last| last.id != program.id) {
+                list.push(program.clone());
+            }
+        }
+    }
+    by_map
+}
+
+/// Whether an aya map error says the map went away (`ENOENT`).
+fn gone_map(error: &MapError) -> bool {
+    matches!(error, MapError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::ENOENT))
+}
+
+/// Every program's id, name and map ids, in id order.
+fn program_maps() -> Result<Vec<(ProgRef, Vec<u32>)>, InspectError> {
+    let mut programs = Vec::new();
+    for info in program_infos() {
+        let info = info?;
+        let Some(fd) = progs::open(&info)? else {
+            continue;
+        };
+        let map_ids = progs::map_ids(&fd)?;
+        let program = ProgRef {
+            id: info.id(),
+            name: String::from_utf8_lossy(info.name()).into_owned(),
+        };
+        programs.push((program, map_ids));
+    }
+    programs.sort_by_key(|(p, _)| p.id);
+    Ok(programs)
+}
+
+/// Lists every loaded map, in id order, with the programs using it.
+///
+/// # Errors
+///
+/// [`InspectError`] if the kernel cannot be asked; callers check
+/// privileges first (listing needs `CAP_SYS_ADMIN`).
+pub fn list() -> Result<Vec<Map>, InspectError> {
+    let programs = program_maps()?;
+    let mut users = users(programs.iter().map(|(p, ids)| (p, ids.as_slice())));
+    let mut maps = Vec::new();
+    for info in loaded_maps() {
+        let info = match info {
+            Ok(info) => info,
+            Err(e) if gone_map(&e) => continue,
+            Err(e) => return Err(InspectError::Maps(e)),
+        };
+        let fd = match info.fd() {
+            Ok(fd) => fd,
+            Err(e) if gone_map(&e) => continue,
+            Err(e) => return Err(InspectError::Maps(e)),
+        };
+        let fdinfo = stats::fdinfo(fd.as_fd()).map_err(InspectError::FdInfo)?;
+        maps.push(Map {
+            id: info.id(),
+            map_type: MapType(fdinfo.raw_type),
+            name: String::from_utf8_lossy(info.name()).into_owned(),
+            flags: info.map_flags(),
+            bytes_key: info.key_size(),
+            bytes_value: info.value_size(),
+            max_entries: info.max_entries(),
+            bytes_memlock: fdinfo.memlock,
+            programs: users.remove(&info.id()).unwrap_or_default(),
+        });
+    }
+    maps.sort_by_key(|m| m.id);
+    Ok(maps)
+}
+
+/// Pinning or unpinning failed.
+#[derive(Debug, Error)]
+pub enum PinError {
+    /// No map has that id.
+    #[error("no BPF map has id {id} (`xdpstat map list` shows them)")]
+    NoSuchMap {
+        /// The id given.
+        id: u32,
+    },
+    /// Something is already at the path.
+    #[error("{} already exists; xdpstat does not replace a pin (remove it first, or choose another path)", .path.display())]
+    Exists {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The directory of the path does not exist.
+    #[error("{} does not exist; create it on bpffs first", .dir.display())]
+    NoDirectory {
+        /// The missing directory.
+        dir: PathBuf,
+    },
+    /// The path is not on bpffs.
+    #[error("{} is not on a BPF filesystem (bpffs); pins can only live on bpffs, e.g. under {}", .path.display(), bpffs::MOUNT_POINT)]
+    NotBpffs {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// bpffs refuses the name.
+    #[error("{}: bpffs refuses names with a dot; choose another name", .path.display())]
+    BadName {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// Nothing is pinned at the path.
+    #[error("{}: {what}", .path.display())]
+    NotPinned {
+        /// The path given.
+        path: PathBuf,
+        /// What is there instead.
+        what: &'static str,
+    },
+    /// Something other than a map is pinned at the path.
+    #[error("{} is a pinned BPF {}, not a map; `map unpin` removes only maps", .path.display(), .kind.name())]
+    NotAMap {
+        /// The path given.
+        path: PathBuf,
+        /// What it is.
+        kind: ObjectKind,
+    },
+    /// The process lacks privileges.
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+    /// A bpf syscall failed.
+    #[error(transparent)]
+    Syscall(#[from] SyscallError),
+    /// Reading the map failed.
+    #[error("reading map {id}")]
+    Map {
+        /// The map id.
+        id: u32,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+    /// A file operation failed.
+    #[error("{}", .path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl PinError {
+    /// Whether the error is the user's input rather than an operation that
+    /// failed (exit code 2 rather than 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::NoSuchMap { .. }
+                | Self::Exists { .. }
+                | Self::NoDirectory { .. }
+                | Self::NotBpffs { .. }
+                | Self::BadName { .. }
+                | Self::NotPinned { .. }
+                | Self::NotAMap { .. }
+        )
+    }
+}
+
+/// A map that was pinned or unpinned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PinnedMap {
+    /// Map id.
+    pub id: u32,
+    /// Map name.
+    pub name: String,
+    /// The pin.
+    pub path: PathBuf,
+}
+
+/// The directory a pin goes in: the path's parent, or `.` for a bare name.
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Pins map `id` at `path` on bpffs. It never replaces anything already
+/// at `path`.
+///
+/// # Errors
+///
+/// [`PinError`]: a usage error ([`PinError::is_usage`]) for no such map, a
+/// path that exists, a directory that does not, or a path off bpffs.
+pub fn pin(id: u32, path: &Path) -> Result<PinnedMap, PinError> {
+    privileges::require("xdpstat map pin", &[Capability::SysAdmin])?;
+    let dir = parent_of(path);
+    match bpffs::is_bpffs(dir) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(PinError::NotBpffs {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(PinError::NoDirectory {
+                dir: dir.to_owned(),
+            })
+        }
+        Err(source) => {
+            return Err(PinError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    }
+    if path.symlink_metadata().is_ok() {
+        return Err(PinError::Exists {
+            path: path.to_owned(),
+        });
+    }
+    if path
+        .file_name()
+        .is_some_and(|n| n.as_encoded_bytes().contains(&b'.'))
+    {
+        return Err(PinError::BadName {
+            path: path.to_owned(),
+        });
+    }
+    let info = match MapInfo::from_id(id) {
+        Ok(info) => info,
+        Err(e) if gone_map(&e) => return Err(PinError::NoSuchMap { id }),
+        Err(source) => return Err(PinError::Map { id, source }),
+    };
+    let fd = match info.fd() {
+        Ok(fd) => fd,
+        Err(e) if gone_map(&e) => return Err(PinError::NoSuchMap { id }),
+        Err(source) => return Err(PinError::Map { id, source }),
+    };
+    match sys::obj_pin(fd.as_fd(), path) {
+        Ok(()) => {}
+        // Made by someone else since the check above.
+        Err(e) if e.errno() == Some(libc::EEXIST) => {
+            return Err(PinError::Exists {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(PinnedMap {
+        id,
+        name: String::from_utf8_lossy(info.name()).into_owned(),
+        path: path.to_owned(),
+    })
+}
+
+/// Removes the pin of a map at `path`. It refuses anything that is not a
+/// pinned map: a missing path, a directory, a pinned program or link, or a
+/// path off bpffs.
+///
+/// The map itself lives on while a program or a process still holds it.
+///
+/// # Errors
+///
+/// [`PinError`]: a usage error ([`PinError::is_usage`]) for anything that
+/// is not a pinned map.
+pub fn unpin(path: &Path) -> Result<PinnedMap, PinError> {
+    privileges::require("xdpstat map unpin", &[Capability::Bpf])?;
+    let not_pinned = |what| PinError::NotPinned {
+        path: path.to_owned(),
+        what,
+    };
+    let meta = match path.symlink_metadata() {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(not_pinned("no such file; nothing is pinned there"))
+        }
+        Err(source) => {
+            return Err(PinError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    // statfs of the path itself: a file reports the filesystem it is on,
+    // and bpffs's own mount point reports bpffs.
+    let on_bpffs = bpffs::is_bpffs(path).map_err(|source| PinError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !on_bpffs {
+        return Err(PinError::NotBpffs {
+            path: path.to_owned(),
+        });
+    }
+    if meta.is_dir() {
+        return Err(not_pinned("a directory, not a pin"));
+    }
+    let fd = match sys::obj_get(path) {
+        Ok(fd) => fd,
+        // bpffs says EACCES for a file that holds no BPF object, and
+        // ENOENT for its own iterator files (`progs.debug`).
+        Err(e) if matches!(e.errno(), Some(libc::EACCES | libc::EINVAL | libc::ENOENT)) => {
+            return Err(not_pinned("not a pinned BPF object"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let fdinfo = stats::fdinfo(fd.as_fd()).map_err(|source| PinError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if fdinfo.kind != ObjectKind::Map {
+        return Err(PinError::NotAMap {
+            path: path.to_owned(),
+            kind: fdinfo.kind,
+        });
+    }
+    let name = MapInfo::from_pin(path)
+        .map(|info| String::from_utf8_lossy(info.name()).into_owned())
+        .unwrap_or_default();
+    fs::remove_file(path).map_err(|source| PinError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(PinnedMap {
+        id: fdinfo.id,
+        name,
+        path: path.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prog(id: u32) -> ProgRef {
+        ProgRef {
+            id,
+            name: format!("p{id}"),
+        }
+    }
+
+    #[test]
+    fn inverting_map_ids_gives_each_maps_programs() {
+        let (a, b, c) = (prog(10), prog(11), prog(12));
+        let progs = [(&a, &[1u32, 2][..]), (&b, &[2][..]), (&c, &[][..])];
+        let users = users(progs);
+        let ids = |m: u32| {
+            users
+                .get(&m)
+                .map(|v| v.iter().map(|p| p.id).collect::<Vec<_>>())
+        };
+        assert_eq!(ids(1), Some(vec![10]));
+        assert_eq!(ids(2), Some(vec![10, 11]));
+        assert_eq!(ids(3), None);
+    }
+
+    #[test]
+    fn a_program_naming_a_map_twice_counts_once() {
+        let a = prog(7);
+        let users = users([(&a, &[4u32, 4][..])]);
+        assert_eq!(users[&4].len(), 1);
+    }
+
+    #[test]
+    fn programs_serialize_as_ids() {
+        assert_eq!(
+            serde_json::to_string(&vec![prog(5), prog(9)]).unwrap(),
+            "[5,9]"
+        );
+    }
+
+    #[test]
+    fn map_type_names_follow_bpftool() {
+        assert_eq!(MapType(2).to_string(), "array");
+        assert_eq!(MapType(6).to_string(), "percpu_array");
+        assert_eq!(MapType(27).to_string(), "ringbuf");
+        assert_eq!(MapType(33).to_string(), "arena");
+        assert_eq!(MapType(200).to_string(), "type 200");
+        assert_eq!(serde_json::to_string(&MapType(200)).unwrap(), "200");
+    }
+
+    #[test]
+    fn a_bare_name_lives_in_the_current_directory() {
+        assert_eq!(parent_of(Path::new("x")), Path::new("."));
+        assert_eq!(
+            parent_of(Path::new("/sys/fs/bpf/x")),
+            Path::new("/sys/fs/bpf")
+        );
+    }
+
+    #[test]
+    fn only_input_errors_are_usage_errors() {
+        assert!(PinError::NoSuchMap { id: 1 }.is_usage());
+        assert!(PinError::NotBpffs {
+            path: "/tmp/x".into()
+        }
+        .is_usage());
+        assert!(!PinError::Io {
+            path: "/x".into(),
+            source: io::Error::other("boom")
+        }
+        .is_usage());
+    }
+}

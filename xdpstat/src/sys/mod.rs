@@ -15,6 +15,8 @@ use std::{
 
 use thiserror::Error;
 
+pub mod maps;
+pub mod stats;
 
 const BPF_PROG_GET_FD_BY_ID: i32 = 13;
 const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
@@ -457,10 +459,18 @@ pub fn prog_load_with_log(
             expected_attach_type: prog.expected_attach_type,
             prog_btf_fd: btf_fd,
             func_info_rec_size: if with_btf { prog.func_info.0 } else { 0 },
-            func_info: if with_btf { prog.func_info.1.as_ptr() as u64 } else { 0 },
+            func_info: if with_btf {
+                prog.func_info.1.as_ptr() as u64
+            } else {
+                0
+            },
             func_info_cnt: if with_btf { prog.func_info.2 } else { 0 },
             line_info_rec_size: if with_btf { prog.line_info.0 } else { 0 },
-            line_info: if with_btf { prog.line_info.1.as_ptr() as u64 } else { 0 },
+            line_info: if with_btf {
+                prog.line_info.1.as_ptr() as u64
+            } else {
+                0
+            },
             line_info_cnt: if with_btf { prog.line_info.2 } else { 0 },
             attach_btf_id: 0,
             attach_prog_fd: 0,

@@ -1,0 +1,762 @@
+//! Prometheus metrics: a [`prometheus_client`] collector over the counters,
+//! and the small HTTP server behind `xdpstat export`.
+//!
+//! Every scrape reads the counters once, through the same
+//! [`Watch`](crate::monitor::Watch) reader that `run` and `watch` use; there
+//! is no background polling, so the numbers are as fresh as the scrape. The
+//! series are:
+//!
+//! - `xdpstat_packets_total{interface[,cpu]}` and
+//!   `xdpstat_bytes_total{interface[,cpu]}`: counters, the sums over CPUs
+//!   (as ebpf_exporter exports them), or one series per possible CPU with
+//!   `--per-cpu`;
+//! - `xdpstat_program_info{interface,prog_id,tag,mode,map}`: 1 for the
+//!   program xdpstat has attached;
+//! - `xdpstat_scrape_errors_total`: interfaces whose counters could not be
+//!   read, summed over scrapes. One failing interface never fails the scrape.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Mutex, PoisonError,
+    },
+    time::Duration,
+};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, NoLabelSet},
+    metrics::MetricType,
+    registry::Registry,
+};
+use xdpstat_common::Counters;
+
+use crate::{
+    attach,
+    layout::Layout,
+    monitor::{self, Sample, Watch},
+};
+
+/// The content type of the OpenMetrics text that
+/// [`prometheus_client::encoding::text`] writes.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The program behind an interface's counters, as `xdpstat_program_info`
+/// labels it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramLabels {
+    /// The kernel's program id.
+    pub prog_id: u32,
+    /// The program's tag (a hash of its instructions), 16 hex digits as
+    /// bpftool prints it; empty when it could not be read.
+    pub tag: String,
+    /// Where it runs: `native`, `generic` or `offload`.
+    pub mode: &'static str,
+    /// The counters layout, as `--map` spells it (`percpu`, `shared`), or
+    /// `unknown`.
+    pub map: &'static str,
+}
+
+/// What one scrape read on one interface.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// The counters reader's sample; its `snapshot` is `None` when the
+    /// counters could not be read, and its `notice` then says why.
+    pub sample: Sample,
+    /// xdpstat's program on the interface, if it has one attached.
+    pub program: Option<ProgramLabels>,
+    /// Why the program could not be inspected, if it could not.
+    pub program_error: Option<String>,
+}
+
+impl Reading {
+    /// Why this interface failed this scrape, or `None` if it did not.
+    pub fn failure(&self) -> Option<String> {
+        if self.sample.snapshot.is_none() {
+            let why = self
+                .sample
+                .notice
+                .as_ref()
+                .map_or_else(|| "the counters could not be read".to_owned(), |n| n.text());
+            return Some(why);
+        }
+        self.program_error
+            .as_ref()
+            .map(|e| format!("inspecting its program: {e}"))
+    }
+}
+
+/// Where a scrape's readings come from: the kernel in `xdpstat export`,
+/// fixed samples in tests.
+pub trait Source: fmt::Debug + Send + Sync + 'static {
+    /// Reads every exported interface, now.
+    fn read(&self) -> Vec<Reading>;
+}
+
+/// Readings from the kernel: xdpstat's pinned counters, through
+/// [`Watch`], and its attachments, through [`attach::inspect`].
+#[derive(Debug)]
+pub struct KernelSource {
+    /// The interfaces named on the command line; `None` follows whatever
+    /// xdpstat counts on at each scrape.
+    ifaces: Option<Vec<String>>,
+    state: Mutex<KernelState>,
+}
+
+#[derive(Debug, Default)]
+struct KernelState {
+    /// One reader per interface, kept across scrapes so that the map stays
+    /// open.
+    watches: BTreeMap<String, Watch>,
+    /// Program tags by id; an id is not reused while its program lives, and
+    /// a tag never changes, so one lookup per program is enough.
+    tags: HashMap<u32, String>,
+}
+
+impl KernelSource {
+    /// Reads `ifaces`, or, when it is empty, every interface xdpstat counts
+    /// on at the time of each scrape (so interfaces attached later appear).
+    pub fn new(ifaces: &[String]) -> Self {
+        Self {
+            ifaces: (!ifaces.is_empty()).then(|| ifaces.to_vec()),
+            state: Mutex::default(),
+        }
+    }
+}
+
+impl Source for KernelSource {
+    fn read(&self) -> Vec<Reading> {
+        let names = self
+            .ifaces
+            .clone()
+            .unwrap_or_else(monitor::counted_interfaces);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let KernelState { watches, tags } = &mut *state;
+        if self.ifaces.is_none() {
+            watches.retain(|name, _| names.contains(name));
+        }
+        let readings: Vec<Reading> = names
+            .iter()
+            .map(|name| {
+                let watch = watches
+                    .entry(name.clone())
+                    .or_insert_with(|| Watch::new(name));
+                let sample = watch.sample();
+                let (program, program_error) = match attach::inspect(name) {
+                    Ok(Some(a)) => {
+                        let tag = match tags.get(&a.prog_id) {
+                            Some(tag) => tag.clone(),
+                            None => {
+                                let tag = program_tag(a.prog_id);
+                                if let Some(tag) = &tag {
+                                    tags.insert(a.prog_id, tag.clone());
+                                }
+                                tag.unwrap_or_default()
+                            }
+                        };
+                        let labels = ProgramLabels {
+                            prog_id: a.prog_id,
+                            tag,
+                            mode: a.mode.name(),
+                            map: a.layout.map_or("unknown", Layout::name),
+                        };
+                        (Some(labels), None)
+                    }
+                    Ok(None) => (None, None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                Reading {
+                    sample,
+                    program,
+                    program_error,
+                }
+            })
+            .collect();
+        tags.retain(|id, _| {
+            readings
+                .iter()
+                .any(|r| r.program.as_ref().is_some_and(|p| p.prog_id == *id))
+        });
+        readings
+    }
+}
+
+/// A loaded program's tag, as bpftool prints it.
+fn program_tag(prog_id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|info| info.id() == prog_id)
+        // aya reads the kernel's 8 tag bytes as a big-endian u64, so its
+        // hex digits are the bytes in order.
+        .map(|info| format!("{:016x}", info.tag()))
+}
+
+/// The collector: on each scrape it reads its [`Source`] once and encodes
+/// what it read.
+#[derive(Debug)]
+pub struct XdpstatCollector<S> {
+    source: S,
+    per_cpu: bool,
+    scrape_errors: AtomicU64,
+    /// Each failing interface's last failure, so that the log says when an
+    /// interface starts or stops failing rather than on every scrape.
+    failing: Mutex<BTreeMap<String, String>>,
+}
+
+impl<S: Source> XdpstatCollector<S> {
+    /// A collector over `source`; `per_cpu` adds a `cpu` label and one
+    /// series per CPU instead of the sums.
+    pub fn new(source: S, per_cpu: bool) -> Self {
+        Self {
+            source,
+            per_cpu,
+            scrape_errors: AtomicU64::new(0),
+            failing: Mutex::default(),
+        }
+    }
+
+    /// Counts and logs this scrape's failures, and returns the total count.
+    fn note_failures(&self, readings: &[Reading]) -> u64 {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut failed = 0;
+        for reading in readings {
+            let iface = &reading.sample.iface;
+            match reading.failure() {
+                Some(why) => {
+                    failed += 1;
+                    if failing.get(iface) != Some(&why) {
+                        eprintln!("xdpstat: export: {iface}: {why}");
+                        failing.insert(iface.clone(), why);
+                    }
+                }
+                None => {
+                    if failing.remove(iface).is_some() {
+                        eprintln!("xdpstat: export: {iface}: reading again");
+                    }
+                }
+            }
+        }
+        // Interfaces no longer exported are no longer failing either.
+        failing.retain(|iface, _| readings.iter().any(|r| &r.sample.iface == iface));
+        self.scrape_errors.fetch_add(failed, Ordering::Relaxed) + failed
+    }
+}
+
+impl<S: Source> Collector for XdpstatCollector<S> {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let readings = self.source.read();
+        let errors = self.note_failures(&readings);
+        encode_readings(encoder, &readings, self.per_cpu, errors)
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The counter series of one reading: the sum, or one per CPU.
+fn counter_series(reading: &Reading, per_cpu: bool) -> Vec<(Labels, Counters)> {
+    let Some(snapshot) = &reading.sample.snapshot else {
+        return Vec::new();
+    };
+    let iface = || ("interface", reading.sample.iface.clone());
+    // A shared map has no per-CPU values; its one series keeps no `cpu`
+    // label, so that a sum over the family is still the total.
+    if per_cpu && !snapshot.cpus.is_empty() {
+        // Offline CPUs too: they keep their counts, and a counter that lost
+        // a series would look like a reset.
+        snapshot
+            .cpus
+            .iter()
+            .map(|c| (vec![iface(), ("cpu", c.cpu.to_string())], c.counters()))
+            .collect()
+    } else {
+        vec![(vec![iface()], snapshot.total)]
+    }
+}
+
+/// A counter family, and which of the counters it carries.
+struct CounterFamily {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&Counters) -> u64,
+}
+
+const COUNTER_FAMILIES: [CounterFamily; 2] = [
+    CounterFamily {
+        name: "xdpstat_packets",
+        help: "Frames the interface received, counted by xdpstat's XDP program.",
+        value: |c| c.packets,
+    },
+    CounterFamily {
+        name: "xdpstat_bytes",
+        help: "Bytes of the frames the interface received, counted by xdpstat's XDP program.",
+        value: |c| c.bytes,
+    },
+];
+
+/// Encodes one scrape's readings, and the scrape error count.
+///
+/// # Errors
+///
+/// Only the encoder's own (a failed write).
+pub fn encode_readings(
+    mut encoder: DescriptorEncoder,
+    readings: &[Reading],
+    per_cpu: bool,
+    scrape_errors: u64,
+) -> Result<(), fmt::Error> {
+    let series: Vec<(Labels, Counters)> = readings
+        .iter()
+        .flat_map(|r| counter_series(r, per_cpu))
+        .collect();
+    for f in &COUNTER_FAMILIES {
+        let mut family = encoder.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
+        for (labels, c) in &series {
+            family
+                .encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&(f.value)(c), None)?;
+        }
+    }
+
+    let mut info = encoder.encode_descriptor(
+        "xdpstat_program_info",
+        "The XDP program xdpstat has attached to the interface; always 1.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for reading in readings {
+        let Some(p) = &reading.program else { continue };
+        let labels: Labels = vec![
+            ("interface", reading.sample.iface.clone()),
+            ("prog_id", p.prog_id.to_string()),
+            ("tag", p.tag.clone()),
+            ("mode", p.mode.to_owned()),
+            ("map", p.map.to_owned()),
+        ];
+        info.encode_family(&labels)?.encode_gauge(&1i64)?;
+    }
+
+    encoder
+        .encode_descriptor(
+            "xdpstat_scrape_errors",
+            "Interfaces whose counters could not be read, summed over scrapes.",
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, _, u64>(&scrape_errors, None)
+}
+
+/// An exposition format prometheus-client writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, which Prometheus asks for first.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4: for clients that do not ask for
+    /// OpenMetrics (curl, promtool, older scrapers).
+    PrometheusText,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it is
+    /// acceptable and not less preferred than `text/plain`, the classic text
+    /// otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let Some(accept) = accept else {
+            return Self::PrometheusText;
+        };
+        let quality = |wanted: &str| {
+            accept
+                .split(',')
+                .filter_map(|range| {
+                    let mut params = range.split(';').map(str::trim);
+                    let media = params.next()?;
+                    if !media.eq_ignore_ascii_case(wanted) {
+                        return None;
+                    }
+                    let q = params
+                        .find_map(|p| p.strip_prefix("q="))
+                        .map_or(Some(1.0), |q| q.parse::<f32>().ok())?;
+                    Some(q)
+                })
+                .fold(None, |best: Option<f32>, q| {
+                    Some(best.map_or(q, |b| b.max(q)))
+                })
+        };
+        match (
+            quality("application/openmetrics-text"),
+            quality("text/plain"),
+        ) {
+            (Some(om), text) if om > 0.0 && text.is_none_or(|t| om >= t) => Self::OpenMetrics,
+            _ => Self::PrometheusText,
+        }
+    }
+
+    /// Its `Content-Type`.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Self::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+/// The registry behind `/metrics`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// A registry holding one [`XdpstatCollector`] over `source`.
+    pub fn new(source: impl Source, per_cpu: bool) -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(XdpstatCollector::new(source, per_cpu)));
+        Self { registry }
+    }
+
+    /// Scrapes: reads the counters and encodes them in `format`.
+    ///
+    /// # Errors
+    ///
+    /// Only the encoder's own; a failing interface is counted, not an error.
+    pub fn encode(&self, format: Format) -> Result<String, fmt::Error> {
+        let mut body = String::new();
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut body, &self.registry)?
+            }
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut body, &self.registry)?;
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// An HTTP answer, before it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+}
+
+const INDEX: &str = "<!DOCTYPE html>\n<html><head><title>xdpstat exporter</title></head>\n<body><h1>xdpstat exporter</h1><p>Metrics are at <a href=\"/metrics\">/metrics</a>.</p></body></html>\n";
+
+/// Answers one request: `GET /metrics` scrapes, `GET /` points there.
+pub fn route(metrics: &Metrics, method: &str, url: &str, accept: Option<&str>) -> Reply {
+    let text = |status, body: &str| Reply {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body: body.to_owned(),
+    };
+    let path = url.split_once('?').map_or(url, |(path, _)| path);
+    let readable = method == "GET" || method == "HEAD";
+    match path {
+        "/metrics" | "/" if !readable => text(405, "only GET and HEAD are served\n"),
+        "/metrics" => {
+            let format = Format::negotiate(accept);
+            match metrics.encode(format) {
+                Ok(body) => Reply {
+                    status: 200,
+                    content_type: format.content_type(),
+                    body,
+                },
+                Err(fmt::Error) => text(500, "encoding the metrics failed\n"),
+            }
+        }
+        "/" => Reply {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: INDEX.to_owned(),
+        },
+        _ => text(404, "not found; metrics are at /metrics\n"),
+    }
+}
+
+/// Answers requests on `server` one at a time until `stop` is set.
+///
+/// # Errors
+///
+/// When the server can no longer accept connections.
+pub fn serve(
+    server: &tiny_http::Server,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        // A short wait, so that a signal is noticed soon.
+        let Some(request) = server.recv_timeout(Duration::from_millis(200))? else {
+            continue;
+        };
+        let accept = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Accept"))
+            .map(|h| h.value.as_str().to_owned());
+        let reply = route(
+            metrics,
+            request.method().as_str(),
+            request.url(),
+            accept.as_deref(),
+        );
+        let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
+            .expect("a valid header");
+        let response = tiny_http::Response::from_string(reply.body)
+            .with_status_code(reply.status)
+            .with_header(header);
+        // A client that hung up is its own problem, not the server's.
+        let _ = request.respond(response);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::{
+        counters::{CpuCounters, Snapshot},
+        monitor::Notice,
+    };
+
+    #[derive(Debug)]
+    struct Fixed(Vec<Reading>);
+
+    impl Source for Fixed {
+        fn read(&self) -> Vec<Reading> {
+            self.0.clone()
+        }
+    }
+
+    fn sample(iface: &str, snapshot: Option<Snapshot>, notice: Option<Notice>) -> Sample {
+        Sample {
+            iface: iface.to_owned(),
+            snapshot,
+            rates: None,
+            cpu_rates: Vec::new(),
+            notice,
+            present: true,
+        }
+    }
+
+    fn percpu(cpus: &[(u64, u64)]) -> Snapshot {
+        let cpus: Vec<CpuCounters> = cpus
+            .iter()
+            .enumerate()
+            .map(|(cpu, &(packets, bytes))| CpuCounters {
+                cpu: cpu as u32,
+                packets,
+                bytes,
+                online: cpu != 1,
+            })
+            .collect();
+        Snapshot {
+            layout: Layout::Percpu,
+            map_id: 7,
+            total: Counters {
+                packets: cpus.iter().map(|c| c.packets).sum(),
+                bytes: cpus.iter().map(|c| c.bytes).sum(),
+            },
+            cpus,
+            taken: Instant::now(),
+        }
+    }
+
+    fn readings() -> Vec<Reading> {
+        vec![
+            Reading {
+                sample: sample("veth0", Some(percpu(&[(900, 57600), (100, 151400)])), None),
+                program: Some(ProgramLabels {
+                    prog_id: 2341,
+                    tag: "0123456789abcdef".to_owned(),
+                    mode: "native",
+                    map: "percpu",
+                }),
+                program_error: None,
+            },
+            Reading {
+                sample: sample(
+                    "veth1",
+                    Some(Snapshot {
+                        layout: Layout::Shared,
+                        map_id: 8,
+                        cpus: Vec::new(),
+                        total: Counters {
+                            packets: 3,
+                            bytes: 180,
+                        },
+                        taken: Instant::now(),
+                    }),
+                    None,
+                ),
+                program: None,
+                program_error: None,
+            },
+            Reading {
+                sample: sample("veth2", None, Some(Notice::NotCounting)),
+                program: None,
+                program_error: None,
+            },
+        ]
+    }
+
+    fn lines(body: &str) -> Vec<&str> {
+        body.lines().collect()
+    }
+
+    #[test]
+    fn sums_carry_no_cpu_label() {
+        let metrics = Metrics::new(Fixed(readings()), false);
+        let body = metrics.encode(Format::PrometheusText).unwrap();
+        let want = [
+            "# HELP xdpstat_packets_total Frames the interface received, counted by xdpstat's XDP program.",
+            "# TYPE xdpstat_packets_total counter",
+            "xdpstat_packets_total{interface=\"veth0\"} 1000",
+            "xdpstat_packets_total{interface=\"veth1\"} 3",
+            "# HELP xdpstat_bytes_total Bytes of the frames the interface received, counted by xdpstat's XDP program.",
+            "# TYPE xdpstat_bytes_total counter",
+            "xdpstat_bytes_total{interface=\"veth0\"} 209000",
+            "xdpstat_bytes_total{interface=\"veth1\"} 180",
+            "# HELP xdpstat_program_info The XDP program xdpstat has attached to the interface; always 1.",
+            "# TYPE xdpstat_program_info gauge",
+            "xdpstat_program_info{interface=\"veth0\",prog_id=\"2341\",tag=\"0123456789abcdef\",mode=\"native\",map=\"percpu\"} 1",
+            "# HELP xdpstat_scrape_errors_total Interfaces whose counters could not be read, summed over scrapes.",
+            "# TYPE xdpstat_scrape_errors_total counter",
+            "xdpstat_scrape_errors_total 1",
+        ];
+        assert_eq!(lines(&body), want, "{body}");
+    }
+
+    #[test]
+    fn per_cpu_series_cover_every_possible_cpu() {
+        let metrics = Metrics::new(Fixed(readings()), true);
+        let body = metrics.encode(Format::PrometheusText).unwrap();
+        let body = lines(&body);
+        for want in [
+            "xdpstat_packets_total{interface=\"veth0\",cpu=\"0\"} 900",
+            // CPU 1 is offline in the fixture, and keeps its series.
+            "xdpstat_packets_total{interface=\"veth0\",cpu=\"1\"} 100",
+            "xdpstat_bytes_total{interface=\"veth0\",cpu=\"0\"} 57600",
+            "xdpstat_bytes_total{interface=\"veth0\",cpu=\"1\"} 151400",
+            // A shared map has only the sum.
+            "xdpstat_packets_total{interface=\"veth1\"} 3",
+            "xdpstat_bytes_total{interface=\"veth1\"} 180",
+        ] {
+            assert!(body.contains(&want), "{want} missing from {body:#?}");
+        }
+        assert!(!body.contains(&"xdpstat_packets_total{interface=\"veth0\"} 1000"));
+    }
+
+    #[test]
+    fn scrape_errors_add_up_over_scrapes() {
+        let metrics = Metrics::new(Fixed(readings()), false);
+        for n in 1..=3 {
+            let body = metrics.encode(Format::PrometheusText).unwrap();
+            let want = format!("xdpstat_scrape_errors_total {n}");
+            assert!(lines(&body).contains(&want.as_str()), "{body}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_names_families_without_total_and_ends_with_eof() {
+        let metrics = Metrics::new(Fixed(readings()), false);
+        let body = metrics.encode(Format::OpenMetrics).unwrap();
+        let body = lines(&body);
+        for want in [
+            "# TYPE xdpstat_packets counter",
+            "xdpstat_packets_total{interface=\"veth0\"} 1000",
+            "# TYPE xdpstat_scrape_errors counter",
+            "xdpstat_scrape_errors_total 1",
+        ] {
+            assert!(body.contains(&want), "{want} missing from {body:#?}");
+        }
+        assert_eq!(body.last(), Some(&"# EOF"));
+    }
+
+    #[test]
+    fn nothing_to_export_still_describes_the_families() {
+        let metrics = Metrics::new(Fixed(Vec::new()), false);
+        let body = metrics.encode(Format::PrometheusText).unwrap();
+        assert!(body.contains("# TYPE xdpstat_packets_total counter\n"));
+        assert!(body.ends_with("xdpstat_scrape_errors_total 0\n"), "{body}");
+    }
+
+    #[test]
+    fn a_failed_inspection_counts_as_an_error_but_keeps_the_counters() {
+        let mut r = readings();
+        r.truncate(1);
+        r[0].program = None;
+        r[0].program_error = Some("netlink: EPERM".to_owned());
+        let metrics = Metrics::new(Fixed(r), false);
+        let body = metrics.encode(Format::PrometheusText).unwrap();
+        let body = lines(&body);
+        assert!(body.contains(&"xdpstat_packets_total{interface=\"veth0\"} 1000"));
+        assert!(body.contains(&"xdpstat_scrape_errors_total 1"));
+        assert!(!body.iter().any(|l| l.starts_with("xdpstat_program_info{")));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut r = readings();
+        r.truncate(1);
+        r[0].sample.iface = "a\"b\\c".to_owned();
+        let metrics = Metrics::new(Fixed(r), false);
+        let body = metrics.encode(Format::PrometheusText).unwrap();
+        assert!(
+            body.contains("xdpstat_packets_total{interface=\"a\\\"b\\\\c\"} 1000\n"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn prometheus_gets_openmetrics_and_curl_gets_text() {
+        // What Prometheus 2.x sends.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(None), Format::PrometheusText);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::PrometheusText);
+        assert_eq!(
+            Format::negotiate(Some("text/plain, application/openmetrics-text;q=0.5")),
+            Format::PrometheusText
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0")),
+            Format::PrometheusText
+        );
+        assert_eq!(
+            Format::OpenMetrics.content_type(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert_eq!(
+            Format::PrometheusText.content_type(),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn routes() {
+        let metrics = Metrics::new(Fixed(readings()), false);
+        let reply = route(&metrics, "GET", "/metrics", None);
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.content_type,
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        assert!(reply
+            .body
+            .contains("xdpstat_packets_total{interface=\"veth0\"} 1000\n"));
+        assert_eq!(route(&metrics, "GET", "/metrics?x=1", None).status, 200);
+        let index = route(&metrics, "GET", "/", None);
+        assert_eq!(index.status, 200);
+        assert!(index.body.contains("href=\"/metrics\""));
+        assert_eq!(route(&metrics, "GET", "/favicon.ico", None).status, 404);
+        assert_eq!(route(&metrics, "POST", "/metrics", None).status, 405);
+    }
+}

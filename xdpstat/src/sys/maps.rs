@@ -1,0 +1,336 @@
+//! The `bpf(2)` commands for reading any map and its BTF that aya 0.14 does
+//! not expose: opening a map or a BTF object by id, walking a map's keys or
+//! reading its entries in batches, the whole `struct bpf_map_info` (aya's
+//! `MapInfo` hides the BTF ids), and a BTF object's raw bytes.
+//!
+//! As in [`super`], each attribute struct is the prefix of `union bpf_attr`
+//! that its command reads.
+
+use std::{
+    io,
+    mem::size_of,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+};
+
+use super::{bpf, SyscallError};
+
+const BPF_MAP_GET_NEXT_KEY: i32 = 4;
+const BPF_MAP_GET_FD_BY_ID: i32 = 14;
+const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
+const BPF_BTF_GET_FD_BY_ID: i32 = 19;
+const BPF_MAP_LOOKUP_BATCH: i32 = 24;
+
+fn fd_from(ret: i64) -> OwnedFd {
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(ret as i32) }
+}
+
+#[repr(C)]
+struct GetFdById {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// Opens a map by id (`BPF_MAP_GET_FD_BY_ID`).
+///
+/// # Errors
+///
+/// `ENOENT` when no map has that id.
+pub fn map_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
+    let mut attr = GetFdById {
+        id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    bpf(BPF_MAP_GET_FD_BY_ID, "BPF_MAP_GET_FD_BY_ID", &mut attr).map(fd_from)
+}
+
+/// Opens a BTF object by id (`BPF_BTF_GET_FD_BY_ID`).
+///
+/// # Errors
+///
+/// `ENOENT` when no BTF object has that id.
+pub fn btf_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
+    let mut attr = GetFdById {
+        id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    bpf(BPF_BTF_GET_FD_BY_ID, "BPF_BTF_GET_FD_BY_ID", &mut attr).map(fd_from)
+}
+
+#[repr(C)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// What the kernel says of a map (`struct bpf_map_info`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapInfo {
+    /// `BPF_MAP_TYPE_*`.
+    pub map_type: u32,
+    /// The map's id.
+    pub id: u32,
+    /// Bytes per key.
+    pub key_size: u32,
+    /// Bytes per value (per CPU, for a per-CPU map).
+    pub value_size: u32,
+    /// Capacity.
+    pub max_entries: u32,
+    /// `BPF_F_*` creation flags.
+    pub map_flags: u32,
+    /// Up to 15 bytes of name.
+    pub name: String,
+    /// The BTF object describing key and value; 0 for none.
+    pub btf_id: u32,
+    /// The key's type in that BTF; 0 for none.
+    pub btf_key_type_id: u32,
+    /// The value's type in that BTF; 0 for none.
+    pub btf_value_type_id: u32,
+    /// For struct_ops maps: the value's type in the kernel's own BTF.
+    pub btf_vmlinux_value_type_id: u32,
+}
+
+/// Reads a map's info (`BPF_OBJ_GET_INFO_BY_FD`).
+///
+/// # Errors
+///
+/// `EINVAL` or `EBADF` when `fd` is not a BPF object. A program or link fd
+/// is not refused by the kernel (it fills in its own kind of info), so
+/// check [`fd_kind`] first.
+pub fn map_info(fd: BorrowedFd<'_>) -> Result<MapInfo, SyscallError> {
+    // `struct bpf_map_info` up to `map_extra` (Linux 5.16); a shorter
+    // buffer is fine, the kernel copies what fits.
+    #[repr(C)]
+    struct Raw {
+        map_type: u32,
+        id: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        name: [u8; 16],
+        ifindex: u32,
+        btf_vmlinux_value_type_id: u32,
+        netns_dev: u64,
+        netns_ino: u64,
+        btf_id: u32,
+        btf_key_type_id: u32,
+        btf_value_type_id: u32,
+        btf_vmlinux_id: u32,
+        map_extra: u64,
+    }
+    // SAFETY: all-zero is a valid value of this plain-integer struct.
+    let mut raw: Raw = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<Raw>() as u32,
+        info: std::ptr::from_mut(&mut raw) as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr)?;
+    let name_len = raw.name.iter().position(|&b| b == 0).unwrap_or(16);
+    Ok(MapInfo {
+        map_type: raw.map_type,
+        id: raw.id,
+        key_size: raw.key_size,
+        value_size: raw.value_size,
+        max_entries: raw.max_entries,
+        map_flags: raw.map_flags,
+        name: String::from_utf8_lossy(&raw.name[..name_len]).into_owned(),
+        btf_id: raw.btf_id,
+        btf_key_type_id: raw.btf_key_type_id,
+        btf_value_type_id: raw.btf_value_type_id,
+        btf_vmlinux_value_type_id: raw.btf_vmlinux_value_type_id,
+    })
+}
+
+/// Reads the raw bytes of a BTF object (header, types, strings), as it was
+/// loaded (`BPF_OBJ_GET_INFO_BY_FD` with `struct bpf_btf_info`).
+///
+/// # Errors
+///
+/// `EINVAL` when `fd` is not a BTF object.
+pub fn btf_data(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SyscallError> {
+    #[repr(C)]
+    struct Raw {
+        btf: u64,
+        btf_size: u32,
+        id: u32,
+        name: u64,
+        name_len: u32,
+        kernel_btf: u32,
+    }
+    // Program BTF is usually a few KiB; the kernel says how much it has, so
+    // a second call fetches a larger one whole.
+    let mut data = vec![0u8; 16 << 10];
+    loop {
+        let mut raw = Raw {
+            btf: data.as_mut_ptr() as u64,
+            btf_size: u32::try_from(data.len()).unwrap_or(u32::MAX),
+            id: 0,
+            name: 0,
+            name_len: 0,
+            kernel_btf: 0,
+        };
+        let mut attr = InfoAttr {
+            bpf_fd: fd.as_raw_fd() as u32,
+            info_len: size_of::<Raw>() as u32,
+            info: std::ptr::from_mut(&mut raw) as u64,
+        };
+        bpf(BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr)?;
+        let size = raw.btf_size as usize;
+        if size <= data.len() {
+            data.truncate(size);
+            return Ok(data);
+        }
+        data = vec![0u8; size];
+    }
+}
+
+/// Puts the key after `prev` into `next` (`BPF_MAP_GET_NEXT_KEY`); with no
+/// `prev`, or a `prev` no longer in the map, the first key. Returns false
+/// when `prev` was the last key.
+///
+/// # Errors
+///
+/// Any error but the `ENOENT` that ends the walk, e.g. `ENOTSUPP` (524) for
+/// maps without keys to walk (ring buffers, storage maps).
+///
+/// # Safety
+///
+/// `prev` and `next` must each hold the map's key size in bytes.
+pub unsafe fn map_next_key(
+    map: BorrowedFd<'_>,
+    prev: Option<&[u8]>,
+    next: &mut [u8],
+) -> Result<bool, SyscallError> {
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        next_key: u64,
+    }
+    let mut attr = Attr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: prev.map_or(0, |k| k.as_ptr() as u64),
+        next_key: next.as_mut_ptr() as u64,
+    };
+    match bpf(BPF_MAP_GET_NEXT_KEY, "BPF_MAP_GET_NEXT_KEY", &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where a batch lookup stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// Entries were read and more may follow; pass the token back.
+    More(u32),
+    /// The last entries were read (possibly none).
+    Done(u32),
+}
+
+/// Reads up to `count` entries in one call (`BPF_MAP_LOOKUP_BATCH`): keys
+/// into `keys`, values into `values`, from where `in_batch` left off (the
+/// start without it); `out_batch` receives the position to go on from.
+/// Entries come in the order `BPF_MAP_GET_NEXT_KEY` walks them.
+///
+/// # Errors
+///
+/// `ENOTSUPP` (524) for map types without batch operations; `ENOSPC` when
+/// not even one hash bucket fits in `count`.
+///
+/// # Safety
+///
+/// `in_batch` and `out_batch` must hold the map's key size and at least 8
+/// bytes; `keys` must hold `count` keys and `values` `count` values (for
+/// a per-CPU map, `round_up(value_size, 8)` bytes per possible CPU each).
+pub unsafe fn map_lookup_batch(
+    map: BorrowedFd<'_>,
+    in_batch: Option<&[u8]>,
+    out_batch: &mut [u8],
+    keys: &mut [u8],
+    values: &mut [u8],
+    count: u32,
+) -> Result<Batch, SyscallError> {
+    #[repr(C)]
+    struct Attr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    let mut attr = Attr {
+        in_batch: in_batch.map_or(0, |b| b.as_ptr() as u64),
+        out_batch: out_batch.as_mut_ptr() as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count,
+        map_fd: map.as_raw_fd() as u32,
+        elem_flags: 0,
+        flags: 0,
+    };
+    match bpf(BPF_MAP_LOOKUP_BATCH, "BPF_MAP_LOOKUP_BATCH", &mut attr) {
+        Ok(_) => Ok(Batch::More(attr.count)),
+        // The end; the kernel still reports what it copied.
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(Batch::Done(attr.count)),
+        Err(e) => Err(e),
+    }
+}
+
+/// What kind of BPF object a descriptor refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    /// A map.
+    Map,
+    /// A program.
+    Prog,
+    /// A link.
+    Link,
+    /// A BTF object.
+    Btf,
+    /// Something else (not a BPF object, or a kind this code does not know).
+    Other,
+}
+
+impl FdKind {
+    /// The kind in words, e.g. "a program".
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::Map => "a map",
+            Self::Prog => "a program",
+            Self::Link => "a link",
+            Self::Btf => "a BTF object",
+            Self::Other => "not a BPF object",
+        }
+    }
+}
+
+/// What `fd` is, from its anonymous inode's name in `/proc/self/fd` (as
+/// libbpf and bpftool tell them apart: `BPF_OBJ_GET_INFO_BY_FD` succeeds on
+/// any of them, with a different struct).
+///
+/// # Errors
+///
+/// `readlink` failing (no `/proc`).
+pub fn fd_kind(fd: BorrowedFd<'_>) -> io::Result<FdKind> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    Ok(match link.as_os_str().as_encoded_bytes() {
+        b"anon_inode:bpf-map" => FdKind::Map,
+        b"anon_inode:bpf-prog" => FdKind::Prog,
+        // "bpf_link" when created, "bpf-link" when opened from a pin.
+        b"anon_inode:bpf_link" | b"anon_inode:bpf-link" => FdKind::Link,
+        b"anon_inode:btf" => FdKind::Btf,
+        _ => FdKind::Other,
+    })
+}
