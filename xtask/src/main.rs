@@ -88,8 +88,10 @@ fn main() -> Result<()> {
         }
         Cmd::Bench => {
             let mut cmd = Command::new(cargo());
-            cmd.current_dir(root())
-                .args(["bench", "-p", "xdpstat", "--bench", "prog_cost"]);
+            cmd.current_dir(root()).args(["bench", "-p", "xdpstat"]);
+            for bench in ["prog_cost", "explain_log", "map_dump", "prog_list"] {
+                cmd.args(["--bench", bench]);
+            }
             run(&mut cmd)
         }
     }
