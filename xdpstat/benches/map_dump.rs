@@ -375,6 +375,22 @@ fn main() {
             );
         }
     }
+    // `stats_user`'s job on the same counters map, against bpftool's dump.
+    for json in [false, true] {
+        row(
+            "show --map-path (counters)",
+            if json { "json" } else { "text" },
+            || {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_xdpstat"));
+                cmd.args(["show", "--map-path", counters.as_str()]);
+                if json {
+                    cmd.arg("--json");
+                }
+                cmd
+            },
+            || bpftool_cmd(counters.as_str(), json),
+        );
+    }
 }
 
 /// Times both commands `ROUNDS` times, interleaved, alternating which goes
