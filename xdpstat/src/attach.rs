@@ -379,11 +379,12 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError
         .try_into()
         .map_err(|e: ProgramError| load_error(e.into()))?;
     program.load().map_err(|e| load_error(e.into()))?;
-    target.install(program, opts.mode, &mut staging)?;
+    let holder = target.install(program, opts.mode, &mut staging)?;
     if !counters_kept {
         staging.commit(&map_pin, &dir.counters())?;
     }
     drop(staging);
+    target.prune(&[dir.counters(), holder_pin(dir, holder)])?;
     // The program stays attached through its pin after `ebpf` is dropped.
     Ok(Attached {
         attachment: target.attached()?,
@@ -479,6 +480,21 @@ impl Target {
         }
     }
 
+    /// Removes the pins a program attached before left behind (another
+    /// object's maps, after `--force`), keeping `keep`.
+    pub(crate) fn prune(&self, keep: &[PathBuf]) -> Result<(), AttachError> {
+        let entries = fs::read_dir(self.dir.path()).map_err(|source| AttachError::Pin {
+            path: self.dir.path().to_owned(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            if !keep.contains(&entry.path()) {
+                remove_pin(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
     /// What is attached now, as [`inspect`] reads it back.
     pub(crate) fn attached(&self) -> Result<Attachment, AttachError> {
         inspect(&self.iface)?.ok_or_else(|| AttachError::Refused {
@@ -486,6 +502,14 @@ impl Target {
             mode: "any",
             reason: "the program was attached but is not there any more".to_owned(),
         })
+    }
+}
+
+/// The pin that holds a program of this holder: the link, or the program.
+pub(crate) fn holder_pin(dir: &PinDir, holder: Holder) -> PathBuf {
+    match holder {
+        Holder::Link => dir.link(),
+        Holder::Netlink => dir.prog(),
     }
 }
 
@@ -576,6 +600,10 @@ fn replace(
         .as_ref()
         .filter(|(_, info)| info.xdp_ifindex == ifindex && info.prog_id == existing.prog_id);
     if ours.is_none() {
+        // Pinned first, so that once the swap is done the program is
+        // xdpstat's; if the swap fails, the staged pin goes.
+        let staged = staging.stage("prog");
+        sys::obj_pin(prog_fd, &staged)?;
         match netlink::set_xdp(
             ifindex,
             Some(prog_fd),
@@ -583,8 +611,6 @@ fn replace(
             existing.mode.flag(),
         ) {
             Ok(()) => {
-                let staged = staging.stage("prog");
-                sys::obj_pin(prog_fd, &staged)?;
                 staging.commit(&staged, &dir.prog())?;
                 remove_pin(&dir.link())?;
                 return Ok(Holder::Netlink);
@@ -652,24 +678,13 @@ fn refused(iface: &str, mode: &'static str, error: &ProgramError) -> AttachError
         Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if mode == "offload" => format!(
             "{iface} cannot offload BPF programs (offload needs a NIC that does, e.g. Netronome; use --mode native or generic)"
         ),
-        _ => error_chain(error),
+        _ => crate::error::chain(error),
     };
     AttachError::Refused {
         iface: iface.to_owned(),
         mode,
         reason,
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 fn find_errno(error: &(dyn std::error::Error + 'static)) -> Option<i32> {

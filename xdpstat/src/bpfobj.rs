@@ -438,12 +438,26 @@ impl BpfObject {
         program: &XdpProgram,
         fds: &std::collections::HashMap<String, i32>,
     ) -> Result<KernelProgram, ObjectError> {
+        guarded(|| self.for_kernel_unguarded(program, fds)).map_err(|reason| {
+            ObjectError::Parse {
+                path: self.path.clone(),
+                reason,
+            }
+        })?
+    }
+
+    fn for_kernel_unguarded(
+        &self,
+        program: &XdpProgram,
+        fds: &std::collections::HashMap<String, i32>,
+    ) -> Result<KernelProgram, ObjectError> {
         let parse_error = |reason: String| ObjectError::Parse {
             path: self.path.clone(),
             reason,
         };
-        let mut obj =
-            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
+        let mut obj = guarded(|| aya_obj::Object::parse(&self.for_aya))
+            .map_err(&parse_error)?
+            .map_err(|e| parse_error(e.to_string()))?;
         let features = aya::features();
         let btf = match features.btf() {
             Some(btf_features) => obj
@@ -555,14 +569,26 @@ impl BpfObject {
     fn link(
         &self,
         program: &XdpProgram,
+        fd_of: impl FnMut(usize, &str) -> i32,
+    ) -> Result<aya_obj::Function, ObjectError> {
+        guarded(|| self.link_unguarded(program, fd_of)).map_err(|reason| ObjectError::Parse {
+            path: self.path.clone(),
+            reason,
+        })?
+    }
+
+    fn link_unguarded(
+        &self,
+        program: &XdpProgram,
         mut fd_of: impl FnMut(usize, &str) -> i32,
     ) -> Result<aya_obj::Function, ObjectError> {
         let parse_error = |reason: String| ObjectError::Parse {
             path: self.path.clone(),
             reason,
         };
-        let mut obj =
-            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
+        let mut obj = guarded(|| aya_obj::Object::parse(&self.for_aya))
+            .map_err(&parse_error)?
+            .map_err(|e| parse_error(e.to_string()))?;
         let text_sections: HashSet<usize> =
             obj.functions.keys().map(|(section, _)| *section).collect();
         let mut maps: Vec<(String, aya_obj::Map)> = obj
@@ -593,6 +619,17 @@ impl BpfObject {
             .remove(&prog.function_key())
             .ok_or_else(|| parse_error(format!("no function for program '{}'", program.name)))
     }
+}
+
+/// Runs aya-obj code on an untrusted object: aya-obj 0.3 panics on some
+/// malformed ELF and BTF (slicing past the end) instead of returning an
+/// error. The panic becomes an error, without the default hook's message.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|_| "the object is malformed (its ELF or BTF data is inconsistent)".to_owned())
 }
 
 fn elf_machine(bytes: &[u8]) -> Option<u16> {
@@ -752,15 +789,20 @@ impl BtfHeader {
         if btf.get(..2)? != [0x9f, 0xeb] {
             return None;
         }
-        Some(Self {
+        let header = Self {
             hdr_len: u32_at(4)?,
             str_off: u32_at(16)?,
             str_len: u32_at(20)?,
-        })
+        };
+        // The string table must lie inside the section.
+        let end = (header.hdr_len as usize)
+            .checked_add(header.str_off as usize)?
+            .checked_add(header.str_len as usize)?;
+        (end <= btf.len()).then_some(header)
     }
 
     fn str_start(&self) -> usize {
-        (self.hdr_len + self.str_off) as usize
+        self.hdr_len as usize + self.str_off as usize
     }
 }
 
@@ -785,7 +827,9 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
         .map_err(|e| e.to_string())?;
     let shstr_off = shstr.sh_offset(endian) as usize;
     let name_at = |off: u32| -> &[u8] {
-        let tail = &bytes[shstr_off + off as usize..];
+        let tail = bytes
+            .get(shstr_off.saturating_add(off as usize)..)
+            .unwrap_or_default();
         &tail[..tail.iter().position(|&b| b == 0).unwrap_or(tail.len())]
     };
     let mut out = bytes.to_vec();
@@ -841,8 +885,10 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
             }
         }
         let at = shstr_off + off;
-        out[at..at + 3].copy_from_slice(b"xdp");
-        out[at + 3] = 0;
+        let slot = out
+            .get_mut(at..at + 4)
+            .ok_or("a section name runs past the end of the file")?;
+        slot.copy_from_slice(b"xdp\0");
         renamed.push(name);
     }
     // The BTF.ext records name their section through the .BTF strings.
@@ -874,11 +920,16 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
     }
     for &at in targets.keys() {
         let abs = strings_at + at as usize;
-        out[abs..abs + 3].copy_from_slice(b"xdp");
-        out[abs + 3] = 0;
+        let slot = out
+            .get_mut(abs..abs + 4)
+            .ok_or(".BTF strings run past the end of the file")?;
+        slot.copy_from_slice(b"xdp\0");
     }
     let ext_range = ext_off as usize..(ext_off + ext_len) as usize;
-    check_btf_ext(&out[ext_range], &targets)?;
+    check_btf_ext(
+        out.get(ext_range)
+            .ok_or(".BTF.ext runs past the end of the file")?,
+    )?;
     Ok(out)
 }
 
@@ -888,7 +939,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Checks that the BTF.ext records are readable (their section names now
 /// read `xdp` through the rewritten strings).
-fn check_btf_ext(ext: &[u8], _renamed: &BTreeMap<u32, String>) -> Result<(), String> {
+fn check_btf_ext(ext: &[u8]) -> Result<(), String> {
     let u32_at = |o: usize| -> Result<u32, String> {
         Ok(u32::from_le_bytes(
             ext.get(o..o + 4)

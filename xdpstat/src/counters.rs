@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapInfo, MapType};
 use serde::Serialize;
 use thiserror::Error;
 use xdpstat_common::{Counters, COUNTERS_KEY};
@@ -19,13 +18,14 @@ use crate::{layout::Layout, sys};
 #[derive(Debug, Error)]
 pub enum CountersError {
     /// Nothing is pinned at the path.
-    #[error("no counters map is pinned at {}{hint}", path.display())]
+    #[error("no counters map is pinned at {}", path.display())]
     NotPinned {
         /// The path.
         path: PathBuf,
-        /// What to do about it.
-        hint: String,
     },
+    /// The pin is not a map, or cannot be opened.
+    #[error(transparent)]
+    Open(crate::inspect::dump::DumpError),
     /// The path is not on bpffs, so nothing can be pinned there.
     #[error("{} is not on a BPF filesystem (bpffs): only pinned maps can be read; pin one with `xdpstat map pin ID PATH` under /sys/fs/bpf", path.display())]
     NotBpffs {
@@ -221,18 +221,6 @@ pub struct CountersMap {
 const EXPECTED_SHAPE: &str =
     "an array or percpu_array map with 4-byte keys and values of at least 16 bytes (u64 packets, u64 bytes)";
 
-fn map_type_name(t: MapType) -> String {
-    match t {
-        MapType::Array => "array".into(),
-        MapType::PerCpuArray => "percpu_array".into(),
-        MapType::Hash => "hash".into(),
-        MapType::PerCpuHash => "percpu_hash".into(),
-        MapType::LruHash => "lru_hash".into(),
-        MapType::RingBuf => "ringbuf".into(),
-        other => format!("{other:?}").to_lowercase(),
-    }
-}
-
 impl CountersMap {
     /// Opens the counters map pinned at `path`, checking its shape first so
     /// that a map of another shape is refused rather than read as garbage.
@@ -242,63 +230,45 @@ impl CountersMap {
     /// [`CountersError::NotPinned`], [`CountersError::WrongShape`], or a
     /// failure to read the map's info.
     pub fn open(path: &Path) -> Result<Self, CountersError> {
-        let read_error = |source: Box<dyn std::error::Error + Send + Sync>| CountersError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        if path.exists() && !crate::bpffs::is_bpffs(path).unwrap_or(true) {
-            return Err(CountersError::NotBpffs {
+        use crate::inspect::dump::{self, DumpError, MapRef};
+        // One fd for both the shape check and the reads, so that they are
+        // about the same object.
+        let fd = dump::open(&MapRef::Pinned(path.to_owned())).map_err(|e| match e {
+            DumpError::NotPinned { .. } => CountersError::NotPinned {
                 path: path.to_owned(),
-            });
-        }
-        let fd = match sys::obj_get(path) {
-            Ok(fd) => fd,
-            Err(e) if e.errno() == Some(libc::ENOENT) => {
-                return Err(CountersError::NotPinned {
-                    path: path.to_owned(),
-                    hint: String::new(),
-                });
-            }
-            Err(e) => return Err(read_error(e.into())),
-        };
-        let info = MapInfo::from_pin(path).map_err(|e| match e {
-            // A pinned program or link, not a map.
-            aya::maps::MapError::SyscallError(ref s)
-                if s.io_error.raw_os_error() == Some(libc::EINVAL) =>
-            {
-                CountersError::WrongShape {
-                    path: path.to_owned(),
-                    expected: EXPECTED_SHAPE,
-                    found: "a pinned object that is not a map".to_owned(),
-                }
-            }
-            e => read_error(e.into()),
+            },
+            DumpError::NotBpffs { .. } => CountersError::NotBpffs {
+                path: path.to_owned(),
+            },
+            e => CountersError::Open(e),
         })?;
-        let map_type = info.map_type();
-        let layout = map_type
-            .as_ref()
-            .ok()
-            .copied()
-            .and_then(Layout::from_map_type);
-        let (key_size, value_size) = (info.key_size(), info.value_size());
+        let info = sys::maps::map_info(fd.as_fd()).map_err(|e| CountersError::Read {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+        // BPF_MAP_TYPE_ARRAY and BPF_MAP_TYPE_PERCPU_ARRAY.
+        let layout = match info.map_type {
+            2 => Some(Layout::Shared),
+            6 => Some(Layout::Percpu),
+            _ => None,
+        };
+        let (key_size, value_size) = (info.key_size, info.value_size);
         let Some(layout) = layout.filter(|_| key_size == 4 && value_size >= 16) else {
-            let type_name = match map_type {
-                Ok(t) => map_type_name(t),
-                Err(_) => "an unknown type".to_owned(),
-            };
             return Err(CountersError::WrongShape {
                 path: path.to_owned(),
                 expected: EXPECTED_SHAPE,
                 found: format!(
-                    "{type_name} with {key_size}-byte keys and {value_size}-byte values"
+                    "{} with {key_size}-byte keys and {value_size}-byte values",
+                    crate::inspect::maps::MapType(info.map_type)
                 ),
             });
         };
+        let map_id = info.id;
         Ok(Self {
             fd,
             path: path.to_owned(),
             layout,
-            map_id: info.id(),
+            map_id,
             value_size: value_size as usize,
             cpus: Cpus::read()?,
         })

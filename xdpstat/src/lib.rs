@@ -11,6 +11,7 @@ pub mod bpfobj;
 pub mod cli;
 pub mod counters;
 pub mod dwarf;
+pub mod error;
 pub mod export;
 pub mod iface;
 pub mod insn;

@@ -97,9 +97,15 @@ pub struct Watch {
 impl Watch {
     /// Watches `iface`'s counters at `/sys/fs/bpf/xdpstat/<iface>/counters`.
     pub fn new(iface: &str) -> Self {
+        // A name that cannot be an interface (`..`) must not become a path.
+        let pin = if iface::is_valid_name(iface) {
+            PinDir::new(iface).counters()
+        } else {
+            PathBuf::new()
+        };
         Self {
             iface: iface.to_owned(),
-            pin: PinDir::new(iface).counters(),
+            pin,
             map: None,
             last: None,
         }

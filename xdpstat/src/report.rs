@@ -24,8 +24,15 @@ fn source_text(s: &SourceRef) -> String {
 ///
 /// Write errors.
 pub fn write_header(out: &mut dyn Write, r: &ProgramReport) -> io::Result<()> {
-    let errno = r.errno.as_deref().unwrap_or("rejected");
-    writeln!(out, "Prog section '{}' rejected: {errno}!", r.section)?;
+    let what = if r.section.is_empty() {
+        "Program".to_owned()
+    } else {
+        format!("Prog section '{}'", r.section)
+    };
+    match r.errno.as_deref() {
+        Some(errno) => writeln!(out, "{what} rejected: {errno}!")?,
+        None => writeln!(out, "{what} rejected!")?,
+    }
     writeln!(out, " - Type:         {}", r.prog_type)?;
     match r.insn_count {
         Some(n) => writeln!(

@@ -743,7 +743,9 @@ pub fn render(frame: &mut Frame, app: &App) {
     let events_shown = live.events.len().clamp(1, 6);
     let notices_height = events_shown as u16 + 2;
     // The table gets its rows if it can, leaving the charts at least 8 lines.
-    let want_table = lines.len() as u16 + 3;
+    let want_table = u16::try_from(lines.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(3);
     let room = area.height.saturating_sub(2 + notices_height + 8).max(4);
     let [top, table_area, charts, notices, bottom] = Layout::vertical([
         Constraint::Length(1),

@@ -15,7 +15,6 @@ use thiserror::Error;
 
 use crate::{
     bpfobj::{BpfObject, LineTable, LinkedProgram, SourceFiles, XdpProgram},
-    insn::Insn,
     verifier::{
         diagnose::{self, Diagnosis, ErrorSite, Kind, SourceRef, Sources},
         log::{self, Annotation, ParsedLog, Stats},
@@ -60,20 +59,6 @@ pub enum Verdict {
     },
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
-
 /// Loads one XDP program of `obj` and asks the verifier for its log at
 /// `level` (the `BPF_LOG_*` bits).
 ///
@@ -96,7 +81,7 @@ pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict
     let ebpf = EbpfLoader::new()
         .verifier_log_level(VerifierLogLevel::DISABLE)
         .load(obj.bytes_for_aya())
-        .map_err(|e| prepare(error_chain(&e)))?;
+        .map_err(|e| prepare(crate::error::chain(&e)))?;
     let fds = ebpf
         .maps()
         .map(|(name, map)| (name.to_owned(), map_data(map).fd().as_fd().as_raw_fd()))
@@ -535,7 +520,7 @@ pub fn check(
             let needs_more = r
                 .diagnosis
                 .as_ref()
-                .is_some_and(|d| d.origin.is_none() && d.evidence.contains("lacks"));
+                .is_some_and(|d| d.origin.is_none() && d.lacks_state);
             if needs_more {
                 if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2)
                 {
@@ -559,11 +544,9 @@ pub fn check(
 
 /// `Permission denied (13)`, as iproute2 prints it.
 pub fn errno_text(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
     match e.raw_os_error() {
-        Some(n) => format!("{text} ({n})"),
-        None => text,
+        Some(n) => format!("{} ({n})", crate::error::strerror(n)),
+        None => e.to_string(),
     }
 }
 
@@ -577,7 +560,7 @@ pub fn explain(
     reader: impl BufRead,
     obj: Option<(&BpfObject, &XdpProgram)>,
     src_dirs: &[PathBuf],
-) -> io::Result<ProgramReport> {
+) -> io::Result<(ProgramReport, ParsedLog)> {
     let parsed = log::parse_reader(reader)?;
     let linked = obj.and_then(|(o, p)| o.linked(p).ok());
     let src = source_dirs(obj.map(|(o, _)| o.path()), src_dirs);
@@ -604,12 +587,5 @@ pub fn explain(
         r.license = r.license.or_else(|| h.license.clone());
         r.insn_count = r.insn_count.or(h.insns.map(|n| n as usize));
     }
-    Ok(r)
-}
-
-/// The instruction text of a linked program at `index`, for reports.
-pub fn insn_text(program: &LinkedProgram, index: u32) -> Option<String> {
-    program
-        .insn_at(index as usize)
-        .map(|i: &Insn| i.display(index as usize, program).to_string())
+    Ok((r, parsed))
 }

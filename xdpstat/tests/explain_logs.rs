@@ -2,6 +2,8 @@
 //! loaders print them in, with and without the object, at log levels 1
 //! and 2, truncated at the head or the tail. No kernel needed.
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -17,22 +19,9 @@ fn log(name: &str) -> String {
     fixtures().join("logs").join(name).display().to_string()
 }
 
-/// A built object, or `None` (loudly, and failing under CI) when the
-/// fixtures were not built.
+/// A built object's path, as a string.
 fn object(rel: &str) -> Option<String> {
-    let path = fixtures().join("build").join(rel);
-    if path.is_file() {
-        return Some(path.display().to_string());
-    }
-    let required = std::env::var_os("CI").is_some_and(|v| v != "false" && !v.is_empty())
-        || std::env::var_os("XDPSTAT_REQUIRE_PRIVILEGED").is_some();
-    assert!(
-        !required,
-        "{} is missing: run `cargo xtask build-fixtures`",
-        path.display()
-    );
-    eprintln!("SKIPPED: {} is missing", path.display());
-    None
+    common::fixture(rel).map(|p| p.display().to_string())
 }
 
 /// Runs `explain --json` and returns (exit code, the one program).

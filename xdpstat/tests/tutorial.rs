@@ -5,31 +5,10 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
-use common::{have_tool, privileged, settle, VethNs};
+use common::{fixture, have_tool, privileged, settle, VethNs};
 use serde_json::Value;
-
-fn fixture(rel: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/build")
-        .join(rel);
-    if path.is_file() {
-        return Some(path);
-    }
-    let required = std::env::var_os("CI").is_some_and(|v| v != "false" && !v.is_empty())
-        || std::env::var_os("XDPSTAT_REQUIRE_PRIVILEGED").is_some();
-    assert!(
-        !required,
-        "{} is missing: run `cargo xtask build-fixtures`",
-        path.display()
-    );
-    eprintln!("SKIPPED: {} is missing", path.display());
-    None
-}
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))

@@ -9,7 +9,7 @@ use std::{
     process::{Command, Output},
 };
 
-use common::{privileged, settle, VethNs};
+use common::{fixture, privileged, settle, VethNs};
 use serde_json::Value;
 use xdpstat::bpffs::PinDir;
 
@@ -21,29 +21,6 @@ fn repo() -> String {
         .unwrap()
         .display()
         .to_string()
-}
-
-/// A built fixture, under fixtures/build (made by `cargo xtask
-/// build-fixtures`, which `cargo xtask test` runs first).
-pub fn fixture(rel: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/build")
-        .join(rel);
-    if path.is_file() {
-        return Some(path);
-    }
-    let required = std::env::var_os("CI").is_some_and(|v| v != "false" && !v.is_empty())
-        || std::env::var_os("XDPSTAT_REQUIRE_PRIVILEGED").is_some();
-    assert!(
-        !required,
-        "{} is missing: run `cargo xtask build-fixtures`",
-        path.display()
-    );
-    eprintln!(
-        "SKIPPED: {} is missing (run `cargo xtask build-fixtures`)",
-        path.display()
-    );
-    None
 }
 
 fn xdpstat(args: &[&str]) -> Output {

@@ -266,7 +266,7 @@ impl<W: Write> JsonWriter<W> {
         self.name("value")?;
         self.start_object()?;
         self.name("error")?;
-        self.string(&strerror(errno))?;
+        self.string(&crate::error::strerror(errno))?;
         self.end_object()
     }
 }
@@ -297,15 +297,6 @@ fn write_quoted(out: &mut impl Write, s: &str) -> io::Result<()> {
     }
     out.write_all(&s.as_bytes()[start..])?;
     out.write_all(b"\"")
-}
-
-/// `strerror`, without Rust's " (os error N)".
-fn strerror(errno: i32) -> String {
-    let text = io::Error::from_raw_os_error(errno).to_string();
-    match text.rfind(" (os error ") {
-        Some(at) => text[..at].to_owned(),
-        None => text,
-    }
 }
 
 /// The entries a renderer writes: as read from the kernel, or made up in
@@ -436,7 +427,7 @@ fn write_plain(out: &mut impl Write, info: &MapInfo, entries: impl EntryStream) 
                     libc::ENOENT => "<no entry>".to_owned(),
                     // BPF_MAP_TYPE_REUSEPORT_SOCKARRAY with a 4-byte value.
                     libc::ENOSPC if info.map_type == 20 => "<cannot read>".to_owned(),
-                    e => strerror(e),
+                    e => crate::error::strerror(e),
                 };
                 let break_names = key_size > 16 || msg.len() > 16;
                 let single_line = key_size + msg.len() <= 24 && !break_names;
@@ -682,7 +673,10 @@ mod tests {
             let parsed: serde_json::Value = serde_json::from_str(&got).unwrap();
             assert_eq!(parsed, v.to_json());
         }
-        assert_eq!(strerror(libc::ENOENT), "No such file or directory");
+        assert_eq!(
+            crate::error::strerror(libc::ENOENT),
+            "No such file or directory"
+        );
         assert_eq!(text(|o| write_quoted(o, "\u{1}x\ty")), "\"\\u0001x\\ty\"");
     }
 }

@@ -162,13 +162,20 @@ pub struct RunArgs {
 ///
 /// A message for clap when the text is not a positive duration.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    const MIN: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(24 * 60 * 60);
     let duration = match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Duration::from_secs_f64(seconds),
+        Ok(seconds) if seconds > 0.0 => {
+            Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+        }
         Ok(_) => return Err("the interval must be positive".to_owned()),
         Err(_) => humantime::parse_duration(text).map_err(|e| format!("{e} (try 1s or 500ms)"))?,
     };
-    if duration < Duration::from_millis(10) {
+    if duration < MIN {
         return Err("the interval must be at least 10ms".to_owned());
+    }
+    if duration > MAX {
+        return Err("the interval must be at most 24h".to_owned());
     }
     Ok(duration)
 }
@@ -265,6 +272,12 @@ fn detach_cmd(args: &DetachArgs) -> Result<()> {
 /// Opens an interface's pinned counters, saying what to do when there are
 /// none.
 fn open_counters(iface: &str) -> Result<CountersMap> {
+    if !crate::iface::is_valid_name(iface) {
+        return Err(attach::AttachError::UnknownInterface {
+            name: iface.to_owned(),
+        }
+        .into());
+    }
     let dir = PinDir::new(iface);
     match CountersMap::open(&dir.counters()) {
         Ok(map) => Ok(map),
@@ -365,7 +378,12 @@ fn run_cmd(args: &RunArgs) -> Result<()> {
             true
         }
     };
+    // Detaches even if the loop panics.
+    let guard = DetachOnDrop {
+        iface: attached_here.then(|| args.iface.clone()),
+    };
     let result = report_loop(args, &stop);
+    std::mem::forget(guard);
     if attached_here {
         let detached = attach::detach(&args.iface);
         if let Err(e) = detached {
@@ -381,6 +399,20 @@ fn run_cmd(args: &RunArgs) -> Result<()> {
     }
 }
 
+/// Detaches what `run` attached when the loop unwinds; disarmed (forgotten)
+/// on the normal path, which detaches and reports itself.
+struct DetachOnDrop {
+    iface: Option<String>,
+}
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        if let Some(iface) = &self.iface {
+            let _ = attach::detach(iface);
+        }
+    }
+}
+
 fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
     let mut watch = Watch::new(&args.iface);
     let first = watch.sample();
@@ -392,7 +424,13 @@ fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
     let mut n = 0u64;
     while args.count.is_none_or(|count| n < count) {
         n += 1;
-        let deadline = start + args.interval.mul_f64(n as f64);
+        let Some(deadline) = u32::try_from(n)
+            .ok()
+            .and_then(|n| args.interval.checked_mul(n))
+            .and_then(|d| start.checked_add(d))
+        else {
+            break;
+        };
         if !sleep_until(deadline, stop) {
             break;
         }
@@ -414,18 +452,7 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// An error and its causes on one line, each cause once: a message that
 /// already quotes its cause is not followed by it again.
 pub fn message(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let part = cause.to_string();
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
+    crate::error::chain(error.as_ref())
 }
 
 /// The exit code for an error: 2 for bad input, 1 for an operation that
@@ -434,13 +461,12 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     let usage = error.chain().any(|e| {
         e.downcast_ref::<attach::AttachError>()
             .is_some_and(attach::AttachError::is_usage)
-            || e.downcast_ref::<CountersError>().is_some_and(|c| {
-                matches!(
-                    c,
-                    CountersError::WrongShape { .. }
-                        | CountersError::NotBpffs { .. }
-                        | CountersError::NotPinned { .. }
-                )
+            || e.downcast_ref::<CountersError>().is_some_and(|c| match c {
+                CountersError::WrongShape { .. }
+                | CountersError::NotBpffs { .. }
+                | CountersError::NotPinned { .. } => true,
+                CountersError::Open(e) => e.is_usage(),
+                _ => false,
             })
             || e.downcast_ref::<crate::bpfobj::ObjectError>().is_some()
             || e.downcast_ref::<workbench::UsageError>().is_some()

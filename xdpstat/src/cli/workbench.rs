@@ -184,11 +184,14 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
     // The verifier accepted it above; aya loads it again to attach it.
     xdp.load()
         .context("loading the accepted program through aya")?;
-    target.install(xdp, args.mode, &mut staging)?;
+    let holder = target.install(xdp, args.mode, &mut staging)?;
     for (from, to) in &staged {
         staging.commit(from, to)?;
     }
     drop(staging);
+    let mut keep: Vec<PathBuf> = staged.into_iter().map(|(_, to)| to).collect();
+    keep.push(crate::attach::holder_pin(&target.dir, holder));
+    target.prune(&keep)?;
     let a = target.attached()?;
     if args.json {
         #[derive(Serialize)]
@@ -290,14 +293,18 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
         if args.log.as_os_str() == "-" {
             Ok(Box::new(BufReader::new(io::stdin())))
         } else {
-            let file = File::open(&args.log).map_err(|e| {
+            let unreadable = |e: &dyn std::fmt::Display| {
                 UsageError(format!("cannot read the log {}: {e}", args.log.display()))
-            })?;
+            };
+            if args.log.is_dir() {
+                return Err(unreadable(&"it is a directory").into());
+            }
+            let file = File::open(&args.log).map_err(|e| unreadable(&e))?;
             Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
         }
     };
     let pair = obj.as_ref().zip(program.as_ref());
-    let r = workbench::explain(open()?, pair, &args.src)?;
+    let (r, parsed) = workbench::explain(open()?, pair, &args.src)?;
     let mut out = io::stdout().lock();
     if args.json {
         serde_json::to_writer(
@@ -312,8 +319,8 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
             report::write_header(&mut out, &r)?;
             writeln!(out)?;
         }
-        // The log again, annotated: from the file a second time (it can be
-        // hundreds of MB), or from what stdin gave.
+        // The log again, annotated: streamed from the file a second time
+        // (it can be hundreds of MB); stdin cannot be read twice.
         if args.log.as_os_str() != "-" {
             writeln!(out, "Verifier analysis:")?;
             writeln!(out)?;
@@ -322,9 +329,17 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
                 Some(o) => src_dirs(o.path(), &args.src),
                 None => args.src.clone(),
             };
-            let parsed_annotations = crate::verifier::log::parse_reader(open()?)?;
-            let mut sources = SourceMap::new(linked.as_ref(), Some(&parsed_annotations), dirs);
-            let lines = open()?.lines().map_while(Result::ok);
+            let mut sources = SourceMap::new(linked.as_ref(), Some(&parsed), dirs);
+            let mut reader = open()?;
+            // Lossy, like the parser: a stray non-UTF-8 byte must not end
+            // the listing.
+            let lines = std::iter::from_fn(move || {
+                let mut buf = Vec::new();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => None,
+                    Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
+                }
+            });
             report::write_annotated_log(&mut out, lines, &mut sources)?;
             writeln!(out)?;
         }

@@ -138,6 +138,10 @@ pub struct Diagnosis {
     pub fix: String,
     /// How the origin was found, or why it could not be.
     pub evidence: String,
+    /// The log lacked the state to find the origin: a log-level-2 log may
+    /// have it.
+    #[serde(skip)]
+    pub lacks_state: bool,
 }
 
 /// The first `Rn` a message names.
@@ -697,6 +701,7 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                     origin,
                     fix,
                     evidence: "the path the verifier walked crosses the packet-changing call between the pointer's load and its use".to_owned(),
+                    lacks_state: false,
                 },
             ));
         }
@@ -945,6 +950,7 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
             summary,
             origin,
             fix,
+            lacks_state: evidence == lacks_state,
             evidence,
         },
     ))

@@ -40,6 +40,28 @@ pub fn privileged(test: &str) -> bool {
     false
 }
 
+/// A built fixture under fixtures/build (`cargo xtask build-fixtures`,
+/// which `cargo xtask test` runs first); `None`, said loudly, when it is
+/// missing, and a failure under CI.
+pub fn fixture(rel: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/build")
+        .join(rel);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        !required(),
+        "{} is missing: run `cargo xtask build-fixtures`",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED: {} is missing (run `cargo xtask build-fixtures`)",
+        path.display()
+    );
+    None
+}
+
 /// Whether `tool` is on PATH; fails under CI when it is not.
 pub fn have_tool(tool: &str) -> bool {
     let found = Command::new("sh")
