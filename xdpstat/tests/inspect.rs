@@ -10,35 +10,15 @@ mod common;
 use std::{
     os::fd::AsFd,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     thread,
     time::Duration,
 };
 
-use common::{bpf_object, have_tool, privileged, settle, VethNs};
+use common::{assert_fails, bpf_object, have_tool, privileged, settle, stderr, VethNs};
 use serde_json::Value;
 use xdpstat::netlink;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A failed command: the given exit code and one line on stderr that
-/// contains every word in `says`.
-fn assert_fails(out: &Output, code: i32, says: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "exit code; stderr: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line of error: {err}"
-    );
-    for word in says {
-        assert!(err.contains(word), "{err:?} should mention {word:?}");
-    }
-    assert!(!err.contains("panicked"), "no panic: {err}");
-}
 
 fn json(ns: &VethNs, args: &[&str]) -> Value {
     let text = ns.xdpstat_ok(args);

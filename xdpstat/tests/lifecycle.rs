@@ -6,34 +6,14 @@ mod common;
 use std::{
     io::{BufRead, BufReader},
     os::fd::AsFd,
-    process::{Output, Stdio},
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
 
-use common::{bpf_object, privileged, settle, VethNs};
+use common::{assert_fails, bpf_object, privileged, settle, stderr, VethNs};
 use serde_json::Value;
 use xdpstat::{bpffs::PinDir, netlink, sys};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A failed command: the given exit code and one line on stderr that
-/// contains every word in `says`.
-fn assert_fails(out: &Output, code: i32, says: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "exit code; stderr: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line of error: {err}"
-    );
-    for word in says {
-        assert!(err.contains(word), "{err:?} should mention {word:?}");
-    }
-    assert!(!err.contains("panicked"), "no panic: {err}");
-}
 
 fn packets(ns: &VethNs) -> (u64, u64) {
     let json = ns.show_json(&ns.a);

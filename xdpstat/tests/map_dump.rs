@@ -388,21 +388,11 @@ fn assert_text_like_bpftool(path: &str, n: usize, btf: bool) -> String {
     mine
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Exit code `code`, nothing on stdout, and one line on stderr naming
 /// every word of `says`.
 fn assert_fails(out: &Output, code: i32, says: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "exit code; stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    common::assert_fails(out, code, says);
     assert!(out.stdout.is_empty(), "nothing on stdout");
-    for word in says {
-        assert!(err.contains(word), "{err:?} should say {word:?}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 fn le32(v: u32) -> Vec<u8> {

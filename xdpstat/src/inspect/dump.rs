@@ -183,48 +183,8 @@ const fn skips_empty_slots(map_type: u32) -> bool {
 }
 
 /// A map type's name as libbpf spells it, e.g. `percpu_array`.
-pub const fn type_name(map_type: u32) -> Option<&'static str> {
-    const NAMES: [&str; 34] = [
-        "unspec",
-        "hash",
-        "array",
-        "prog_array",
-        "perf_event_array",
-        "percpu_hash",
-        "percpu_array",
-        "stack_trace",
-        "cgroup_array",
-        "lru_hash",
-        "lru_percpu_hash",
-        "lpm_trie",
-        "array_of_maps",
-        "hash_of_maps",
-        "devmap",
-        "sockmap",
-        "cpumap",
-        "xskmap",
-        "sockhash",
-        "cgroup_storage",
-        "reuseport_sockarray",
-        "percpu_cgroup_storage",
-        "queue",
-        "stack",
-        "sk_storage",
-        "devmap_hash",
-        "struct_ops",
-        "ringbuf",
-        "inode_storage",
-        "task_storage",
-        "bloom_filter",
-        "user_ringbuf",
-        "cgrp_storage",
-        "arena",
-    ];
-    if (map_type as usize) < NAMES.len() {
-        Some(NAMES[map_type as usize])
-    } else {
-        None
-    }
+pub fn type_name(map_type: u32) -> Option<&'static str> {
+    super::maps::MapType(map_type).name()
 }
 
 /// Why a map of this type cannot be dumped, if it cannot.
@@ -354,7 +314,7 @@ impl MapDump {
 }
 
 fn describe_type(map_type: u32) -> String {
-    type_name(map_type).map_or_else(|| format!("type {map_type}"), str::to_owned)
+    super::maps::MapType(map_type).to_string()
 }
 
 /// Opens a map by id or pin, with errors that say which input was wrong.

@@ -62,6 +62,27 @@ pub fn fixture(rel: &str) -> Option<PathBuf> {
     None
 }
 
+/// A command's stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failed command: the given exit code and one line on stderr that
+/// contains every word in `says`, and no panic.
+pub fn assert_fails(out: &Output, code: i32, says: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "exit code; stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line of error: {err}"
+    );
+    for word in says {
+        assert!(err.contains(word), "{err:?} should mention {word:?}");
+    }
+    assert!(!err.contains("panicked"), "no panic: {err}");
+}
+
 /// Whether `tool` is on PATH; fails under CI when it is not.
 pub fn have_tool(tool: &str) -> bool {
     let found = Command::new("sh")
