@@ -112,6 +112,10 @@ impl Drop for Veth {
     }
 }
 
+#[path = "../tests/common/btf_writer.rs"]
+mod btf_writer;
+use btf_writer::BtfWriter;
+
 fn bpf<T>(cmd: i32, attr: &mut T) -> i64 {
     // SAFETY: `attr` is a live prefix of `union bpf_attr` for `cmd`.
     let ret = unsafe {
@@ -129,57 +133,17 @@ fn bpf<T>(cmd: i32, attr: &mut T) -> i64 {
 /// BTF for `unsigned int` (id 1) and `struct counters { unsigned long
 /// long packets, bytes; }` (id 3).
 fn counters_btf() -> OwnedFd {
-    let strings = b"\0unsigned int\0unsigned long long\0counters\0packets\0bytes\0";
-    let words: [u32; 17] = [
-        1,
-        1 << 24,
+    let mut b = BtfWriter::new();
+    b.int("unsigned int", 4, 0);
+    let u64_t = b.int("unsigned long long", 8, 0);
+    b.record(
         4,
-        32, // [1] unsigned int
-        14,
-        1 << 24,
-        8,
-        64, // [2] unsigned long long
-        33,
-        (4 << 24) | 2,
+        "counters",
         16,
-        42,
-        2,
-        0,
-        50,
-        2,
-        64, // [3] struct counters
-    ];
-    let types: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    let mut blob = 0xeb9fu16.to_ne_bytes().to_vec();
-    blob.extend([1, 0]);
-    for w in [
-        24u32,
-        0,
-        types.len() as u32,
-        types.len() as u32,
-        strings.len() as u32,
-    ] {
-        blob.extend(w.to_ne_bytes());
-    }
-    blob.extend(types);
-    blob.extend(strings);
-    #[repr(C)]
-    struct Attr {
-        btf: u64,
-        log_buf: u64,
-        btf_size: u32,
-        log_size: u32,
-        log_level: u32,
-    }
-    let mut attr = Attr {
-        btf: blob.as_ptr() as u64,
-        log_buf: 0,
-        btf_size: blob.len() as u32,
-        log_size: 0,
-        log_level: 0,
-    };
-    // SAFETY: a descriptor the kernel just returned.
-    unsafe { OwnedFd::from_raw_fd(bpf(18, &mut attr) as i32) }
+        false,
+        &[("packets", u64_t, 0, 0), ("bytes", u64_t, 64, 0)],
+    );
+    xdpstat::sys::btf_load(&b.blob()).expect("BPF_BTF_LOAD")
 }
 
 /// A pinned hash map of `ENTRIES` u32 keys and 16-byte values; unpinned

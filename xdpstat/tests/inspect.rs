@@ -8,7 +8,6 @@
 mod common;
 
 use std::{
-    os::fd::AsFd,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -16,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use common::{assert_fails, bpf_object, have_tool, privileged, settle, stderr, VethNs};
+use common::{assert_fails, have_tool, privileged, settle, stderr, VethNs};
 use serde_json::Value;
 use xdpstat::netlink;
 
@@ -28,25 +27,6 @@ fn json(ns: &VethNs, args: &[&str]) -> Value {
 /// Attaches xdpstat's program to `ns.a`; returns `attach --json`.
 fn attach(ns: &VethNs, mode: &str) -> Value {
     json(ns, &["attach", &ns.a, "--mode", mode, "--json"])
-}
-
-/// Attaches the pass program to `iface` through netlink, as `ip link` or
-/// another loader would, and returns its id. The device keeps the program
-/// after this process lets go of it.
-fn attach_foreign(ns: &VethNs, iface: &str, flags: u32) -> u32 {
-    let ifindex = ns.ifindex(iface);
-    ns.run(move || {
-        let mut ebpf = aya::Ebpf::load_file(bpf_object("xdpstat_pass")).unwrap();
-        let prog: &mut aya::programs::Xdp = ebpf
-            .program_mut("xdpstat_pass")
-            .unwrap()
-            .try_into()
-            .unwrap();
-        prog.load().unwrap();
-        let fd = prog.fd().unwrap().as_fd();
-        netlink::set_xdp(ifindex, Some(fd), None, flags).unwrap();
-        prog.info().unwrap().id()
-    })
 }
 
 /// The entry with `"id": id` in a JSON list.
@@ -100,7 +80,7 @@ fn status_tells_xdpstats_attachment_from_another_loaders() {
     }
     let ns = VethNs::new();
     let ours = attach(&ns, "native");
-    let foreign = attach_foreign(&ns, &ns.b, netlink::XDP_FLAGS_SKB_MODE);
+    let foreign = ns.attach_foreign(&ns.b, netlink::XDP_FLAGS_SKB_MODE);
 
     let status = json(&ns, &["status", "--json"]);
     let entry = |iface: &str| -> &Value {

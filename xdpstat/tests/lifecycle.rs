@@ -224,31 +224,13 @@ fn detach_after_the_interface_was_deleted_removes_the_stale_pins() {
     assert_fails(&again, 2, &["no interface named"]);
 }
 
-/// A program attached the way `ip link set dev X xdp obj …` does: through
-/// netlink, not a link, by a process that then exits.
-fn attach_foreign(ns: &VethNs) -> u32 {
-    let ifindex = ns.ifindex(&ns.a);
-    ns.run(move || {
-        let mut ebpf = aya::Ebpf::load_file(bpf_object("xdpstat_pass")).unwrap();
-        let prog: &mut aya::programs::Xdp = ebpf
-            .program_mut("xdpstat_pass")
-            .unwrap()
-            .try_into()
-            .unwrap();
-        prog.load().unwrap();
-        let fd = prog.fd().unwrap().as_fd();
-        netlink::set_xdp(ifindex, Some(fd), None, netlink::XDP_FLAGS_DRV_MODE).unwrap();
-        prog.info().unwrap().id()
-    })
-}
-
 #[test]
 fn a_program_from_another_loader_is_refused_then_replaced_with_force() {
     if !privileged("a_program_from_another_loader_is_refused_then_replaced_with_force") {
         return;
     }
     let ns = VethNs::new();
-    let foreign = attach_foreign(&ns);
+    let foreign = ns.attach_foreign(&ns.a, netlink::XDP_FLAGS_DRV_MODE);
     let out = ns.xdpstat(&["attach", &ns.a]);
     assert_fails(
         &out,

@@ -880,77 +880,16 @@ fn f16_to_f64(h: u16) -> f64 {
     }
 }
 
+/// The tests' BTF writer, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/btf_writer.rs"]
+mod btf_writer;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A tiny BTF writer for the tests.
-    #[derive(Default)]
-    struct Builder {
-        types: Vec<u8>,
-        strings: Vec<u8>,
-        next_id: u32,
-    }
-
-    impl Builder {
-        fn new() -> Self {
-            Self {
-                types: Vec::new(),
-                strings: vec![0],
-                next_id: 1,
-            }
-        }
-
-        fn name(&mut self, s: &str) -> u32 {
-            if s.is_empty() {
-                return 0;
-            }
-            let off = self.strings.len() as u32;
-            self.strings.extend_from_slice(s.as_bytes());
-            self.strings.push(0);
-            off
-        }
-
-        fn raw(
-            &mut self,
-            name: &str,
-            kind: u32,
-            vlen: u32,
-            kflag: bool,
-            size_or_type: u32,
-            extra: &[u32],
-        ) -> u32 {
-            let name_off = self.name(name);
-            let info = (u32::from(kflag) << 31) | (kind << 24) | vlen;
-            for w in [name_off, info, size_or_type].iter().chain(extra) {
-                self.types.extend_from_slice(&w.to_ne_bytes());
-            }
-            self.next_id += 1;
-            self.next_id - 1
-        }
-
-        fn int(&mut self, name: &str, size: u32, encoding: u32, bits: u32) -> u32 {
-            self.raw(name, 1, 0, false, size, &[(encoding << 24) | bits])
-        }
-
-        fn build(&self) -> Vec<u8> {
-            let mut out = Vec::new();
-            out.extend_from_slice(&MAGIC.to_ne_bytes());
-            out.extend_from_slice(&[1, 0]);
-            for w in [
-                24u32,
-                0,
-                self.types.len() as u32,
-                self.types.len() as u32,
-                self.strings.len() as u32,
-            ] {
-                out.extend_from_slice(&w.to_ne_bytes());
-            }
-            out.extend_from_slice(&self.types);
-            out.extend_from_slice(&self.strings);
-            out
-        }
-    }
+    use super::btf_writer::BtfWriter as Builder;
 
     fn ne64(v: u64) -> Vec<u8> {
         v.to_ne_bytes().to_vec()
@@ -959,10 +898,10 @@ mod tests {
     #[test]
     fn struct_of_counters() {
         let mut b = Builder::new();
-        let u64_t = b.int("long long unsigned int", 8, 0, 64);
-        let packets = b.name("packets");
-        let bytes_ = b.name("bytes");
-        let s = b.raw(
+        let u64_t = b.int_bits("long long unsigned int", 8, 0, 64);
+        let packets = b.s("packets");
+        let bytes_ = b.s("bytes");
+        let s = b.add(
             "counters",
             4,
             2,
@@ -970,7 +909,7 @@ mod tests {
             16,
             &[packets, u64_t, 0, bytes_, u64_t, 64],
         );
-        let btf = Btf::parse(b.build()).unwrap();
+        let btf = Btf::parse(b.blob()).unwrap();
         assert_eq!(btf.size_of(s).unwrap(), 16);
         let mut data = ne64(12);
         data.extend(ne64(3000));
@@ -995,16 +934,16 @@ mod tests {
     #[test]
     fn ints_of_every_kind() {
         let mut b = Builder::new();
-        let s8 = b.int("signed char", 1, INT_SIGNED, 8);
-        let s16 = b.int("short", 2, INT_SIGNED, 16);
-        let s32 = b.int("int", 4, INT_SIGNED, 32);
-        let s64 = b.int("long", 8, INT_SIGNED, 64);
-        let u8_ = b.int("unsigned char", 1, 0, 8);
-        let u16_ = b.int("unsigned short", 2, 0, 16);
-        let u128_ = b.int("unsigned __int128", 16, 0, 128);
-        let ch = b.int("char", 1, INT_CHAR, 8);
-        let bo = b.int("_Bool", 1, INT_BOOL, 8);
-        let btf = Btf::parse(b.build()).unwrap();
+        let s8 = b.int_bits("signed char", 1, INT_SIGNED, 8);
+        let s16 = b.int_bits("short", 2, INT_SIGNED, 16);
+        let s32 = b.int_bits("int", 4, INT_SIGNED, 32);
+        let s64 = b.int_bits("long", 8, INT_SIGNED, 64);
+        let u8_ = b.int_bits("unsigned char", 1, 0, 8);
+        let u16_ = b.int_bits("unsigned short", 2, 0, 16);
+        let u128_ = b.int_bits("unsigned __int128", 16, 0, 128);
+        let ch = b.int_bits("char", 1, INT_CHAR, 8);
+        let bo = b.int_bits("_Bool", 1, INT_BOOL, 8);
+        let btf = Btf::parse(b.blob()).unwrap();
         let f = |id, data: &[u8]| btf.format(id, data).unwrap();
         assert_eq!(f(s8, &[0xff]), BtfValue::Int(-1));
         assert_eq!(f(s16, &(-300i16).to_ne_bytes()), BtfValue::Int(-300));
@@ -1027,18 +966,18 @@ mod tests {
     #[test]
     fn typedefs_qualifiers_enums_pointers_floats() {
         let mut b = Builder::new();
-        let u32_t = b.int("unsigned int", 4, 0, 32);
-        let td = b.raw("__u32", 8, 0, false, u32_t, &[]);
-        let cst = b.raw("", 10, 0, false, td, &[]);
-        let vol = b.raw("", 9, 0, false, cst, &[]);
-        let (red, green) = (b.name("RED"), b.name("GREEN"));
-        let en = b.raw("color", 6, 2, false, 4, &[red, 0, green, (-1i32) as u32]);
-        let big = b.name("BIG");
-        let en64 = b.raw("wide", 19, 1, false, 8, &[big, 0, 1]);
-        let ptr = b.raw("", 2, 0, false, u32_t, &[]);
-        let f32_t = b.raw("float", 16, 0, false, 4, &[]);
-        let f16_t = b.raw("_Float16", 16, 0, false, 2, &[]);
-        let btf = Btf::parse(b.build()).unwrap();
+        let u32_t = b.int_bits("unsigned int", 4, 0, 32);
+        let td = b.add("__u32", 8, 0, false, u32_t, &[]);
+        let cst = b.add("", 10, 0, false, td, &[]);
+        let vol = b.add("", 9, 0, false, cst, &[]);
+        let (red, green) = (b.s("RED"), b.s("GREEN"));
+        let en = b.add("color", 6, 2, false, 4, &[red, 0, green, (-1i32) as u32]);
+        let big = b.s("BIG");
+        let en64 = b.add("wide", 19, 1, false, 8, &[big, 0, 1]);
+        let ptr = b.add("", 2, 0, false, u32_t, &[]);
+        let f32_t = b.add("float", 16, 0, false, 4, &[]);
+        let f16_t = b.add("_Float16", 16, 0, false, 2, &[]);
+        let btf = Btf::parse(b.blob()).unwrap();
         assert_eq!(btf.resolve(vol).unwrap(), u32_t);
         assert_eq!(btf.size_of(vol).unwrap(), 4);
         let f = |id, data: &[u8]| btf.format(id, data).unwrap();
@@ -1064,15 +1003,15 @@ mod tests {
     #[test]
     fn arrays_and_strings() {
         let mut b = Builder::new();
-        let ch = b.int("char", 1, 0, 8);
-        let u32_t = b.int("unsigned int", 4, 0, 32);
+        let ch = b.int_bits("char", 1, 0, 8);
+        let u32_t = b.int_bits("unsigned int", 4, 0, 32);
         let idx = u32_t;
-        let name = b.raw("", 3, 0, false, 0, &[ch, idx, 8]);
-        let cch = b.raw("", 10, 0, false, ch, &[]);
-        let cname = b.raw("", 3, 0, false, 0, &[cch, idx, 4]);
-        let nums = b.raw("", 3, 0, false, 0, &[u32_t, idx, 3]);
-        let grid = b.raw("", 3, 0, false, 0, &[nums, idx, 2]);
-        let btf = Btf::parse(b.build()).unwrap();
+        let name = b.add("", 3, 0, false, 0, &[ch, idx, 8]);
+        let cch = b.add("", 10, 0, false, ch, &[]);
+        let cname = b.add("", 3, 0, false, 0, &[cch, idx, 4]);
+        let nums = b.add("", 3, 0, false, 0, &[u32_t, idx, 3]);
+        let grid = b.add("", 3, 0, false, 0, &[nums, idx, 2]);
+        let btf = Btf::parse(b.blob()).unwrap();
         let f = |id, data: &[u8]| btf.format(id, data).unwrap();
         assert_eq!(f(name, b"eth0\0\0\0\0"), BtfValue::Str("eth0".into()));
         assert_eq!(f(name, &[0; 8]), BtfValue::Str(String::new()));
@@ -1100,10 +1039,10 @@ mod tests {
     #[test]
     fn bitfields_both_encodings() {
         let mut b = Builder::new();
-        let u32_t = b.int("unsigned int", 4, 0, 32);
-        let (a, c, d) = (b.name("a"), b.name("c"), b.name("d"));
+        let u32_t = b.int_bits("unsigned int", 4, 0, 32);
+        let (a, c, d) = (b.s("a"), b.s("c"), b.s("d"));
         // struct { u32 a:3; u32 c:5; u32 d:24; } with the kind flag.
-        let kf = b.raw(
+        let kf = b.add(
             "flags",
             4,
             3,
@@ -1122,11 +1061,11 @@ mod tests {
             ],
         );
         // The old encoding: the int type carries offset and width.
-        let i3 = b.raw("", 1, 0, false, 4, &[3]);
-        let i5 = b.raw("", 1, 0, false, 4, &[5]);
-        let old = b.raw("old", 4, 2, false, 4, &[a, i3, 0, c, i5, 3]);
-        let u24 = b.int("u24", 4, 0, 24);
-        let btf = Btf::parse(b.build()).unwrap();
+        let i3 = b.add("", 1, 0, false, 4, &[3]);
+        let i5 = b.add("", 1, 0, false, 4, &[5]);
+        let old = b.add("old", 4, 2, false, 4, &[a, i3, 0, c, i5, 3]);
+        let u24 = b.int_bits("u24", 4, 0, 24);
+        let btf = Btf::parse(b.blob()).unwrap();
         let word: u32 = 0b101 | (0b10011 << 3) | (0xabcdef << 8);
         let v = btf.format(kf, &word.to_ne_bytes()).unwrap();
         assert_eq!(
@@ -1144,11 +1083,11 @@ mod tests {
     #[test]
     fn datasec_and_var() {
         let mut b = Builder::new();
-        let u32_t = b.int("unsigned int", 4, 0, 32);
-        let v1 = b.raw("hits", 14, 0, false, u32_t, &[1]);
-        let v2 = b.raw("misses", 14, 0, false, u32_t, &[1]);
-        let sec = b.raw(".bss", 15, 2, false, 8, &[v1, 0, 4, v2, 4, 4]);
-        let btf = Btf::parse(b.build()).unwrap();
+        let u32_t = b.int_bits("unsigned int", 4, 0, 32);
+        let v1 = b.add("hits", 14, 0, false, u32_t, &[1]);
+        let v2 = b.add("misses", 14, 0, false, u32_t, &[1]);
+        let sec = b.add(".bss", 15, 2, false, 8, &[v1, 0, 4, v2, 4, 4]);
+        let btf = Btf::parse(b.blob()).unwrap();
         let data: Vec<u8> = [5u32, 9].iter().flat_map(|v| v.to_ne_bytes()).collect();
         assert_eq!(
             btf.format(sec, &data).unwrap().to_json(),
@@ -1159,11 +1098,11 @@ mod tests {
     #[test]
     fn unions_keep_repeated_anonymous_names() {
         let mut b = Builder::new();
-        let u8_t = b.int("u8", 1, 0, 8);
-        let x = b.name("x");
-        let inner = b.raw("", 5, 1, false, 1, &[x, u8_t, 0]);
-        let outer = b.raw("s", 4, 2, false, 2, &[0, inner, 0, 0, inner, 8]);
-        let btf = Btf::parse(b.build()).unwrap();
+        let u8_t = b.int_bits("u8", 1, 0, 8);
+        let x = b.s("x");
+        let inner = b.add("", 5, 1, false, 1, &[x, u8_t, 0]);
+        let outer = b.add("s", 4, 2, false, 2, &[0, inner, 0, 0, inner, 8]);
+        let btf = Btf::parse(b.blob()).unwrap();
         let BtfValue::Object(members) = btf.format(outer, &[1, 2]).unwrap() else {
             panic!("an object");
         };
@@ -1179,18 +1118,18 @@ mod tests {
     fn cycles_and_unsupported_kinds_are_errors() {
         let mut b = Builder::new();
         // Type 1 is a typedef of itself; 2 is a const of 3, 3 a const of 2.
-        let td = b.raw("loop", 8, 0, false, 1, &[]);
-        let c1 = b.raw("", 10, 0, false, 3, &[]);
-        let _c2 = b.raw("", 10, 0, false, 2, &[]);
-        let fwd = b.raw("opaque", 7, 0, false, 0, &[]);
-        let u32_t = b.int("unsigned int", 4, 0, 32);
+        let td = b.add("loop", 8, 0, false, 1, &[]);
+        let c1 = b.add("", 10, 0, false, 3, &[]);
+        let _c2 = b.add("", 10, 0, false, 2, &[]);
+        let fwd = b.add("opaque", 7, 0, false, 0, &[]);
+        let u32_t = b.int_bits("unsigned int", 4, 0, 32);
         // A struct containing itself.
-        let x = b.name("x");
-        let selfish = b.raw("selfish", 4, 1, false, 4, &[x, 6, 0]);
+        let x = b.s("x");
+        let selfish = b.add("selfish", 4, 1, false, 4, &[x, 6, 0]);
         // An array of 2^32-1 zero-sized structs.
-        let empty = b.raw("empty", 4, 0, false, 0, &[]);
-        let huge = b.raw("", 3, 0, false, 0, &[empty, u32_t, u32::MAX]);
-        let btf = Btf::parse(b.build()).unwrap();
+        let empty = b.add("empty", 4, 0, false, 0, &[]);
+        let huge = b.add("", 3, 0, false, 0, &[empty, u32_t, u32::MAX]);
+        let btf = Btf::parse(b.blob()).unwrap();
         assert!(matches!(btf.resolve(td), Err(BtfError::TooDeep(_))));
         assert!(matches!(btf.format(c1, &[0; 4]), Err(BtfError::TooDeep(_))));
         assert!(matches!(
@@ -1213,20 +1152,20 @@ mod tests {
     #[test]
     fn malformed_blobs_never_panic() {
         let mut b = Builder::new();
-        let u32_t = b.int("unsigned int", 4, 0, 32);
-        let x = b.name("x");
-        let y = b.name("y");
-        b.raw("s", 4, 2, true, 8, &[x, u32_t, 3 << 24, y, 6, 32]);
-        b.raw("", 3, 0, false, 0, &[u32_t, u32_t, 4]);
-        b.raw("e", 6, 1, false, 4, &[x, 1]);
-        b.raw("t", 8, 0, false, 3, &[]);
-        b.raw("", 2, 0, false, 0, &[]);
-        b.raw("float", 16, 0, false, 4, &[]);
-        let v = b.raw("v", 14, 0, false, u32_t, &[1]);
-        b.raw(".data", 15, 1, false, 4, &[v, 0, 4]);
-        b.raw("w", 19, 1, false, 8, &[y, 1, 2]);
-        b.int("char", 1, INT_CHAR, 8);
-        let good = b.build();
+        let u32_t = b.int_bits("unsigned int", 4, 0, 32);
+        let x = b.s("x");
+        let y = b.s("y");
+        b.add("s", 4, 2, true, 8, &[x, u32_t, 3 << 24, y, 6, 32]);
+        b.add("", 3, 0, false, 0, &[u32_t, u32_t, 4]);
+        b.add("e", 6, 1, false, 4, &[x, 1]);
+        b.add("t", 8, 0, false, 3, &[]);
+        b.add("", 2, 0, false, 0, &[]);
+        b.add("float", 16, 0, false, 4, &[]);
+        let v = b.add("v", 14, 0, false, u32_t, &[1]);
+        b.add(".data", 15, 1, false, 4, &[v, 0, 4]);
+        b.add("w", 19, 1, false, 8, &[y, 1, 2]);
+        b.int_bits("char", 1, INT_CHAR, 8);
+        let good = b.blob();
         let ids = 0..=13;
         let exercise = |btf: &Btf| {
             for id in ids.clone() {

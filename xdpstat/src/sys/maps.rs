@@ -8,29 +8,15 @@
 
 use std::{
     io,
-    mem::size_of,
-    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, BorrowedFd, OwnedFd},
 };
 
-use super::{bpf, SyscallError};
+use super::{bpf, fd_by_id, info_by_fd, SyscallError};
 
 const BPF_MAP_GET_NEXT_KEY: i32 = 4;
 const BPF_MAP_GET_FD_BY_ID: i32 = 14;
-const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
 const BPF_BTF_GET_FD_BY_ID: i32 = 19;
 const BPF_MAP_LOOKUP_BATCH: i32 = 24;
-
-fn fd_from(ret: i64) -> OwnedFd {
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(ret as i32) }
-}
-
-#[repr(C)]
-struct GetFdById {
-    id: u32,
-    next_id: u32,
-    open_flags: u32,
-}
 
 /// Opens a map by id (`BPF_MAP_GET_FD_BY_ID`).
 ///
@@ -38,12 +24,7 @@ struct GetFdById {
 ///
 /// `ENOENT` when no map has that id.
 pub fn map_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
-    let mut attr = GetFdById {
-        id,
-        next_id: 0,
-        open_flags: 0,
-    };
-    bpf(BPF_MAP_GET_FD_BY_ID, "BPF_MAP_GET_FD_BY_ID", &mut attr).map(fd_from)
+    fd_by_id(BPF_MAP_GET_FD_BY_ID, "BPF_MAP_GET_FD_BY_ID", id)
 }
 
 /// Opens a BTF object by id (`BPF_BTF_GET_FD_BY_ID`).
@@ -52,19 +33,7 @@ pub fn map_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
 ///
 /// `ENOENT` when no BTF object has that id.
 pub fn btf_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
-    let mut attr = GetFdById {
-        id,
-        next_id: 0,
-        open_flags: 0,
-    };
-    bpf(BPF_BTF_GET_FD_BY_ID, "BPF_BTF_GET_FD_BY_ID", &mut attr).map(fd_from)
-}
-
-#[repr(C)]
-struct InfoAttr {
-    bpf_fd: u32,
-    info_len: u32,
-    info: u64,
+    fd_by_id(BPF_BTF_GET_FD_BY_ID, "BPF_BTF_GET_FD_BY_ID", id)
 }
 
 /// What the kernel says of a map (`struct bpf_map_info`).
@@ -125,12 +94,7 @@ pub fn map_info(fd: BorrowedFd<'_>) -> Result<MapInfo, SyscallError> {
     }
     // SAFETY: all-zero is a valid value of this plain-integer struct.
     let mut raw: Raw = unsafe { std::mem::zeroed() };
-    let mut attr = InfoAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of::<Raw>() as u32,
-        info: std::ptr::from_mut(&mut raw) as u64,
-    };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr)?;
+    info_by_fd(fd, &mut raw)?;
     let name_len = raw.name.iter().position(|&b| b == 0).unwrap_or(16);
     Ok(MapInfo {
         map_type: raw.map_type,
@@ -175,12 +139,7 @@ pub fn btf_data(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SyscallError> {
             name_len: 0,
             kernel_btf: 0,
         };
-        let mut attr = InfoAttr {
-            bpf_fd: fd.as_raw_fd() as u32,
-            info_len: size_of::<Raw>() as u32,
-            info: std::ptr::from_mut(&mut raw) as u64,
-        };
-        bpf(BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr)?;
+        info_by_fd(fd, &mut raw)?;
         let size = raw.btf_size as usize;
         if size <= data.len() {
             data.truncate(size);

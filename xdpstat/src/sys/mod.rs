@@ -70,7 +70,7 @@ pub(crate) fn bpf<T>(cmd: i32, call: &'static str, attr: &mut T) -> Result<i64, 
     }
 }
 
-fn fd_from(ret: i64) -> OwnedFd {
+pub(crate) fn fd_from(ret: i64) -> OwnedFd {
     // SAFETY: the kernel returned a new descriptor that nothing else owns.
     unsafe { OwnedFd::from_raw_fd(ret as i32) }
 }
@@ -126,18 +126,40 @@ struct GetFdById {
     open_flags: u32,
 }
 
+/// Opens an object by id with one of the `BPF_*_GET_FD_BY_ID` commands.
+pub(crate) fn fd_by_id(cmd: i32, call: &'static str, id: u32) -> Result<OwnedFd, SyscallError> {
+    let mut attr = GetFdById {
+        id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    bpf(cmd, call, &mut attr).map(fd_from)
+}
+
+/// Reads an object's info into `info` (`BPF_OBJ_GET_INFO_BY_FD`); `T` is
+/// a prefix of the kernel's `bpf_*_info` for that kind of object.
+pub(crate) fn info_by_fd<T>(fd: BorrowedFd<'_>, info: &mut T) -> Result<(), SyscallError> {
+    #[repr(C)]
+    struct Attr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut attr = Attr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<T>() as u32,
+        info: std::ptr::from_mut(info) as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr).map(drop)
+}
+
 /// Opens a loaded program by id (`BPF_PROG_GET_FD_BY_ID`).
 ///
 /// # Errors
 ///
 /// `ENOENT` when no such program is loaded.
 pub fn prog_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
-    let mut attr = GetFdById {
-        id,
-        next_id: 0,
-        open_flags: 0,
-    };
-    bpf(BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID", &mut attr).map(fd_from)
+    fd_by_id(BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID", id)
 }
 
 /// Opens a link by id (`BPF_LINK_GET_FD_BY_ID`).
@@ -146,12 +168,7 @@ pub fn prog_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
 ///
 /// `ENOENT` when no such link exists.
 pub fn link_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
-    let mut attr = GetFdById {
-        id,
-        next_id: 0,
-        open_flags: 0,
-    };
-    bpf(BPF_LINK_GET_FD_BY_ID, "BPF_LINK_GET_FD_BY_ID", &mut attr).map(fd_from)
+    fd_by_id(BPF_LINK_GET_FD_BY_ID, "BPF_LINK_GET_FD_BY_ID", id)
 }
 
 /// The ids of every link in the system, in order.
@@ -208,12 +225,6 @@ pub fn link_info(fd: BorrowedFd<'_>) -> Result<LinkInfo, SyscallError> {
         xdp_ifindex: u32,
         _rest: [u32; 15],
     }
-    #[repr(C)]
-    struct Attr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
     let mut raw = Raw {
         link_type: 0,
         id: 0,
@@ -222,12 +233,7 @@ pub fn link_info(fd: BorrowedFd<'_>) -> Result<LinkInfo, SyscallError> {
         xdp_ifindex: 0,
         _rest: [0; 15],
     };
-    let mut attr = Attr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of::<Raw>() as u32,
-        info: std::ptr::from_mut(&mut raw) as u64,
-    };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr)?;
+    info_by_fd(fd, &mut raw)?;
     Ok(LinkInfo {
         link_type: raw.link_type,
         id: raw.id,

@@ -12,13 +12,10 @@
 use std::{
     fs::File,
     io::{self, Read},
-    mem::size_of,
     os::fd::{AsRawFd, BorrowedFd, OwnedFd},
 };
 
-use super::{bpf, SyscallError};
-
-const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
+use super::SyscallError;
 
 /// Keeps the kernel's per-program run-time statistics (`run_time_ns`,
 /// `run_cnt`) counting while it lives, as bpftop does: `BPF_ENABLE_STATS`
@@ -167,12 +164,6 @@ pub fn prog_map_ids(fd: BorrowedFd<'_>) -> Result<Vec<u32>, SyscallError> {
         nr_map_ids: u32,
         map_ids: u64,
     }
-    #[repr(C)]
-    struct Attr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
     // Most programs use a handful of maps; ask again if this is too few.
     let mut ids = vec![0u32; 16];
     loop {
@@ -181,12 +172,7 @@ pub fn prog_map_ids(fd: BorrowedFd<'_>) -> Result<Vec<u32>, SyscallError> {
             map_ids: ids.as_mut_ptr() as u64,
             ..Prefix::default()
         };
-        let mut attr = Attr {
-            bpf_fd: fd.as_raw_fd() as u32,
-            info_len: size_of::<Prefix>() as u32,
-            info: std::ptr::from_mut(&mut info) as u64,
-        };
-        bpf(BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr)?;
+        super::info_by_fd(fd, &mut info)?;
         // The kernel sets `nr_map_ids` to the program's real count.
         let count = info.nr_map_ids as usize;
         if count <= ids.len() {

@@ -3,6 +3,8 @@
 //! binary inside the namespace.
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod btf_writer;
+
 use std::{
     ffi::CString,
     fs,
@@ -239,6 +241,25 @@ impl VethNs {
     pub fn ifindex(&self, iface: &str) -> u32 {
         let name = iface.to_owned();
         self.run(move || xdpstat::iface::index(&name).expect("interface exists"))
+    }
+
+    /// Attaches the empty pass program to `iface` through netlink, as
+    /// `ip link` or another loader would, and returns its id. The device
+    /// keeps the program after this process lets go of it.
+    pub fn attach_foreign(&self, iface: &str, flags: u32) -> u32 {
+        let ifindex = self.ifindex(iface);
+        self.run(move || {
+            let mut ebpf = aya::Ebpf::load_file(bpf_object("xdpstat_pass")).unwrap();
+            let prog: &mut aya::programs::Xdp = ebpf
+                .program_mut("xdpstat_pass")
+                .unwrap()
+                .try_into()
+                .unwrap();
+            prog.load().unwrap();
+            let fd = std::os::fd::AsFd::as_fd(prog.fd().unwrap());
+            xdpstat::netlink::set_xdp(ifindex, Some(fd), None, flags).unwrap();
+            prog.info().unwrap().id()
+        })
     }
 
     /// Deletes an interface (and so its veth peer).
