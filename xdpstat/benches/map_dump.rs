@@ -44,14 +44,17 @@ fn sh(args: &[&str]) {
 struct Veth {
     ns: String,
     iface: String,
+    /// Where xdpstat pinned the counters, as `attach --json` says.
+    counters: String,
 }
 
 impl Veth {
     fn new() -> Self {
         let tag = std::process::id();
-        let this = Self {
+        let mut this = Self {
             ns: format!("xdpstat-bench-{tag}"),
             iface: format!("xbd{tag}"),
+            counters: String::new(),
         };
         sh(&["ip", "netns", "add", &this.ns]);
         sh(&[
@@ -68,12 +71,19 @@ impl Veth {
             &format!("xbe{tag}"),
         ]);
         sh(&["ip", "-n", &this.ns, "link", "set", &this.iface, "up"]);
-        let out = this.xdpstat(&["attach", &this.iface]);
+        let out = this.xdpstat(&["attach", &this.iface, "--json"]);
         assert!(
             out.status.success(),
             "attach: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let attached: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("attach --json");
+        let dir = attached["attachment"]["pin_dir"]
+            .as_str()
+            .or_else(|| attached["pin_dir"].as_str())
+            .expect("attach --json names the pin directory");
+        this.counters = format!("{dir}/counters");
         this
     }
 
@@ -101,7 +111,7 @@ impl Veth {
     }
 
     fn counters(&self) -> String {
-        format!("/sys/fs/bpf/xdpstat/{}/counters", self.iface)
+        self.counters.clone()
     }
 }
 

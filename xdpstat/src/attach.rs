@@ -1,6 +1,9 @@
 //! Attaching the embedded counter program to an interface, and detaching it.
 //!
-//! An attachment is a set of pins under `/sys/fs/bpf/xdpstat/<iface>/`:
+//! An attachment belongs to one interface of one network namespace: its
+//! pins live in `/sys/fs/bpf/xdpstat/netns:<inode>/<ifindex>:<name>/` (see
+//! [`bpffs::PinDir`]), and are trusted only as far as the kernel confirms
+//! them (see [`record`]):
 //! - `counters`: the counters map, reused by the next attach of the same
 //!   layout, so counters survive a program reload;
 //! - `link`: the BPF link that keeps the program attached after xdpstat
@@ -9,7 +12,9 @@
 //!   (after `--force` replaced a program that `ip link` or libbpf attached).
 //!
 //! Pins are made under a staging name and renamed into place only once the
-//! program is attached, so a failure leaves nothing half-pinned.
+//! program is attached, so a failure leaves nothing half-pinned. Commands
+//! that change pins hold the namespace's lock ([`NsDir::lock`]); the next
+//! one after a command that was killed midway settles what it left.
 
 use std::{
     fs, io,
@@ -19,7 +24,7 @@ use std::{
 
 use aya::{
     maps::MapInfo,
-    programs::{links::FdLink, ProgramError, ProgramInfo, Xdp, XdpMode},
+    programs::{links::FdLink, ProgramError, Xdp, XdpMode},
     EbpfLoader,
 };
 use serde::Serialize;
@@ -27,11 +32,12 @@ use thiserror::Error;
 use xdpstat_common::{Counters, COUNTERS_MAP};
 
 use crate::{
-    bpffs::{self, BpffsError, PinDir},
+    bpffs::{self, BpffsError, NsDir, NsLock, PinDir},
     iface,
     layout::Layout,
     netlink::{self, AttachedMode, AttachedProgram, NetlinkError},
     privileges::{self, Capability, PrivilegeError},
+    record::{self, Held, Live, PinKind, Record},
     sys::{self, SyscallError},
 };
 
@@ -150,7 +156,7 @@ pub enum AttachError {
     /// The interface already runs an XDP program.
     #[error("{iface} already runs XDP program {}; replace it with --force, or remove it first ({})",
         describe(*.existing, .existing_name.as_deref(), *.ours),
-        if *.ours { format!("`xdpstat detach {iface}`") } else { format!("`ip link set dev {iface} xdp off`, or unpin its BPF link") })]
+        remove_advice(iface, *.ours, *.link_id))]
     Busy {
         /// Interface name.
         iface: String,
@@ -160,6 +166,30 @@ pub enum AttachError {
         existing_name: Option<String>,
         /// Whether xdpstat attached it.
         ours: bool,
+        /// The BPF link that holds it, when another loader's link does.
+        link_id: Option<u32>,
+    },
+    /// Something else replaced the program while `--force` was replacing it.
+    #[error("something else replaced the XDP program on {iface} while xdpstat was replacing it; run the command again")]
+    Raced {
+        /// Interface name.
+        iface: String,
+    },
+    /// The interface left this network namespace with xdpstat's program.
+    #[error("{iface} is no longer in this network namespace, but xdpstat's program (prog id {prog_id}) still runs on it there (it was moved, e.g. with `ip link set {iface} netns NS`); detach it from that namespace: `nsenter --net=/run/netns/NS xdpstat detach NAME`")]
+    Moved {
+        /// The name it had here.
+        iface: String,
+        /// The program still running.
+        prog_id: u32,
+    },
+    /// The interface was renamed; its attachment follows it.
+    #[error("no interface named '{iface}' in this network namespace: it was renamed to '{now}', and xdpstat's attachment follows it (`xdpstat detach {now}`)")]
+    Renamed {
+        /// The old name.
+        iface: String,
+        /// Its name now.
+        now: String,
     },
     /// `--force` cannot change the mode of a running program atomically.
     #[error("{iface} runs its XDP program in {} mode; an atomic replace cannot move it to {} mode (detach it first, or drop --mode)",
@@ -174,7 +204,7 @@ pub enum AttachError {
     },
     /// xdpstat has nothing attached there.
     #[error("xdpstat has nothing attached to {iface} (no pins under {}){}", .pin_dir.display(),
-        match .foreign { Some(p) => format!("; it runs XDP program id {} in {} mode that something else attached (`ip link set dev {iface} xdp off` removes it)", p.prog_id, p.mode.name()), None => String::new() })]
+        match .foreign { Some(p) => format!("; it runs XDP program id {} in {} mode that something else attached ({})", p.prog_id, p.mode.name(), remove_advice(iface, false, *.link_id)), None => String::new() })]
     NotAttached {
         /// Interface name.
         iface: String,
@@ -182,6 +212,8 @@ pub enum AttachError {
         pin_dir: PathBuf,
         /// A program someone else attached, if any.
         foreign: Option<AttachedProgram>,
+        /// The BPF link that holds it, if one does.
+        link_id: Option<u32>,
     },
     /// The process lacks privileges.
     #[error(transparent)]
@@ -229,8 +261,35 @@ impl AttachError {
     /// Whether the error is the user's input rather than an operation that
     /// failed (exit code 2 rather than 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::UnknownInterface { .. })
+        matches!(
+            self,
+            Self::UnknownInterface { .. }
+                | Self::Renamed { .. }
+                | Self::Bpffs(BpffsError::Ephemeral)
+        )
     }
+}
+
+/// How to take a program off an interface, by what holds it.
+fn remove_advice(iface: &str, ours: bool, link_id: Option<u32>) -> String {
+    match (ours, link_id) {
+        (true, _) => format!("`xdpstat detach {iface}`"),
+        // netlink cannot take off a program that a link holds.
+        (false, Some(id)) => format!(
+            "it is held by BPF link id {id}: remove that link's pin or stop the process that holds it; `bpftool link show id {id}` names it"
+        ),
+        (false, None) => format!("`ip link set dev {iface} xdp off`"),
+    }
+}
+
+/// The id of the XDP link that runs `prog_id` on interface `ifindex`, if a
+/// link holds it (rather than netlink).
+fn holding_link(ifindex: u32, prog_id: u32) -> Option<u32> {
+    sys::xdp_links_on(ifindex)
+        .ok()?
+        .into_iter()
+        .find(|(_, info)| info.prog_id == prog_id)
+        .map(|(_, info)| info.id)
 }
 
 fn describe(p: AttachedProgram, name: Option<&str>, ours: bool) -> String {
@@ -254,38 +313,32 @@ fn program_name(prog_id: u32) -> Option<String> {
         .and_then(|info| info.name_as_str().map(str::to_owned))
 }
 
-/// What xdpstat's pins for an interface say, checked against the kernel.
+/// xdpstat's own holder of the program on an interface: the pinned link,
+/// or the pinned program of a netlink attachment.
+#[derive(Debug, Default)]
 struct Owned {
-    /// The pinned link, if any, and its info.
+    /// The pinned link, and its info.
     link: Option<(OwnedFd, sys::LinkInfo)>,
     /// The pinned program (netlink attachments), and its id.
     prog: Option<(OwnedFd, u32)>,
 }
 
 impl Owned {
-    fn read(dir: &PinDir) -> Result<Self, AttachError> {
-        let link = match sys::obj_get(&dir.link()) {
-            Ok(fd) => {
-                let info = sys::link_info(fd.as_fd())?;
-                Some((fd, info))
-            }
-            Err(e) if e.errno() == Some(libc::ENOENT) => None,
-            Err(e) => return Err(e.into()),
+    fn of(settled: Option<(Record, Live)>) -> Self {
+        let Some((record, live)) = settled else {
+            return Self::default();
         };
-        let prog = match sys::obj_get(&dir.prog()) {
-            Ok(fd) => {
-                let id = ProgramInfo::from_pin(dir.prog())
-                    .map_err(|e| AttachError::Pin {
-                        path: dir.prog(),
-                        source: io::Error::other(e.to_string()),
-                    })?
-                    .id();
-                Some((fd, id))
+        let mut owned = Self::default();
+        for (i, pin) in record.pins.into_iter().enumerate() {
+            match (live.held, pin.kind) {
+                (Held::Link(at), PinKind::Link(info)) if at == i => {
+                    owned.link = Some((pin.fd, info))
+                }
+                (Held::Prog(at), PinKind::Prog(id)) if at == i => owned.prog = Some((pin.fd, id)),
+                _ => {}
             }
-            Err(e) if e.errno() == Some(libc::ENOENT) => None,
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Self { link, prog })
+        }
+        owned
     }
 
     /// Whether `program` on the interface is one xdpstat attached.
@@ -393,8 +446,10 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError
     })
 }
 
-/// An interface ready for an attach: resolved, bpffs mounted, its pin
-/// directory made, and checked for a program already there.
+/// An interface ready for an attach: resolved, bpffs mounted, the
+/// namespace locked, xdpstat's pins for it settled (see
+/// [`record::settle`]), its pin directory made, and checked for a program
+/// already there.
 pub(crate) struct Target {
     iface: String,
     ifindex: u32,
@@ -402,6 +457,9 @@ pub(crate) struct Target {
     pub(crate) dir: PinDir,
     existing: Option<AttachedProgram>,
     owned: Owned,
+    /// Held until the attach is done: no other xdpstat changes this
+    /// namespace's pins meanwhile.
+    _lock: NsLock,
 }
 
 impl Target {
@@ -415,21 +473,33 @@ impl Target {
         privileges::require(what, &[Capability::Bpf, Capability::NetAdmin])?;
         let ifindex = resolve(iface)?;
         bpffs::ensure_mounted()?;
-        let dir = PinDir::new(iface);
+        let ns = NsDir::current()?;
+        let lock = ns.lock()?;
         let current = netlink::interface(ifindex)?
             .ok_or_else(|| AttachError::UnknownInterface {
                 name: iface.to_owned(),
             })?
             .xdp;
-        let owned = Owned::read(&dir)?;
+        let (record, live) = record::locate(&ns, ifindex, &current)?;
+        let settled = record::settle(&ns, ifindex, iface, record, live)?;
+        let dir = settled
+            .as_ref()
+            .map_or_else(|| ns.pin_dir(ifindex, iface), |(r, _)| r.dir.clone());
+        let owned = Owned::of(settled);
         let existing = pick_existing(&current, opts.mode);
         if let Some(existing) = existing {
             if !opts.force {
+                let ours = owned.owns(&existing);
                 return Err(AttachError::Busy {
                     iface: iface.to_owned(),
                     existing,
                     existing_name: program_name(existing.prog_id),
-                    ours: owned.owns(&existing),
+                    ours,
+                    link_id: if ours {
+                        None
+                    } else {
+                        holding_link(ifindex, existing.prog_id)
+                    },
                 });
             }
             if let Some(requested) = opts.mode.attached() {
@@ -449,6 +519,7 @@ impl Target {
             dir,
             existing,
             owned,
+            _lock: lock,
         })
     }
 
@@ -594,7 +665,13 @@ fn replace(
     dir: &PinDir,
     staging: &mut Staging<'_>,
 ) -> Result<Holder, AttachError> {
-    let old = sys::prog_fd_by_id(existing.prog_id)?;
+    let old = sys::prog_fd_by_id(existing.prog_id).map_err(|e| match e.errno() {
+        // Unloaded since xdpstat looked: something else replaced it.
+        Some(libc::ENOENT) => AttachError::Raced {
+            iface: iface.to_owned(),
+        },
+        _ => e.into(),
+    })?;
     let ours = owned
         .link
         .as_ref()
@@ -616,6 +693,12 @@ fn replace(
                 return Ok(Holder::Netlink);
             }
             Err(e) if e.errno() == Some(libc::EBUSY) => {}
+            // XDP_FLAGS_REPLACE found another program than the expected one.
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                return Err(AttachError::Raced {
+                    iface: iface.to_owned(),
+                })
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -656,7 +739,16 @@ fn replace(
             }
         }
     };
-    sys::link_update(link_fd.as_fd(), prog_fd, Some(old.as_fd()))?;
+    sys::link_update(link_fd.as_fd(), prog_fd, Some(old.as_fd())).map_err(|e| {
+        // BPF_F_REPLACE: the link no longer runs the program it ran when
+        // xdpstat looked (EPERM), or it was detached meanwhile (ENOLINK).
+        match e.errno() {
+            Some(libc::EPERM) | Some(libc::ENOLINK) => AttachError::Raced {
+                iface: iface.to_owned(),
+            },
+            _ => e.into(),
+        }
+    })?;
     if !already_pinned {
         let staged = staging.stage("link");
         sys::obj_pin(link_fd.as_fd(), &staged)?;
@@ -701,26 +793,18 @@ fn find_errno(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
     None
 }
 
-fn remove_pin(path: &Path) -> Result<(), AttachError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(AttachError::Pin {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
+use record::remove_pin;
 
-/// xdpstat's attachment on `iface`, if its pins are there and its program
-/// is still attached.
+/// xdpstat's attachment on `iface` in this network namespace, if its
+/// program runs there; its counters are those of the map that program
+/// counts into, whatever the pins say.
 ///
 /// # Errors
 ///
-/// [`AttachError`] if the kernel cannot be asked.
+/// [`AttachError`] if the kernel or the pins cannot be read (`EACCES`
+/// without root, for instance).
 pub fn inspect(iface: &str) -> Result<Option<Attachment>, AttachError> {
-    let dir = PinDir::new(iface);
-    if !iface::is_valid_name(iface) || !dir.exists() {
+    if !iface::is_valid_name(iface) {
         return Ok(None);
     }
     let Some(ifindex) = iface::index(iface) else {
@@ -729,110 +813,230 @@ pub fn inspect(iface: &str) -> Result<Option<Attachment>, AttachError> {
     let Some(current) = netlink::interface(ifindex)? else {
         return Ok(None);
     };
-    let owned = Owned::read(&dir)?;
-    let Some(program) = current.xdp.iter().find(|p| owned.owns(p)).copied() else {
+    if current.xdp.is_empty() {
+        return Ok(None);
+    }
+    let ns = NsDir::current()?;
+    let (Some(record), Some(live)) = record::locate(&ns, ifindex, &current.xdp)? else {
         return Ok(None);
     };
-    let holder = if owned.link.is_some() {
-        Holder::Link
-    } else {
-        Holder::Netlink
+    let holder = match live.held {
+        Held::Link(_) => Holder::Link,
+        Held::Prog(_) => Holder::Netlink,
+        Held::Unpinned => match holding_link(ifindex, live.program.prog_id) {
+            Some(_) => Holder::Link,
+            None => Holder::Netlink,
+        },
     };
-    let map = MapInfo::from_pin(dir.counters()).ok();
-    let name = program_name(program.prog_id).unwrap_or_default();
-    let layout = Layout::from_program_name(&name).or_else(|| {
-        map.as_ref()
-            .and_then(|m| m.map_type().ok())
-            .and_then(Layout::from_map_type)
-    });
+    let prog_id = live.program.prog_id;
+    let map_id = record::counters_map_of(prog_id);
+    let map_type = map_id
+        .and_then(|id| sys::maps::map_fd_by_id(id).ok())
+        .and_then(|fd| sys::maps::map_info(fd.as_fd()).ok())
+        .map(|info| info.map_type);
+    let name = program_name(prog_id).unwrap_or_default();
+    let layout =
+        Layout::from_program_name(&name).or_else(|| map_type.and_then(Layout::from_raw_map_type));
     Ok(Some(Attachment {
         interface: iface.to_owned(),
         ifindex,
         program: name,
         layout,
-        mode: program.mode,
-        prog_id: program.prog_id,
-        map_id: map.map_or(0, |m| m.id()),
+        mode: live.program.mode,
+        prog_id,
+        map_id: map_id.unwrap_or(0),
         holder,
-        pin_dir: dir.path().to_owned(),
+        pin_dir: record.dir.path().to_owned(),
     }))
 }
 
-/// Detaches xdpstat's program from `iface` and removes every pin xdpstat
-/// made for it. Works when the interface is already gone: then only the
-/// stale pins are removed.
+/// xdpstat's attachments in this network namespace, by interface index.
 ///
 /// # Errors
 ///
-/// [`AttachError::NotAttached`] when xdpstat has no pins for `iface`;
-/// [`AttachError::UnknownInterface`] when there are neither pins nor such
-/// an interface.
+/// [`AttachError`] if the kernel or the pins cannot be read.
+pub fn attachments() -> Result<Vec<Attachment>, AttachError> {
+    let mut found = Vec::new();
+    for i in netlink::interfaces()? {
+        if i.xdp.is_empty() {
+            continue;
+        }
+        if let Some(a) = inspect(&i.name)? {
+            found.push(a);
+        }
+    }
+    Ok(found)
+}
+
+/// Detaches xdpstat's program from `iface` and removes every pin xdpstat
+/// made for it. When no interface has that name here any more, its record
+/// is found by the name it had: the stale pins of a deleted interface are
+/// removed, and one that was renamed or moved to another namespace is left
+/// running, with an error that says where it went.
+///
+/// # Errors
+///
+/// [`AttachError::NotAttached`] when xdpstat has nothing on `iface`;
+/// [`AttachError::UnknownInterface`] when there is neither a record nor
+/// such an interface; [`AttachError::Renamed`], [`AttachError::Moved`].
 pub fn detach(iface: &str) -> Result<Detached, AttachError> {
     privileges::require("xdpstat detach", &[Capability::Bpf, Capability::NetAdmin])?;
-    let dir = PinDir::new(iface);
+    let unknown = || AttachError::UnknownInterface {
+        name: iface.to_owned(),
+    };
+    if !iface::is_valid_name(iface) {
+        return Err(unknown());
+    }
     let ifindex = iface::index(iface);
-    if !iface::is_valid_name(iface) || !dir.exists() {
+    let ns = NsDir::current()?;
+    let not_attached = |foreign: Option<AttachedProgram>, ifindex: u32| AttachError::NotAttached {
+        iface: iface.to_owned(),
+        pin_dir: ns.pin_dir(ifindex, iface).path().to_owned(),
+        foreign,
+        link_id: foreign.and_then(|p| holding_link(ifindex, p.prog_id)),
+    };
+    if !bpffs::is_bpffs(Path::new(bpffs::MOUNT_POINT)).unwrap_or(false) {
+        // No bpffs, so no pins.
         let Some(ifindex) = ifindex else {
-            return Err(AttachError::UnknownInterface {
-                name: iface.to_owned(),
-            });
+            return Err(unknown());
         };
         let foreign = netlink::interface(ifindex)?.and_then(|i| i.xdp.first().copied());
-        return Err(AttachError::NotAttached {
-            iface: iface.to_owned(),
-            pin_dir: dir.path().to_owned(),
-            foreign,
-        });
+        return Err(not_attached(foreign, ifindex));
     }
-    let owned = Owned::read(&dir)?;
-    let current = match ifindex {
-        Some(index) => netlink::interface(index)?,
-        None => None,
+    let _lock = ns.lock()?;
+    let Some(ifindex) = ifindex else {
+        return detach_by_old_name(&ns, iface);
     };
-    let mut prog_id = None;
-    if let Some((fd, info)) = &owned.link {
-        // Detach now even if someone else also holds the link.
-        if info.xdp_ifindex != 0 {
-            match sys::link_detach(fd.as_fd()) {
-                Ok(()) => prog_id = Some(info.prog_id),
-                Err(e) if e.errno() == Some(libc::ENOLINK) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    if let (Some((fd, id)), Some(current)) = (&owned.prog, &current) {
-        if let Some(program) = current.xdp.iter().find(|p| p.prog_id == *id) {
-            // Only clear the program if it is still ours (XDP_FLAGS_REPLACE).
-            netlink::set_xdp(current.index, None, Some(fd.as_fd()), program.mode.flag())?;
-            prog_id = Some(*id);
-        }
-    }
-    drop(owned);
-    remove_all_pins(&dir)?;
+    let current = netlink::interface(ifindex)?.map_or_else(Vec::new, |i| i.xdp);
+    let (record, live) = record::locate(&ns, ifindex, &current)?;
+    let Some(pin_dir) = record.as_ref().map(|r| r.dir.path().to_owned()) else {
+        let result = Err(not_attached(current.first().copied(), ifindex));
+        ns.pin_dir(ifindex, iface).remove_if_empty();
+        return result;
+    };
+    let Some((record, live)) = record::settle(&ns, ifindex, iface, record, live)? else {
+        return Ok(Detached {
+            interface: iface.to_owned(),
+            prog_id: None,
+            interface_gone: false,
+            pin_dir,
+        });
+    };
+    let prog_id = take_off(&record, live, ifindex)?;
+    record::remove_all(&record)?;
     Ok(Detached {
         interface: iface.to_owned(),
         prog_id,
-        interface_gone: current.is_none(),
-        pin_dir: dir.path().to_owned(),
+        interface_gone: false,
+        pin_dir: record.dir.path().to_owned(),
     })
 }
 
-/// Removes every pin in xdpstat's directory for one interface (they are all
-/// xdpstat's), then the directory.
-fn remove_all_pins(dir: &PinDir) -> Result<(), AttachError> {
-    let entries = fs::read_dir(dir.path()).map_err(|source| AttachError::Pin {
-        path: dir.path().to_owned(),
-        source,
-    })?;
-    for entry in entries.flatten() {
-        remove_pin(&entry.path())?;
-    }
-    dir.remove_if_empty();
-    if dir.exists() {
-        return Err(AttachError::Pin {
-            path: dir.path().to_owned(),
-            source: io::Error::other("directory not empty after removing xdpstat's pins"),
+/// `detach` of a name no interface here has: the records that name it.
+fn detach_by_old_name(ns: &NsDir, iface: &str) -> Result<Detached, AttachError> {
+    let named: Vec<PinDir> = ns
+        .interfaces()?
+        .into_iter()
+        .chain(ns.elsewhere().into_iter().filter(|d| d.ifindex().is_none()))
+        .filter(|d| d.name() == iface)
+        .collect();
+    let Some(first) = named.first() else {
+        return Err(AttachError::UnknownInterface {
+            name: iface.to_owned(),
         });
+    };
+    let pin_dir = first.path().to_owned();
+    for dir in named {
+        let record = Record::read(dir)?;
+        if let Some(index) = record.dir.ifindex() {
+            if let Some(now) = netlink::interface(index)? {
+                if record.live(index, &now.xdp).is_some() {
+                    return Err(AttachError::Renamed {
+                        iface: iface.to_owned(),
+                        now: now.name,
+                    });
+                }
+            }
+        }
+        if let Some(link) = record.live_link() {
+            return Err(AttachError::Moved {
+                iface: iface.to_owned(),
+                prog_id: link.prog_id,
+            });
+        }
+        record::remove_all(&record)?;
     }
-    Ok(())
+    Ok(Detached {
+        interface: iface.to_owned(),
+        prog_id: None,
+        interface_gone: true,
+        pin_dir,
+    })
+}
+
+/// Takes xdpstat's running program off interface `ifindex`, through what
+/// holds it, and returns its id.
+fn take_off(record: &Record, live: Live, ifindex: u32) -> Result<Option<u32>, AttachError> {
+    match live.held {
+        Held::Link(i) => {
+            // Detach now even if someone else also holds the link.
+            match sys::link_detach(record.pins[i].fd.as_fd()) {
+                Ok(()) => Ok(Some(live.program.prog_id)),
+                Err(e) if e.errno() == Some(libc::ENOLINK) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Held::Prog(i) => {
+            // Only clear the program if it is still ours (XDP_FLAGS_REPLACE).
+            netlink::set_xdp(
+                ifindex,
+                None,
+                Some(record.pins[i].fd.as_fd()),
+                live.program.mode.flag(),
+            )?;
+            Ok(Some(live.program.prog_id))
+        }
+        // `settle` pins the holder of every live record.
+        Held::Unpinned => Ok(None),
+    }
+}
+
+/// What `detach_program` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaving {
+    /// The program was still there, and is detached now.
+    Detached,
+    /// Something replaced it meanwhile; that is left alone.
+    Replaced {
+        /// What runs there now, if anything.
+        prog_id: Option<u32>,
+    },
+}
+
+/// Detaches program `prog_id` from `iface` only if it is still the one
+/// xdpstat runs there, for a command (`run`) that attached it and must not
+/// take off what replaced it since.
+///
+/// # Errors
+///
+/// As [`detach`].
+pub fn detach_program(iface: &str, prog_id: u32) -> Result<Leaving, AttachError> {
+    let ns = NsDir::current()?;
+    let _lock = ns.lock()?;
+    let Some(ifindex) = iface::index(iface) else {
+        return Ok(Leaving::Replaced { prog_id: None });
+    };
+    let current = netlink::interface(ifindex)?.map_or_else(Vec::new, |i| i.xdp);
+    let (record, live) = record::locate(&ns, ifindex, &current)?;
+    let settled = record::settle(&ns, ifindex, iface, record, live)?;
+    match settled {
+        Some((record, live)) if live.program.prog_id == prog_id => {
+            take_off(&record, live, ifindex)?;
+            record::remove_all(&record)?;
+            Ok(Leaving::Detached)
+        }
+        _ => Ok(Leaving::Replaced {
+            prog_id: current.first().map(|p| p.prog_id),
+        }),
+    }
 }

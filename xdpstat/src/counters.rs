@@ -242,6 +242,22 @@ impl CountersMap {
             },
             e => CountersError::Open(e),
         })?;
+        Self::from_fd(fd, path)
+    }
+
+    /// Opens the counters map with id `id`, as the program that counts into
+    /// it names it.
+    ///
+    /// # Errors
+    ///
+    /// As [`CountersMap::open`].
+    pub fn open_id(id: u32) -> Result<Self, CountersError> {
+        use crate::inspect::dump::{self, MapRef};
+        let fd = dump::open(&MapRef::Id(id)).map_err(CountersError::Open)?;
+        Self::from_fd(fd, Path::new(&format!("map id {id}")))
+    }
+
+    fn from_fd(fd: OwnedFd, path: &Path) -> Result<Self, CountersError> {
         let info = sys::maps::map_info(fd.as_fd()).map_err(|e| CountersError::Read {
             path: path.to_owned(),
             source: e.into(),

@@ -73,6 +73,28 @@ pub struct Reading {
 }
 
 impl Reading {
+    /// The reading of a scrape that could not even list the interfaces
+    /// xdpstat counts on (`EACCES` without root, say).
+    fn unlisted(error: &attach::AttachError) -> Self {
+        Self {
+            sample: Sample {
+                iface: "*".to_owned(),
+                snapshot: None,
+                rates: None,
+                cpu_rates: Vec::new(),
+                notice: Some(monitor::Notice::ReadError {
+                    message: format!(
+                        "listing xdpstat's attachments: {}",
+                        crate::error::chain(error)
+                    ),
+                }),
+                present: false,
+            },
+            program: None,
+            program_error: None,
+        }
+    }
+
     /// Why this interface failed this scrape, or `None` if it did not.
     pub fn failure(&self) -> Option<String> {
         if self.sample.snapshot.is_none() {
@@ -129,10 +151,14 @@ impl KernelSource {
 
 impl Source for KernelSource {
     fn read(&self) -> Vec<Reading> {
-        let names = self
-            .ifaces
-            .clone()
-            .unwrap_or_else(monitor::counted_interfaces);
+        let names = match &self.ifaces {
+            Some(names) => names.clone(),
+            None => match monitor::counted_interfaces() {
+                Ok(names) => names,
+                // Nothing can be read: one failed reading says why.
+                Err(e) => return vec![Reading::unlisted(&e)],
+            },
+        };
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let KernelState { watches, tags } = &mut *state;
         if self.ifaces.is_none() {

@@ -44,6 +44,16 @@ impl Layout {
         }
     }
 
+    /// The layout a counters map of this `BPF_MAP_TYPE_*` has, if any.
+    pub fn from_raw_map_type(map_type: u32) -> Option<Self> {
+        use aya_obj::generated::bpf_map_type::{BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY};
+        match map_type {
+            t if t == BPF_MAP_TYPE_PERCPU_ARRAY as u32 => Some(Self::Percpu),
+            t if t == BPF_MAP_TYPE_ARRAY as u32 => Some(Self::Shared),
+            _ => None,
+        }
+    }
+
     /// The XDP program's name in the embedded object (and in the kernel).
     pub const fn program_name(self) -> &'static str {
         match self {

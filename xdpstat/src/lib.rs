@@ -20,6 +20,7 @@ pub mod layout;
 pub mod monitor;
 pub mod netlink;
 pub mod privileges;
+pub mod record;
 pub mod render;
 pub mod report;
 pub mod sys;

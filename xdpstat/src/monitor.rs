@@ -7,13 +7,12 @@
 //! counters went down, the interface went away. Rates restart from the new
 //! base then; they are never negative or huge.
 
-use std::{fs, path::PathBuf, time::Instant};
+use std::time::Instant;
 
-use aya::maps::MapInfo;
 use serde::Serialize;
 
 use crate::{
-    bpffs::{PinDir, XDPSTAT_DIR},
+    attach::{self, AttachError},
     counters::{CountersMap, Rates, Snapshot},
     iface,
 };
@@ -85,27 +84,21 @@ pub struct Sample {
     pub present: bool,
 }
 
-/// Follows one interface's pinned counters.
+/// Follows the counters of xdpstat's program on one interface.
 #[derive(Debug)]
 pub struct Watch {
     iface: String,
-    pin: PathBuf,
     map: Option<CountersMap>,
     last: Option<Snapshot>,
 }
 
 impl Watch {
-    /// Watches `iface`'s counters at `/sys/fs/bpf/xdpstat/<iface>/counters`.
+    /// Watches the counters of xdpstat's program on `iface`, in this
+    /// network namespace: the map that program counts into, found anew at
+    /// every sample, so that a re-attach or a repair is followed.
     pub fn new(iface: &str) -> Self {
-        // A name that cannot be an interface (`..`) must not become a path.
-        let pin = if iface::is_valid_name(iface) {
-            PinDir::new(iface).counters()
-        } else {
-            PathBuf::new()
-        };
         Self {
             iface: iface.to_owned(),
-            pin,
             map: None,
             last: None,
         }
@@ -127,18 +120,26 @@ impl Watch {
             notice: (!present).then_some(Notice::InterfaceGone),
             present,
         };
-        let pinned_id = match MapInfo::from_pin(&self.pin) {
-            Ok(info) => info.id(),
-            Err(_) => {
+        let pinned_id = match attach::inspect(&self.iface) {
+            Ok(Some(a)) if a.map_id != 0 => a.map_id,
+            Ok(_) => {
                 self.map = None;
                 self.last = None;
                 sample.notice.get_or_insert(Notice::NotCounting);
                 return sample;
             }
+            Err(e) => {
+                self.map = None;
+                self.last = None;
+                sample.notice.get_or_insert(Notice::ReadError {
+                    message: crate::error::chain(&e),
+                });
+                return sample;
+            }
         };
         let open_id = self.map.as_ref().map(CountersMap::map_id);
         if open_id != Some(pinned_id) {
-            match CountersMap::open(&self.pin) {
+            match CountersMap::open_id(pinned_id) {
                 Ok(map) => {
                     if let Some(old_id) = open_id {
                         sample.notice.get_or_insert(Notice::MapReplaced {
@@ -210,16 +211,18 @@ impl Watch {
     }
 }
 
-/// The interfaces xdpstat counts on: those with a counters pin under
-/// `/sys/fs/bpf/xdpstat/`, sorted.
-pub fn counted_interfaces() -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(XDPSTAT_DIR)
+/// The interfaces of this network namespace that xdpstat counts on, sorted
+/// by name.
+///
+/// # Errors
+///
+/// [`AttachError`] if the kernel or the pins cannot be read, e.g.
+/// `EACCES` for a user who is not root.
+pub fn counted_interfaces() -> Result<Vec<String>, AttachError> {
+    let mut names: Vec<String> = attach::attachments()?
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("counters").exists())
-        .filter_map(|e| e.file_name().into_string().ok())
+        .map(|a| a.interface)
         .collect();
     names.sort();
-    names
+    Ok(names)
 }

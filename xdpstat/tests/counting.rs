@@ -8,7 +8,7 @@ use std::{process::Command, thread};
 
 use common::{have_tool, privileged, settle, VethNs};
 use serde_json::Value;
-use xdpstat::{bpffs::PinDir, counters::CountersMap, layout::Layout};
+use xdpstat::{counters::CountersMap, layout::Layout};
 
 /// Frame lengths from the 42-byte ARP-sized minimum to a full 1514-byte
 /// frame, so that a wrong length computation cannot hide in the sum.
@@ -106,7 +106,7 @@ fn check_exact_counts(test: &str, mode: &str, layout: Layout) {
     }
 
     // The library API reads the same pinned map.
-    let snapshot = CountersMap::open(&PinDir::new(&ns.a).counters())
+    let snapshot = CountersMap::open(&ns.pin_dir(&ns.a).counters())
         .expect("open pinned counters")
         .read()
         .expect("read counters");
@@ -114,7 +114,7 @@ fn check_exact_counts(test: &str, mode: &str, layout: Layout) {
     assert_eq!(snapshot.layout, layout);
 
     if have_tool("bpftool") {
-        let pin = PinDir::new(&ns.a).counters();
+        let pin = ns.pin_dir(&ns.a).counters();
         assert_eq!(
             bpftool_totals(pin.to_str().unwrap()),
             (k, bytes),

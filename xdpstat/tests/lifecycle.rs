@@ -13,7 +13,7 @@ use std::{
 
 use common::{assert_fails, bpf_object, privileged, settle, stderr, VethNs};
 use serde_json::Value;
-use xdpstat::{bpffs::PinDir, netlink, sys};
+use xdpstat::{netlink, sys};
 
 fn packets(ns: &VethNs) -> (u64, u64) {
     let json = ns.show_json(&ns.a);
@@ -132,7 +132,7 @@ fn detach_leaves_no_link_pin_or_program() {
     }
     let ns = VethNs::new();
     let attached = attach_json(&ns, &[]);
-    let dir = PinDir::new(&ns.a);
+    let dir = ns.pin_dir(&ns.a);
     let link = sys::obj_get(&dir.link()).expect("link pinned");
     let link_id = sys::link_info(link.as_fd()).unwrap().id;
     drop(link);
@@ -173,7 +173,7 @@ fn a_missing_interface_is_a_usage_error() {
         let out = ns.xdpstat(&args);
         assert_fails(&out, 2, &["no interface named"]);
     }
-    assert!(!PinDir::new("nosuch0").exists());
+    assert!(!ns.ns_dir().path().exists());
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn without_privileges_every_command_says_so() {
     };
     let out = dropped(&["attach", &ns.a]);
     assert_fails(&out, 1, &["needs root", "CAP_BPF", "CAP_NET_ADMIN", "sudo"]);
-    assert!(!PinDir::new(&ns.a).exists(), "nothing pinned");
+    assert!(!ns.pin_dir(&ns.a).exists(), "nothing pinned");
     assert!(xdp_on(&ns, &ns.a).is_empty(), "nothing attached");
 
     ns.xdpstat_ok(&["attach", &ns.a]);
@@ -216,10 +216,13 @@ fn detach_after_the_interface_was_deleted_removes_the_stale_pins() {
     }
     let ns = VethNs::new();
     attach_json(&ns, &[]);
+    let dir = ns.pin_dir(&ns.a);
+    assert!(dir.exists());
     ns.delete(&ns.a);
     let out = ns.xdpstat_ok(&["detach", &ns.a]);
     assert!(out.contains("no longer exists"), "{out}");
-    assert!(!PinDir::new(&ns.a).exists());
+    assert!(!dir.exists());
+    assert!(!ns.ns_dir().path().exists());
     let again = ns.xdpstat(&["detach", &ns.a]);
     assert_fails(&again, 2, &["no interface named"]);
 }
@@ -259,7 +262,7 @@ fn a_program_from_another_loader_is_refused_then_replaced_with_force() {
 
     ns.xdpstat_ok(&["detach", &ns.a]);
     assert!(xdp_on(&ns, &ns.a).is_empty());
-    assert!(!PinDir::new(&ns.a).exists());
+    assert!(!ns.pin_dir(&ns.a).exists());
 }
 
 #[test]
@@ -341,7 +344,7 @@ fn run_attaches_reports_and_detaches_after_count() {
         xdp_on(&ns, &ns.a).is_empty(),
         "run detached what it attached"
     );
-    assert!(!PinDir::new(&ns.a).exists());
+    assert!(!ns.pin_dir(&ns.a).exists());
 
     // When xdpstat already counts there, run leaves it attached.
     attach_json(&ns, &[]);
@@ -387,7 +390,7 @@ fn run_counts_live_traffic_and_sigterm_detaches() {
     let status = child.wait().unwrap();
     assert!(status.success(), "run exits 0 on SIGTERM: {status}");
     assert!(xdp_on(&ns, &ns.a).is_empty(), "SIGTERM detached");
-    assert!(!PinDir::new(&ns.a).exists());
+    assert!(!ns.pin_dir(&ns.a).exists());
 }
 
 #[test]
@@ -401,9 +404,10 @@ fn attach_mounts_bpffs_when_it_is_not_mounted() {
     let script = format!(
         "umount /sys/fs/bpf && ! grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts \
          && {bin} attach {a} && grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts \
-         && test -e /sys/fs/bpf/xdpstat/{a}/link && {bin} detach {a}",
+         && test -e {dir}/link && {bin} detach {a}",
         bin = env!("CARGO_BIN_EXE_xdpstat"),
-        a = ns.a
+        a = ns.a,
+        dir = ns.pin_dir(&ns.a).path().display()
     );
     let out = ns
         .command("unshare")

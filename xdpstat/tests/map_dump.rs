@@ -331,7 +331,7 @@ fn percpu_counters_with_btf_match_bpftool() {
     let lengths = vec![60, 64, 100, 1514, 42];
     let total: u64 = lengths.iter().map(|&l| l as u64).sum();
     ns.send_frames(lengths, Some(0));
-    let pin = format!("/sys/fs/bpf/xdpstat/{}/counters", ns.a);
+    let pin = ns.pin_dir(&ns.a).counters().display().to_string();
     let json = settle(&(5, total), || {
         let v = parse(&ours(&pin, &["--json"]), "xdpstat");
         let sum = |field: &str| -> u64 {
@@ -372,7 +372,7 @@ fn shared_counters_with_btf_match_bpftool() {
     let ns = VethNs::new();
     ns.xdpstat_ok(&["attach", &ns.a, "--map", "shared"]);
     ns.send_frames(vec![100; 7], None);
-    let pin = format!("/sys/fs/bpf/xdpstat/{}/counters", ns.a);
+    let pin = ns.pin_dir(&ns.a).counters().display().to_string();
     let got = settle(&(7, 700), || {
         let v = parse(&ours(&pin, &["--json"]), "xdpstat");
         let f = &v[0]["formatted"]["value"];

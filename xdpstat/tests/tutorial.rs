@@ -181,7 +181,7 @@ fn show_refuses_a_map_of_the_wrong_shape() {
     };
     let ns = VethNs::new();
     ns.xdpstat_ok(&["load", hash_obj.to_str().unwrap(), "--dev", &ns.a]);
-    let dir = xdpstat::bpffs::PinDir::new(&ns.a);
+    let dir = ns.pin_dir(&ns.a);
     let hash_pin = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()

@@ -5,7 +5,7 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicBool, Ordering},
     thread,
@@ -279,14 +279,8 @@ struct ExtraPins<'a> {
 
 impl Drop for ExtraPins<'_> {
     fn drop(&mut self) {
+        // Whatever detach leaves, the namespace's own teardown removes.
         let _ = self.ns.xdpstat(&["detach", &self.iface]);
-        let dir = Path::new("/sys/fs/bpf/xdpstat").join(&self.iface);
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -11,7 +11,6 @@ use std::{
 
 use common::{fixture, privileged, settle, VethNs};
 use serde_json::Value;
-use xdpstat::bpffs::PinDir;
 
 /// The repository root, where the fixtures' sources are (`--src`).
 fn repo() -> String {
@@ -100,7 +99,7 @@ fn load_reports_the_tutorials_hash_program_at_source_level() {
     );
     assert!(text.contains("if (!cnt) return XDP_ABORTED;"), "{text}");
     // Nothing attached, nothing pinned.
-    assert!(!PinDir::new(&ns.a).exists());
+    assert!(!ns.pin_dir(&ns.a).exists());
     let ifindex = ns.ifindex(&ns.a);
     assert!(ns.run(move || xdpstat::netlink::interface(ifindex)
         .unwrap()
@@ -121,7 +120,7 @@ fn load_attaches_the_fixed_tutorial_program_and_show_reads_its_map() {
     let out = ns.xdpstat_ok(&["load", obj.to_str().unwrap(), "--dev", &ns.a]);
     assert!(out.contains("attached stats_fn"), "{out}");
     assert!(
-        PinDir::new(&ns.a).counters().exists(),
+        ns.pin_dir(&ns.a).counters().exists(),
         "the tutorial's map `counters` is pinned by name"
     );
     ns.send_frames(vec![60, 100, 1514], None);
@@ -140,7 +139,7 @@ fn load_attaches_the_fixed_tutorial_program_and_show_reads_its_map() {
         "a second load is refused without --force"
     );
     ns.xdpstat_ok(&["detach", &ns.a]);
-    assert!(!PinDir::new(&ns.a).exists());
+    assert!(!ns.pin_dir(&ns.a).exists());
 }
 
 #[test]

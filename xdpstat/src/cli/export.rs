@@ -49,7 +49,7 @@ pub(super) fn export_cmd(args: &ExportArgs) -> Result<()> {
     let what = if args.ifaces.is_empty() {
         "every interface xdpstat counts on".to_owned()
     } else {
-        let counted = monitor::counted_interfaces();
+        let counted = monitor::counted_interfaces().unwrap_or_default();
         for name in args.ifaces.iter().filter(|n| !counted.contains(n)) {
             eprintln!(
                 "xdpstat: note: xdpstat is not counting on {name} yet; each scrape counts it as an error until it does"

@@ -22,7 +22,6 @@ mod workbench;
 
 use crate::{
     attach::{self, AttachOptions, Attachment, Mode},
-    bpffs::PinDir,
     counters::{CountersError, CountersMap},
     layout::Layout,
     monitor::Watch,
@@ -269,31 +268,27 @@ fn detach_cmd(args: &DetachArgs) -> Result<()> {
     Ok(())
 }
 
-/// Opens an interface's pinned counters, saying what to do when there are
-/// none.
+/// Opens the counters of xdpstat's program on an interface of this
+/// network namespace, saying what to do when there are none.
 fn open_counters(iface: &str) -> Result<CountersMap> {
-    if !crate::iface::is_valid_name(iface) {
-        return Err(attach::AttachError::UnknownInterface {
-            name: iface.to_owned(),
-        }
-        .into());
+    let unknown = || attach::AttachError::UnknownInterface {
+        name: iface.to_owned(),
+    };
+    if !crate::iface::is_valid_name(iface) || crate::iface::index(iface).is_none() {
+        return Err(unknown().into());
     }
-    let dir = PinDir::new(iface);
-    match CountersMap::open(&dir.counters()) {
-        Ok(map) => Ok(map),
-        Err(CountersError::NotPinned { .. }) if crate::iface::index(iface).is_none() => {
-            Err(attach::AttachError::UnknownInterface {
-                name: iface.to_owned(),
-            }
-            .into())
-        }
+    match attach::inspect(iface)? {
+        Some(a) if a.map_id != 0 => Ok(CountersMap::open_id(a.map_id)?),
+        Some(a) => bail!(
+            "xdpstat's program on {iface} ({}, prog id {}) has no counters map",
+            a.program,
+            a.prog_id
+        ),
         // Not an input error: the interface exists, xdpstat just is not
         // counting there (exit 1).
-        Err(CountersError::NotPinned { path, .. }) => bail!(
-            "no counters map is pinned at {}: xdpstat is not counting on {iface} (start with `xdpstat attach {iface}`)",
-            path.display()
+        None => bail!(
+            "xdpstat is not counting on {iface} in this network namespace (start with `xdpstat attach {iface}`)"
         ),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -361,7 +356,7 @@ fn run_cmd(args: &RunArgs) -> Result<()> {
                 args.iface,
                 describe(&a)
             );
-            false
+            None
         }
         None => {
             let opts = AttachOptions {
@@ -375,23 +370,30 @@ fn run_cmd(args: &RunArgs) -> Result<()> {
                 describe(&done.attachment),
                 args.iface
             );
-            true
+            Some(done.attachment.prog_id)
         }
     };
     // Detaches even if the loop panics.
     let guard = DetachOnDrop {
-        iface: attached_here.then(|| args.iface.clone()),
+        iface: args.iface.clone(),
+        prog_id: attached_here,
     };
     let result = report_loop(args, &stop);
     std::mem::forget(guard);
-    if attached_here {
-        let detached = attach::detach(&args.iface);
-        if let Err(e) = detached {
-            // Report the loop's error first if there was one.
-            result?;
-            return Err(e.into());
+    if let Some(prog_id) = attached_here {
+        match attach::detach_program(&args.iface, prog_id) {
+            Ok(attach::Leaving::Detached) => eprintln!("xdpstat: detached from {}", args.iface),
+            Ok(attach::Leaving::Replaced { prog_id: now }) => eprintln!(
+                "xdpstat: {} no longer runs the program this run attached (prog id {prog_id}){}; leaving it as it is",
+                args.iface,
+                now.map_or_else(String::new, |id| format!(": something replaced it with prog id {id}"))
+            ),
+            Err(e) => {
+                // Report the loop's error first if there was one.
+                result?;
+                return Err(e.into());
+            }
         }
-        eprintln!("xdpstat: detached from {}", args.iface);
     }
     match result {
         Err(e) if is_broken_pipe(&e) => Ok(()),
@@ -402,13 +404,15 @@ fn run_cmd(args: &RunArgs) -> Result<()> {
 /// Detaches what `run` attached when the loop unwinds; disarmed (forgotten)
 /// on the normal path, which detaches and reports itself.
 struct DetachOnDrop {
-    iface: Option<String>,
+    iface: String,
+    /// The program this run attached, if it attached one.
+    prog_id: Option<u32>,
 }
 
 impl Drop for DetachOnDrop {
     fn drop(&mut self) {
-        if let Some(iface) = &self.iface {
-            let _ = attach::detach(iface);
+        if let Some(prog_id) = self.prog_id {
+            let _ = attach::detach_program(&self.iface, prog_id);
         }
     }
 }

@@ -17,7 +17,6 @@ use ratatui::crossterm::event::{self, Event};
 
 use crate::{
     attach::AttachError,
-    bpffs::PinDir,
     iface,
     monitor::{self, Sample, Watch},
     privileges::{self, Capability},
@@ -62,10 +61,10 @@ pub(super) fn watch_cmd(args: &WatchArgs) -> Result<()> {
 /// The interfaces to watch: those given (each once), or all that xdpstat
 /// counts on. A given interface that exists but is not counted yet is
 /// watched anyway, since it may be attached later; one that does not
-/// exist, and has no counters left behind either, is an input error.
+/// exist in this network namespace is an input error.
 fn interfaces(given: &[String]) -> Result<Vec<String>> {
     if given.is_empty() {
-        let counted = monitor::counted_interfaces();
+        let counted = monitor::counted_interfaces()?;
         if counted.is_empty() {
             bail!("xdpstat is not counting on any interface; attach first (`xdpstat attach IFACE`), or name the interfaces to watch");
         }
@@ -73,8 +72,7 @@ fn interfaces(given: &[String]) -> Result<Vec<String>> {
     }
     let mut names: Vec<String> = Vec::new();
     for name in given {
-        let known = iface::index(name).is_some()
-            || iface::is_valid_name(name) && PinDir::new(name).counters().exists();
+        let known = iface::index(name).is_some();
         if !known {
             return Err(AttachError::UnknownInterface { name: name.clone() }.into());
         }

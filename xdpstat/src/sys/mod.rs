@@ -162,6 +162,25 @@ pub fn prog_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
     fd_by_id(BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID", id)
 }
 
+/// The id of the program behind `fd`.
+///
+/// # Errors
+///
+/// `EINVAL` if `fd` is not a BPF object.
+pub fn prog_id(fd: BorrowedFd<'_>) -> Result<u32, SyscallError> {
+    #[repr(C)]
+    struct Prefix {
+        prog_type: u32,
+        id: u32,
+    }
+    let mut info = Prefix {
+        prog_type: 0,
+        id: 0,
+    };
+    info_by_fd(fd, &mut info)?;
+    Ok(info.id)
+}
+
 /// Opens a link by id (`BPF_LINK_GET_FD_BY_ID`).
 ///
 /// # Errors

@@ -262,6 +262,17 @@ impl VethNs {
         })
     }
 
+    /// xdpstat's directory for this namespace.
+    pub fn ns_dir(&self) -> xdpstat::bpffs::NsDir {
+        self.run(|| xdpstat::bpffs::NsDir::current().expect("name the namespace"))
+    }
+
+    /// xdpstat's pin directory for `iface` of this namespace.
+    pub fn pin_dir(&self, iface: &str) -> xdpstat::bpffs::PinDir {
+        let ifindex = self.ifindex(iface);
+        self.ns_dir().pin_dir(ifindex, iface)
+    }
+
     /// Deletes an interface (and so its veth peer).
     pub fn delete(&self, iface: &str) {
         sh(&["ip", "-n", &self.ns, "link", "del", iface]);
@@ -270,8 +281,14 @@ impl VethNs {
 
 impl Drop for VethNs {
     fn drop(&mut self) {
-        for iface in [&self.a, &self.b] {
-            remove_pins(&Path::new("/sys/fs/bpf/xdpstat").join(iface));
+        // The namespace is this test's, and so is xdpstat's directory for it.
+        if let Ok(ns) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.ns_dir())) {
+            if let Ok(dirs) = fs::read_dir(ns.path()) {
+                for dir in dirs.flatten() {
+                    remove_pins(&dir.path());
+                }
+            }
+            let _ = fs::remove_dir(ns.path());
         }
         let _ = fs::remove_dir("/sys/fs/bpf/xdpstat");
         let _ = fs::remove_file(&self.scratch_pin);
