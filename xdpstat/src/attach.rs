@@ -817,9 +817,33 @@ pub fn inspect(iface: &str) -> Result<Option<Attachment>, AttachError> {
         return Ok(None);
     }
     let ns = NsDir::current()?;
-    let (Some(record), Some(live)) = record::locate(&ns, ifindex, &current.xdp)? else {
+    let (Some(mut record), Some(mut live)) = record::locate(&ns, ifindex, &current.xdp)? else {
         return Ok(None);
     };
+    let home = ns.pin_dir(ifindex, iface);
+    if record.dir.path() != home.path() {
+        // Renamed, moved here, or pinned by an older xdpstat: bring the
+        // record home when that needs no waiting and is allowed (root).
+        fs::create_dir_all(ns.path()).ok();
+        if let Some(_lock) = ns.try_lock() {
+            let (r, l) = record::locate(&ns, ifindex, &current.xdp)?;
+            if let Ok(Some(settled)) = record::settle(&ns, ifindex, iface, r, l) {
+                (record, live) = settled;
+            } else {
+                return inspect_unsettled(iface);
+            }
+        }
+    }
+    describe_attachment(iface, ifindex, &record, live)
+}
+
+/// The attachment a live record describes.
+fn describe_attachment(
+    iface: &str,
+    ifindex: u32,
+    record: &Record,
+    live: Live,
+) -> Result<Option<Attachment>, AttachError> {
     let holder = match live.held {
         Held::Link(_) => Holder::Link,
         Held::Prog(_) => Holder::Netlink,
@@ -848,6 +872,21 @@ pub fn inspect(iface: &str) -> Result<Option<Attachment>, AttachError> {
         holder,
         pin_dir: record.dir.path().to_owned(),
     }))
+}
+
+/// [`inspect`] without trying to tidy up again.
+fn inspect_unsettled(iface: &str) -> Result<Option<Attachment>, AttachError> {
+    let Some(ifindex) = iface::index(iface) else {
+        return Ok(None);
+    };
+    let Some(current) = netlink::interface(ifindex)? else {
+        return Ok(None);
+    };
+    let ns = NsDir::current()?;
+    let (Some(record), Some(live)) = record::locate(&ns, ifindex, &current.xdp)? else {
+        return Ok(None);
+    };
+    describe_attachment(iface, ifindex, &record, live)
 }
 
 /// xdpstat's attachments in this network namespace, by interface index.

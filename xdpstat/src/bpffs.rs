@@ -29,6 +29,9 @@ pub enum BpffsError {
     /// A path that must be on bpffs is not.
     #[error("{} is not on a BPF filesystem (bpffs); pins can only live on bpffs, e.g. under {MOUNT_POINT}", .0.display())]
     NotBpffs(PathBuf),
+    /// xdpstat's pins cannot be read by this user.
+    #[error("cannot read {}: permission denied (EACCES); xdpstat's pins belong to root, so run this as root (with sudo)", .0.display())]
+    Denied(PathBuf),
     /// Creating or removing a pin directory failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -175,7 +178,7 @@ impl NsDir {
     pub fn interfaces(&self) -> Result<Vec<PinDir>, BpffsError> {
         let mut dirs: Vec<PinDir> = subdirs(&self.path)?
             .into_iter()
-            .filter_map(|path| PinDir::parse(path))
+            .filter_map(PinDir::parse)
             .collect();
         dirs.sort_by_key(|d| d.ifindex);
         Ok(dirs)
@@ -228,6 +231,23 @@ impl NsDir {
                 });
             }
         }
+    }
+
+    /// Takes the lock only if nobody holds it, and only if the directory
+    /// exists: for readers that tidy up when they can, and never wait.
+    pub fn try_lock(&self) -> Option<NsLock> {
+        let dir = fs::File::open(&self.path).ok()?;
+        // SAFETY: flock on a descriptor we own.
+        let ret = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&dir),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        (ret == 0).then(|| NsLock {
+            _dir: dir,
+            path: self.path.clone(),
+        })
     }
 
     /// Every namespace directory but this one, and the interface
@@ -289,6 +309,9 @@ fn subdirs(path: &Path) -> Result<Vec<PathBuf>, BpffsError> {
     let entries = match fs::read_dir(path) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(BpffsError::Denied(path.to_owned()))
+        }
         Err(source) => {
             return Err(BpffsError::Io {
                 path: path.to_owned(),
@@ -381,6 +404,9 @@ impl PinDir {
         let entries = match fs::read_dir(&self.path) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(BpffsError::Denied(self.path.clone()))
+            }
             Err(source) => {
                 return Err(BpffsError::Io {
                     path: self.path.clone(),

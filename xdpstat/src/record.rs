@@ -94,6 +94,9 @@ impl Record {
                 Ok(fd) => fd,
                 // Removed meanwhile.
                 Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+                Err(e) if e.errno() == Some(libc::EACCES) => {
+                    return Err(bpffs::BpffsError::Denied(path).into())
+                }
                 Err(e) => return Err(e.into()),
             };
             let kind = match sys::maps::fd_kind(fd.as_fd()) {

@@ -128,17 +128,34 @@ pub struct VethNs {
     pub b: String,
     /// A bpffs path the test may pin to; removed on drop.
     pub scratch_pin: PathBuf,
+    /// Whether the names are this test's alone, so that pins named after
+    /// them in the layout before namespaces are its own too.
+    unique: bool,
 }
 
 impl VethNs {
     pub fn new() -> Self {
+        let tag = Self::tag();
+        let mut this = Self::with_names(&format!("xsa{tag}"), &format!("xsb{tag}"));
+        this.unique = true;
+        this
+    }
+
+    fn tag() -> String {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("{:x}{n:x}", std::process::id() % 0x10000);
+        format!("{:x}{n:x}", std::process::id() % 0x10000)
+    }
+
+    /// A namespace whose pair has the given names: names repeat across
+    /// namespaces, and xdpstat must keep them apart.
+    pub fn with_names(a: &str, b: &str) -> Self {
+        let tag = Self::tag();
         let this = Self {
             ns: format!("xdpstat-test-{tag}"),
-            a: format!("xsa{tag}"),
-            b: format!("xsb{tag}"),
+            a: a.to_owned(),
+            b: b.to_owned(),
             scratch_pin: PathBuf::from(format!("/sys/fs/bpf/xdpstat-test-{tag}")),
+            unique: false,
         };
         sh(&["ip", "netns", "add", &this.ns]);
         // From here on Drop cleans up, even if a later step panics.
@@ -273,6 +290,40 @@ impl VethNs {
         self.ns_dir().pin_dir(ifindex, iface)
     }
 
+    /// Runs `ip -n NS ARGS…`, insisting on success.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["ip", "-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        sh(&all);
+    }
+
+    /// The XDP programs on `iface`, as netlink in the namespace reports them.
+    pub fn xdp_on(&self, iface: &str) -> Vec<xdpstat::netlink::AttachedProgram> {
+        let ifindex = self.ifindex(iface);
+        self.run(move || {
+            xdpstat::netlink::interface(ifindex)
+                .unwrap()
+                .map_or_else(Vec::new, |i| i.xdp)
+        })
+    }
+
+    /// Every pin under xdpstat's directory for this namespace.
+    pub fn pins(&self) -> Vec<PathBuf> {
+        let mut pins = Vec::new();
+        if let Ok(dirs) = fs::read_dir(self.ns_dir().path()) {
+            for dir in dirs.flatten() {
+                pins.extend(
+                    fs::read_dir(dir.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        pins
+    }
+
     /// Deletes an interface (and so its veth peer).
     pub fn delete(&self, iface: &str) {
         sh(&["ip", "-n", &self.ns, "link", "del", iface]);
@@ -289,6 +340,11 @@ impl Drop for VethNs {
                 }
             }
             let _ = fs::remove_dir(ns.path());
+        }
+        if self.unique {
+            for iface in [&self.a, &self.b] {
+                remove_pins(&Path::new("/sys/fs/bpf/xdpstat").join(iface));
+            }
         }
         let _ = fs::remove_dir("/sys/fs/bpf/xdpstat");
         let _ = fs::remove_file(&self.scratch_pin);
