@@ -813,28 +813,39 @@ pub fn inspect(iface: &str) -> Result<Option<Attachment>, AttachError> {
     let Some(current) = netlink::interface(ifindex)? else {
         return Ok(None);
     };
-    if current.xdp.is_empty() {
-        return Ok(None);
-    }
     let ns = NsDir::current()?;
-    let (Some(mut record), Some(mut live)) = record::locate(&ns, ifindex, &current.xdp)? else {
+    let (record, live) = if current.xdp.is_empty() {
+        // Only the interface's own directory can be there, stale.
+        let own = ns.find(ifindex)?.map(Record::read).transpose()?;
+        (own, None)
+    } else {
+        record::locate(&ns, ifindex, &current.xdp)?
+    };
+    let Some(record) = record else {
         return Ok(None);
     };
     let home = ns.pin_dir(ifindex, iface);
-    if record.dir.path() != home.path() {
-        // Renamed, moved here, or pinned by an older xdpstat: bring the
-        // record home when that needs no waiting and is allowed (root).
-        fs::create_dir_all(ns.path()).ok();
-        if let Some(_lock) = ns.try_lock() {
-            let (r, l) = record::locate(&ns, ifindex, &current.xdp)?;
-            if let Ok(Some(settled)) = record::settle(&ns, ifindex, iface, r, l) {
-                (record, live) = settled;
-            } else {
-                return inspect_unsettled(iface);
-            }
-        }
+    let untidy = record.dir.path() != home.path()
+        || record.pins.iter().any(|p| p.staged)
+        || live.is_none_or(|l| l.held == Held::Unpinned);
+    if !untidy {
+        let Some(live) = live else { return Ok(None) };
+        return describe_attachment(iface, ifindex, &record, live);
     }
-    describe_attachment(iface, ifindex, &record, live)
+    // Renamed, moved here, pinned by an older xdpstat, left midway by a
+    // command that was killed, or stale: settled when that needs no
+    // waiting and is allowed (root); else read as it is.
+    drop(record);
+    fs::create_dir_all(ns.path()).ok();
+    if let Some(_lock) = ns.try_lock() {
+        let (record, live) = record::locate(&ns, ifindex, &current.xdp)?;
+        return match record::settle(&ns, ifindex, iface, record, live) {
+            Ok(Some((record, live))) => describe_attachment(iface, ifindex, &record, live),
+            Ok(None) => Ok(None),
+            Err(_) => inspect_unsettled(iface),
+        };
+    }
+    inspect_unsettled(iface)
 }
 
 /// The attachment a live record describes.

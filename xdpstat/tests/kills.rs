@@ -103,6 +103,15 @@ fn check_and_detach(ns: &VethNs, what: &str, i: u32, seed: u64) -> (Vec<u32>, bo
             assert_eq!(v["map"], layout, "{ctx}: layout");
         }
     }
+    // The next command on the interface, whatever it is, clears the
+    // staging pins the killed one left.
+    let _ = ns.xdpstat(&["show", &ns.a]);
+    let left: Vec<_> = ns
+        .pins()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("-staging-"))
+        .collect();
+    assert!(left.is_empty(), "{ctx}: show left staging pins {left:?}");
     let out = ns.xdpstat(&["detach", &ns.a]);
     let code = out.status.code();
     assert!(
