@@ -480,6 +480,7 @@ impl Target {
                 name: iface.to_owned(),
             })?
             .xdp;
+        record::remove_dead(&ns);
         let (record, live) = record::locate(&ns, ifindex, &current)?;
         let settled = record::settle(&ns, ifindex, iface, record, live)?;
         let dir = settled

@@ -182,6 +182,20 @@ impl Record {
         })
     }
 
+    /// Whether nothing here can ever run again: every link pinned here is
+    /// defunct (its interface is gone, with its namespace perhaps), and no
+    /// program is pinned (a netlink attachment may still run somewhere).
+    fn is_dead(&self) -> bool {
+        let mut links = self.pins.iter().filter_map(|p| match p.kind {
+            PinKind::Link(info) => Some(info),
+            _ => None,
+        });
+        let any_link = links.clone().next().is_some();
+        any_link
+            && links.all(|info| info.xdp_ifindex == 0)
+            && !self.pins.iter().any(|p| matches!(p.kind, PinKind::Prog(_)))
+    }
+
     /// A link pinned here that still runs on some interface: in another
     /// namespace, if it does not run on this one's.
     pub(crate) fn live_link(&self) -> Option<sys::LinkInfo> {
@@ -223,6 +237,12 @@ pub(crate) fn locate(
             let Ok(record) = Record::read(dir) else {
                 continue;
             };
+            if record.is_dead() {
+                // Its interface is gone for good (often with its whole
+                // namespace); nothing else would ever remove it.
+                let _ = remove_all(&record);
+                continue;
+            }
             if current.iter().any(|p| record.holds(ifindex, p.prog_id)) {
                 if let Some(live) = record.live(ifindex, current) {
                     return Ok((Some(record), Some(live)));
@@ -231,6 +251,20 @@ pub(crate) fn locate(
         }
     }
     Ok((own, None))
+}
+
+/// Removes the records, in any namespace's directory, whose links are all
+/// defunct: their interfaces are gone for good, often with their whole
+/// namespace, and nothing else would ever remove them.
+pub(crate) fn remove_dead(ns: &NsDir) {
+    let own = ns.interfaces().unwrap_or_default();
+    for dir in own.into_iter().chain(ns.elsewhere()) {
+        if let Ok(record) = Record::read(dir) {
+            if record.is_dead() {
+                let _ = remove_all(&record);
+            }
+        }
+    }
 }
 
 /// The counters map the program `prog_id` counts into: its map named

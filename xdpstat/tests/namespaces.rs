@@ -387,3 +387,22 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+#[test]
+fn records_of_interfaces_gone_for_good_are_removed_by_the_next_attach() {
+    if !privileged("records_of_interfaces_gone_for_good_are_removed_by_the_next_attach") {
+        return;
+    }
+    // As when a namespace is deleted with xdpstat attached in it: the
+    // interface goes, the link is defunct, and nobody will detach there.
+    let dead = VethNs::new();
+    dead.xdpstat_ok(&["attach", &dead.a]);
+    let dir = dead.pin_dir(&dead.a);
+    assert!(dir.exists());
+    // (Another test's attach, running meanwhile, may remove it first.)
+    dead.delete(&dead.a);
+    let other = VethNs::new();
+    other.xdpstat_ok(&["attach", &other.a]);
+    assert!(!dir.exists(), "{} is left", dir.path().display());
+    other.xdpstat_ok(&["detach", &other.a]);
+}
