@@ -200,7 +200,11 @@ fn killed_attach_leaves_a_consistent_or_clean_interface() {
         "attach",
         |_, _| {},
         |ns, i| {
-            let layout = if i.is_multiple_of(2) { "percpu" } else { "shared" };
+            let layout = if i.is_multiple_of(2) {
+                "percpu"
+            } else {
+                "shared"
+            };
             vec!["attach".into(), ns.a.clone(), "--map".into(), layout.into()]
         },
     );
@@ -211,8 +215,20 @@ fn killed_force_layout_switch_keeps_show_on_the_running_map() {
     if !privileged("killed_force_layout_switch_keeps_show_on_the_running_map") {
         return;
     }
-    let from = |i: u32| if i.is_multiple_of(2) { "percpu" } else { "shared" };
-    let to = |i: u32| if i.is_multiple_of(2) { "shared" } else { "percpu" };
+    let from = |i: u32| {
+        if i.is_multiple_of(2) {
+            "percpu"
+        } else {
+            "shared"
+        }
+    };
+    let to = |i: u32| {
+        if i.is_multiple_of(2) {
+            "shared"
+        } else {
+            "percpu"
+        }
+    };
     kill_loop(
         "attach --force",
         |ns, i| {
