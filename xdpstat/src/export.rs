@@ -1,10 +1,9 @@
 //! Prometheus metrics: a [`prometheus_client`] collector over the counters,
 //! and the small HTTP server behind `xdpstat export` ([`server`]).
 //!
-//! Every scrape reads the counters once, through the same
-//! [`Watch`](crate::monitor::Watch) reader that `run` and `watch` use; there
-//! is no background polling, so the numbers are as fresh as the scrape. The
-//! series are:
+//! Every scrape reads the counters once, through the same [`Watch`] reader
+//! that `run` and `watch` use; there is no background polling, so the
+//! numbers are as fresh as the scrape. The series are:
 //!
 //! - `xdpstat_packets_total{interface[,cpu]}` and
 //!   `xdpstat_bytes_total{interface[,cpu]}`: counters, the sums over CPUs

@@ -125,7 +125,7 @@ impl Server {
     }
 
     /// Serves `metrics` until `stop` is set, then waits for the open
-    /// connections, which close within [`POLL_INTERVAL`].
+    /// connections, which close within 200 ms (`POLL_INTERVAL`).
     ///
     /// # Errors
     ///
@@ -164,7 +164,7 @@ impl Server {
                 // The closure is dropped, and the connection closed with it.
                 if let Err(e) = spawned {
                     if !spawn_failed {
-                        eprintln!("xdpstat: export: cannot start a thread for a connection, closing it: {e}");
+                        eprintln!("xdpstat: export: cannot start threads for connections, so they are closed unanswered (said once): {e}");
                         spawn_failed = true;
                     }
                 }
@@ -173,7 +173,7 @@ impl Server {
         })
     }
 
-    /// The next connection, or `None` after [`POLL_INTERVAL`] without one
+    /// The next connection, or `None` after `POLL_INTERVAL` without one
     /// or a passing error.
     fn accept(&self) -> io::Result<Option<TcpStream>> {
         let mut pollfd = libc::pollfd {
