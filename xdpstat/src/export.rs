@@ -1,10 +1,9 @@
 //! Prometheus metrics: a [`prometheus_client`] collector over the counters,
-//! and the small HTTP server behind `xdpstat export`.
+//! and the small HTTP server behind `xdpstat export` ([`server`]).
 //!
-//! Every scrape reads the counters once, through the same
-//! [`Watch`](crate::monitor::Watch) reader that `run` and `watch` use; there
-//! is no background polling, so the numbers are as fresh as the scrape. The
-//! series are:
+//! Every scrape reads the counters once, through the same [`Watch`] reader
+//! that `run` and `watch` use; there is no background polling, so the
+//! numbers are as fresh as the scrape. The series are:
 //!
 //! - `xdpstat_packets_total{interface[,cpu]}` and
 //!   `xdpstat_bytes_total{interface[,cpu]}`: counters, the sums over CPUs
@@ -15,14 +14,15 @@
 //! - `xdpstat_scrape_errors_total`: interfaces whose counters could not be
 //!   read, summed over scrapes. One failing interface never fails the scrape.
 
+pub mod server;
+
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Mutex, PoisonError,
     },
-    time::Duration,
 };
 
 use prometheus_client::{
@@ -503,43 +503,6 @@ pub fn route(metrics: &Metrics, method: &str, url: &str, accept: Option<&str>) -
         },
         _ => text(404, "not found; metrics are at /metrics\n"),
     }
-}
-
-/// Answers requests on `server` one at a time until `stop` is set.
-///
-/// # Errors
-///
-/// When the server can no longer accept connections.
-pub fn serve(
-    server: &tiny_http::Server,
-    metrics: &Metrics,
-    stop: &AtomicBool,
-) -> std::io::Result<()> {
-    while !stop.load(Ordering::Relaxed) {
-        // A short wait, so that a signal is noticed soon.
-        let Some(request) = server.recv_timeout(Duration::from_millis(200))? else {
-            continue;
-        };
-        let accept = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Accept"))
-            .map(|h| h.value.as_str().to_owned());
-        let reply = route(
-            metrics,
-            request.method().as_str(),
-            request.url(),
-            accept.as_deref(),
-        );
-        let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
-            .expect("a valid header");
-        let response = tiny_http::Response::from_string(reply.body)
-            .with_status_code(reply.status)
-            .with_header(header);
-        // A client that hung up is its own problem, not the server's.
-        let _ = request.respond(response);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `xdpstat export` against the real kernel: the exposition's lines and
 //! format (checked by promtool), a real Prometheus server scraping it, a
-//! failing interface next to a working one, and where it listens.
+//! failing interface next to a working one, where it listens, and that
+//! hostile or slow clients cost only their own connections.
 //!
 //! Each test has its own network namespace, so the exporter's port is on
 //! that namespace's loopback; the HTTP clients and Prometheus run there too.
@@ -133,11 +134,22 @@ fn http_get(
     path: &str,
     accept: Option<&str>,
 ) -> std::io::Result<Response> {
+    http_get_within(ns, addr, path, accept, Duration::from_secs(10))
+}
+
+/// [`http_get`], giving up when the answer takes longer than `limit`.
+fn http_get_within(
+    ns: &VethNs,
+    addr: SocketAddr,
+    path: &str,
+    accept: Option<&str>,
+    limit: Duration,
+) -> std::io::Result<Response> {
     let path = path.to_owned();
     let accept = accept.map(str::to_owned);
     ns.run(move || {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut stream = TcpStream::connect_timeout(&addr, limit)?;
+        stream.set_read_timeout(Some(limit))?;
         let accept = accept.map_or_else(String::new, |a| format!("Accept: {a}\r\n"));
         write!(
             stream,
@@ -530,4 +542,291 @@ fn listens_on_loopback_by_default_and_stops_on_sigterm() {
         200
     );
     assert!(export.log().contains("not loopback"), "{}", export.log());
+}
+
+/// The resident memory of a process, in KiB (`VmRSS` in its status).
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+/// A TCP connection to `addr`, made in the namespace (a socket stays in
+/// the namespace it was made in, whichever thread uses it later).
+fn connect(ns: &VethNs, addr: SocketAddr) -> TcpStream {
+    ns.run(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
+/// Sets `SO_RCVBUF`, which also stops the kernel from growing the buffer.
+fn set_receive_buffer(stream: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on an open socket, with an int option value.
+    let ret = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&bytes).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ret, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
+
+/// Reads from `stream` until the peer closes it (EOF or a reset), and
+/// returns what it read and when it was closed; `None` for the time when
+/// it is still open after `limit`.
+fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Instant>) {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1 << 16];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (got, None);
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, Some(Instant::now())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (got, Some(Instant::now()))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading: {e}"),
+        }
+    }
+}
+
+/// How many HTTP responses `bytes` holds (each starts with a status line).
+fn responses(bytes: &[u8]) -> usize {
+    bytes.windows(9).filter(|w| w == b"HTTP/1.1 ").count()
+}
+
+/// How long a scrape took, insisting that it succeeded and read `K` packets.
+fn timed_scrape(ns: &VethNs, addr: SocketAddr, packets: &str, k: u64) -> Duration {
+    let started = Instant::now();
+    let r = http_get_within(ns, addr, "/metrics", None, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("GET /metrics failed after {:?}: {e}", started.elapsed()));
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(value(&r.body, packets), Some(k), "{}", r.body);
+    took
+}
+
+// The exporter's limits, as `xdpstat::export::server::Limits::default()` sets them.
+/// How long a request may take to arrive.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests answered on one connection.
+const MAX_REQUESTS: usize = 32;
+
+#[test]
+fn a_client_that_pipelines_and_never_reads_costs_only_its_connection() {
+    if !common::privileged("a_client_that_pipelines_and_never_reads_costs_only_its_connection") {
+        return;
+    }
+    let ns = namespace();
+    // Ethernet's MTU, as a scraper across a network has: with loopback's
+    // 64 KiB segments the kernel buffers megabytes of answers for a client
+    // that reads nothing, which hides what the exporter does then.
+    let out = Command::new("ip")
+        .args(["-n", &ns.ns, "link", "set", "lo", "mtu", "1500"])
+        .output()
+        .expect("run ip");
+    assert!(out.status.success(), "lo mtu: {out:?}");
+    let dir = TempDir::new("pipeline");
+    attach(&ns, &ns.a);
+    let addr = localhost(9435);
+    let export = start_export(&ns, &dir, addr, &[&ns.a]);
+    const K: u64 = 100;
+    let (lengths, _) = frames(K as usize);
+    ns.send_frames(lengths, None);
+    let packets = format!("xdpstat_packets_total{{interface=\"{}\"}}", ns.a);
+    common::settle(&Some(K), || value(&scrape(&ns, addr), &packets));
+    let rss_before = rss_kib(export.child.id());
+
+    // 3000 requests in one write, and never a read. A small receive
+    // buffer makes the exporter's writes block soon, whatever the
+    // machine's TCP buffer sizes are.
+    let mut hostile = connect(&ns, addr);
+    set_receive_buffer(&hostile, 4096);
+    let requests = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").repeat(3000);
+    let mut writer = hostile.try_clone().unwrap();
+    let writing = thread::spawn(move || {
+        writer
+            .set_write_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        // The exporter may close the connection before it has all of them.
+        let _ = writer.write_all(requests.as_bytes());
+    });
+    // Time for the exporter to take them on.
+    thread::sleep(Duration::from_millis(200));
+
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let took = timed_scrape(&ns, addr, &packets, K);
+        assert!(
+            took < Duration::from_secs(1),
+            "a scrape took {took:?} next to the pipelining client"
+        );
+        slowest = slowest.max(took);
+    }
+    let rss = rss_kib(export.child.id());
+    eprintln!(
+        "pipelining client: slowest of 5 scrapes {:.1} ms; exporter RSS {rss} KiB (before: {rss_before} KiB)",
+        slowest.as_secs_f64() * 1e3
+    );
+    assert!(rss < 100 * 1024, "exporter RSS {rss} KiB");
+
+    // Its own connection was answered at most MAX_REQUESTS times, then
+    // closed.
+    let (got, closed) = read_until_closed(&mut hostile, 2 * REQUEST_TIMEOUT);
+    assert!(
+        closed.is_some(),
+        "the pipelining connection is still open, after {} responses",
+        responses(&got)
+    );
+    assert!(
+        responses(&got) <= MAX_REQUESTS,
+        "{} responses",
+        responses(&got)
+    );
+    writing.join().unwrap();
+    assert!(rss_kib(export.child.id()) < 100 * 1024);
+}
+
+#[test]
+fn a_silent_or_slow_connection_is_closed_after_the_time_limit() {
+    if !common::privileged("a_silent_or_slow_connection_is_closed_after_the_time_limit") {
+        return;
+    }
+    let ns = namespace();
+    let dir = TempDir::new("slow");
+    attach(&ns, &ns.a);
+    let addr = localhost(9435);
+    let _export = start_export(&ns, &dir, addr, &[&ns.a]);
+    let packets = format!("xdpstat_packets_total{{interface=\"{}\"}}", ns.a);
+
+    // One connection sends nothing; another sends a request head a line
+    // at a time, never finishing it.
+    let opened = Instant::now();
+    let mut silent = connect(&ns, addr);
+    let mut slow = connect(&ns, addr);
+    let mut writer = slow.try_clone().unwrap();
+    let trickling = thread::spawn(move || {
+        if writer.write_all(b"GET /metrics HTTP/1.1\r\n").is_err() {
+            return;
+        }
+        for i in 0..60 {
+            thread::sleep(Duration::from_millis(250));
+            if write!(writer, "X-Slow-{i}: 1\r\n").is_err() {
+                return;
+            }
+        }
+    });
+
+    // Others are served meanwhile.
+    for _ in 0..3 {
+        let took = timed_scrape(&ns, addr, &packets, 0);
+        assert!(took < Duration::from_secs(1), "a scrape took {took:?}");
+        thread::sleep(Duration::from_millis(500));
+    }
+
+    let limit = REQUEST_TIMEOUT + Duration::from_secs(2);
+    let (got, closed) = read_until_closed(&mut silent, limit);
+    let closed = closed
+        .unwrap_or_else(|| panic!("a silent connection is still open after {limit:?}"))
+        - opened;
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        closed >= REQUEST_TIMEOUT - Duration::from_millis(500),
+        "closed after {closed:?}"
+    );
+    let (got, closed_slow) = read_until_closed(&mut slow, limit);
+    let closed_slow = closed_slow
+        .unwrap_or_else(|| panic!("a trickling connection is still open after {limit:?}"))
+        - opened;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    eprintln!(
+        "silent connection closed after {:.2} s, trickling one after {:.2} s",
+        closed.as_secs_f64(),
+        closed_slow.as_secs_f64()
+    );
+    trickling.join().unwrap();
+    timed_scrape(&ns, addr, &packets, 0);
+}
+
+#[test]
+fn two_hundred_concurrent_scrapes_all_succeed() {
+    if !common::privileged("two_hundred_concurrent_scrapes_all_succeed") {
+        return;
+    }
+    let ns = namespace();
+    let dir = TempDir::new("concurrent");
+    attach(&ns, &ns.a);
+    let addr = localhost(9435);
+    let _export = start_export(&ns, &dir, addr, &[&ns.a]);
+    let packets = format!("xdpstat_packets_total{{interface=\"{}\"}}", ns.a);
+    const N: usize = 200;
+    let started = Instant::now();
+    let results: Vec<Result<Response, String>> = ns.run(move || {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(N));
+        // Threads made here are in the namespace too.
+        let handles: Vec<_> = (0..N)
+            .map(|_| {
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                        .map_err(|e| format!("connect: {e}"))?;
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    write!(
+                        stream,
+                        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+                    )
+                    .map_err(|e| format!("write: {e}"))?;
+                    let mut raw = String::new();
+                    stream
+                        .read_to_string(&mut raw)
+                        .map_err(|e| format!("read: {e}"))?;
+                    let (head, body) = raw.split_once("\r\n\r\n").ok_or(raw.clone())?;
+                    let status = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .ok_or(head.to_owned())?;
+                    Ok(Response {
+                        status,
+                        content_type: String::new(),
+                        body: body.to_owned(),
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let took = started.elapsed();
+    for r in &results {
+        let r = r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("a scrape failed: {e}"));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(value(&r.body, &packets), Some(0), "{}", r.body);
+    }
+    eprintln!(
+        "{N} concurrent scrapes in {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
 }

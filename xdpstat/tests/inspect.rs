@@ -8,6 +8,7 @@
 mod common;
 
 use std::{
+    fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -358,13 +359,21 @@ fn map_pin_by_id_pins_the_map_and_refuses_bad_paths() {
 
     // An existing path is never replaced.
     let again = ns.xdpstat(&["map", "pin", &id, pin.path()]);
-    assert_fails(&again, 2, &[pin.path(), "already exists"]);
+    assert_fails(
+        &again,
+        2,
+        &[
+            pin.path(),
+            &format!("already holds a pinned BPF map (id {map_id})"),
+            "xdpstat map unpin",
+        ],
+    );
     // Nor is a file xdpstat did not pin.
     let link = format!("{}/link", ours["pin_dir"].as_str().unwrap());
     assert_fails(
         &ns.xdpstat(&["map", "pin", &id, &link]),
         2,
-        &["already exists"],
+        &["already holds a pinned BPF link (id "],
     );
     // Off bpffs.
     let tmp = format!("/tmp/xdpstat-test-inspect-{}", std::process::id());
@@ -427,4 +436,153 @@ fn map_unpin_refuses_what_is_not_a_pinned_map() {
     assert!(exists, "unpin must not remove a file off bpffs");
     // xdpstat still counts.
     assert_eq!(ns.show_json(&ns.a)["map_id"], ours["map_id"]);
+}
+
+/// The link id of xdpstat's attachment to `ns.a`, from `status --json`.
+fn link_id(ns: &VethNs) -> u64 {
+    let status = json(ns, &["status", "--json"]);
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["interface"] == ns.a.as_str())
+        .and_then(|e| e["link_id"].as_u64())
+        .unwrap_or_else(|| panic!("no link for {} in {status}", ns.a))
+}
+
+#[test]
+fn map_pin_says_what_is_wrong_with_the_path() {
+    if !privileged("map_pin_says_what_is_wrong_with_the_path") {
+        return;
+    }
+    let ns = VethNs::new();
+    let ours = attach(&ns, "native");
+    let id = ours["map_id"].as_u64().unwrap().to_string();
+    let pin_dir = ours["pin_dir"].as_str().unwrap();
+    let link = format!("{pin_dir}/link");
+    let pin = PinGuard::new();
+    let pin_something = |path: &str| ns.xdpstat(&["map", "pin", &id, path]);
+
+    // A directory on bpffs: the new pin's path goes inside it.
+    for dir in ["/sys/fs/bpf", "/sys/fs/bpf/"] {
+        assert_fails(
+            &pin_something(dir),
+            2,
+            &[dir, "is a directory", "inside it", "/sys/fs/bpf/NAME"],
+        );
+    }
+    assert_fails(
+        &pin_something(pin_dir),
+        2,
+        &[
+            &format!("{pin_dir} is a directory"),
+            &format!("{pin_dir}/NAME"),
+        ],
+    );
+
+    // A parent that does not exist, at one level or more.
+    let nodir = format!("{}-nodir", pin.path());
+    for path in [format!("{nodir}/x"), format!("{nodir}/a/x")] {
+        let parent = Path::new(&path).parent().unwrap().to_str().unwrap();
+        assert_fails(
+            &pin_something(&path),
+            2,
+            &[
+                &format!("{parent} does not exist"),
+                &format!("mkdir -p {parent}"),
+            ],
+        );
+    }
+    assert!(!Path::new(&nodir).exists());
+    // A parent that does not exist off bpffs: mkdir would not help.
+    let off = format!("/nonexistent-xdpstat-test-{}/x", std::process::id());
+    assert_fails(&pin_something(&off), 2, &[&off, "not on a BPF filesystem"]);
+    // A parent that is a file (a pin).
+    assert_fails(
+        &pin_something(&format!("{link}/x")),
+        2,
+        &[&format!("{link} is not a directory"), "/sys/fs/bpf/NAME"],
+    );
+
+    // Something pinned already: what it is, and its id.
+    assert_fails(
+        &pin_something(&link),
+        2,
+        &[
+            &link,
+            &format!("already holds a pinned BPF link (id {})", link_id(&ns)),
+            "choose another path",
+        ],
+    );
+    let counters = format!("{pin_dir}/counters");
+    assert_fails(
+        &pin_something(&counters),
+        2,
+        &[&format!("already holds a pinned BPF map (id {id})")],
+    );
+    // Nothing was pinned by any of these.
+    assert!(!pin.0.exists());
+    let entries: Vec<_> = fs::read_dir(pin_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+}
+
+#[test]
+fn map_dump_and_show_name_the_program_or_link_pinned_instead_of_a_map() {
+    if !privileged("map_dump_and_show_name_the_program_or_link_pinned_instead_of_a_map") {
+        return;
+    }
+    let ns = VethNs::new();
+    let ours = attach(&ns, "native");
+    let link = format!("{}/link", ours["pin_dir"].as_str().unwrap());
+    let link_id = link_id(&ns);
+
+    // A program pinned by this test.
+    let prog_pin = PinGuard::new();
+    let mut ebpf = aya::Ebpf::load_file(common::bpf_object("xdpstat_pass")).unwrap();
+    let prog: &mut aya::programs::Xdp = ebpf
+        .program_mut("xdpstat_pass")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    prog.load().unwrap();
+    prog.pin(&prog_pin.0).unwrap();
+    let prog_id = prog.info().unwrap().id();
+
+    for (path, what) in [
+        (
+            link.as_str(),
+            format!("is a pinned BPF link (id {link_id}), not a map"),
+        ),
+        (
+            prog_pin.path(),
+            format!("is a pinned BPF program (id {prog_id}), not a map"),
+        ),
+    ] {
+        assert_fails(
+            &ns.xdpstat(&["map", "dump", path]),
+            2,
+            &[
+                "map dump needs a map's pin or id",
+                path,
+                &what,
+                "xdpstat map list",
+            ],
+        );
+        assert_fails(
+            &ns.xdpstat(&["map", "dump", path, "--json"]),
+            2,
+            &[path, &what],
+        );
+        // show --map-path opens the pin the same way.
+        assert_fails(
+            &ns.xdpstat(&["show", "--map-path", path]),
+            2,
+            &[path, &what, "xdpstat map pin ID PATH"],
+        );
+    }
+    // Both are still there.
+    assert!(Path::new(&link).exists() && prog_pin.0.exists());
 }

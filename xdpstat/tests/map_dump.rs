@@ -882,11 +882,11 @@ fn bad_inputs_are_one_line_and_exit_2() {
     prog.load().unwrap();
     prog.pin(&prog_pin.0).unwrap();
     let path = prog_pin.0.to_str().unwrap();
-    assert_fails(
-        &xdpstat(&["map", "dump", path]),
-        2,
-        &[path, "is a program, not a map"],
+    let what = format!(
+        "is a pinned BPF program (id {}), not a map",
+        prog.info().unwrap().id()
     );
+    assert_fails(&xdpstat(&["map", "dump", path]), 2, &[path, &what]);
 
     // A map whose values cannot be read by key.
     let ring = TestMap::create("ring", &Spec::new(RINGBUF, 0, 0, 4096));

@@ -5,7 +5,10 @@ use clap::Args;
 
 use crate::{
     attach::AttachError,
-    export::{self as exporter, KernelSource, Metrics},
+    export::{
+        server::{Limits, Server},
+        KernelSource, Metrics,
+    },
     iface, monitor,
     privileges::{self, Capability},
 };
@@ -35,12 +38,11 @@ pub(super) fn export_cmd(args: &ExportArgs) -> Result<()> {
     // Handlers before the socket, so that a signal never kills the process
     // with the port half served.
     let stop = super::stop_flag()?;
-    let server = tiny_http::Server::http(args.listen)
+    let server = Server::bind(args.listen, Limits::default())
         .map_err(|e| anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = server
-        .server_addr()
-        .to_ip()
-        .map_or_else(|| args.listen.to_string(), |a| a.to_string());
+        .local_addr()
+        .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
     if !args.listen.ip().is_loopback() {
         eprintln!(
             "xdpstat: warning: serving on {addr}, which is not loopback: anyone who can reach it can read the counters"
@@ -59,7 +61,7 @@ pub(super) fn export_cmd(args: &ExportArgs) -> Result<()> {
     };
     eprintln!("xdpstat: serving http://{addr}/metrics for {what}; Ctrl-C stops");
     let metrics = Metrics::new(KernelSource::new(&args.ifaces), args.per_cpu);
-    exporter::serve(&server, &metrics, &stop)?;
+    server.serve(&metrics, &stop)?;
     eprintln!("xdpstat: export stopped");
     Ok(())
 }

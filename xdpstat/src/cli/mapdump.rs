@@ -50,7 +50,14 @@ pub struct DumpArgs {
 pub(super) fn dump_cmd(args: &DumpArgs) -> Result<()> {
     let map = MapRef::parse(&args.map)?;
     privileges::require("xdpstat map dump", &[Capability::Bpf])?;
-    let map = MapReader::open(&map)?;
+    let map = MapReader::open(&map).map_err(|e| match e {
+        // The path names something real, just not a map: say what the
+        // command takes.
+        DumpError::NotAMap { .. } | DumpError::IsDirectory { .. } => {
+            anyhow::Error::new(e).context("map dump needs a map's pin or id")
+        }
+        e => e.into(),
+    })?;
     if let (Some(why), false) = (&map.btf_error, args.raw) {
         eprintln!(
             "xdpstat: warning: map {} has BTF that cannot be used ({why}); printing bytes",

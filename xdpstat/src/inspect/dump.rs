@@ -34,7 +34,7 @@ use crate::{
     sys::{
         self,
         maps::{self as sysmaps, FdKind, MapInfo},
-        SyscallError,
+        stats, SyscallError,
     },
 };
 
@@ -103,12 +103,18 @@ pub enum DumpError {
         path: PathBuf,
     },
     /// Something other than a map is pinned there.
-    #[error("{} is {}, not a map", path.display(), kind.describe())]
+    #[error(
+        "{}; `xdpstat map list` shows the maps, and `xdpstat map pin ID PATH` pins one",
+        not_a_map(path, *kind, *id)
+    )]
     NotAMap {
         /// The path.
         path: PathBuf,
-        /// What is pinned there.
+        /// What is pinned there: [`FdKind::Other`] for a file on bpffs
+        /// that holds no BPF object that can be opened.
         kind: FdKind,
+        /// The object's id, when it could be read.
+        id: Option<u32>,
     },
     /// The map's type has no values a lookup can read.
     #[error("map {id} is a {type_name} map, which cannot be dumped: {why}")]
@@ -163,6 +169,23 @@ impl DumpError {
                 | Self::NotAMap { .. }
                 | Self::NotDumpable { .. }
         )
+    }
+}
+
+/// What is at `path` instead of a map, e.g. "/sys/fs/bpf/p is a pinned BPF
+/// program (id 42), not a map".
+fn not_a_map(path: &Path, kind: FdKind, id: Option<u32>) -> String {
+    let path = path.display();
+    let what = match kind {
+        FdKind::Map => "map",
+        FdKind::Prog => "program",
+        FdKind::Link => "link",
+        FdKind::Btf => "BTF object",
+        FdKind::Other => return format!("{path} holds no BPF object, so it is not a map's pin"),
+    };
+    match id {
+        Some(id) => format!("{path} is a pinned BPF {what} (id {id}), not a map"),
+        None => format!("{path} is a pinned BPF {what}, not a map"),
     }
 }
 
@@ -361,15 +384,20 @@ fn open_pinned(path: &Path) -> Result<OwnedFd, DumpError> {
             path: path.to_owned(),
         });
     }
+    let no_object = || DumpError::NotAMap {
+        path: path.to_owned(),
+        kind: FdKind::Other,
+        id: None,
+    };
     let fd = sys::obj_get(path).map_err(|e| match e.errno() {
-        Some(libc::ENOENT) => DumpError::NotPinned {
+        // Unpinned since the check above, or a file that holds nothing,
+        // such as bpffs's own `progs.debug` when its iterator is gone.
+        Some(libc::ENOENT) if path.symlink_metadata().is_err() => DumpError::NotPinned {
             path: path.to_owned(),
         },
+        Some(libc::ENOENT) => no_object(),
         // BPF_OBJ_GET of a bpffs inode that is no pin.
-        Some(libc::EACCES) => DumpError::NotAMap {
-            path: path.to_owned(),
-            kind: FdKind::Other,
-        },
+        Some(libc::EACCES) => no_object(),
         _ => syscall(format!("opening {}", path.display()))(e),
     })?;
     match sysmaps::fd_kind(fd.as_fd()).map_err(io_err)? {
@@ -377,6 +405,11 @@ fn open_pinned(path: &Path) -> Result<OwnedFd, DumpError> {
         kind => Err(DumpError::NotAMap {
             path: path.to_owned(),
             kind,
+            // One read of /proc/self/fdinfo; the message does without it.
+            id: stats::fdinfo(fd.as_fd())
+                .ok()
+                .map(|info| info.id)
+                .filter(|&id| id != 0),
         }),
     }
 }
@@ -783,6 +816,34 @@ mod tests {
         assert_eq!(first_batch(&info(4, 100_000), 64 << 10), 63);
         assert_eq!(first_batch(&info(4, 100_000), 8 << 20), 1);
         assert_eq!(first_batch(&info(0, 0), 0), 1);
+    }
+
+    #[test]
+    fn a_pin_of_something_else_says_what_it_is() {
+        let prog = DumpError::NotAMap {
+            path: "/sys/fs/bpf/p".into(),
+            kind: FdKind::Prog,
+            id: Some(42),
+        };
+        assert_eq!(
+            prog.to_string(),
+            "/sys/fs/bpf/p is a pinned BPF program (id 42), not a map; `xdpstat map list` shows the maps, and `xdpstat map pin ID PATH` pins one"
+        );
+        let link = DumpError::NotAMap {
+            path: "/sys/fs/bpf/l".into(),
+            kind: FdKind::Link,
+            id: None,
+        };
+        assert!(link
+            .to_string()
+            .starts_with("/sys/fs/bpf/l is a pinned BPF link, not a map;"));
+        let nothing = DumpError::NotAMap {
+            path: "/sys/fs/bpf/progs.debug".into(),
+            kind: FdKind::Other,
+            id: None,
+        };
+        assert!(nothing.to_string().contains("holds no BPF object"));
+        assert!(prog.is_usage() && link.is_usage() && nothing.is_usage());
     }
 
     #[test]

@@ -221,16 +221,30 @@ pub enum PinError {
         id: u32,
     },
     /// Something is already at the path.
-    #[error("{} already exists; xdpstat does not replace a pin (remove it first, or choose another path)", .path.display())]
+    #[error("{}", exists_message(.path, *.pinned))]
     Exists {
         /// The path given.
         path: PathBuf,
+        /// The kind and id of the BPF object pinned there, if it is one.
+        pinned: Option<(ObjectKind, u32)>,
     },
-    /// The directory of the path does not exist.
-    #[error("{} does not exist; create it on bpffs first", .dir.display())]
+    /// The path is a directory on bpffs, where a new pin's path was wanted.
+    #[error("{} is a directory; give a path for the new pin inside it, e.g. {}", .path.display(), .path.join("NAME").display())]
+    IsDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The directory of the path does not exist, on bpffs.
+    #[error("{} does not exist; create it with `mkdir -p {}`, or pin directly under {}", .dir.display(), .dir.display(), bpffs::MOUNT_POINT)]
     NoDirectory {
         /// The missing directory.
         dir: PathBuf,
+    },
+    /// Part of the path's directory is a file.
+    #[error("{} is not a directory, so nothing can be pinned under it; choose a path in a directory on bpffs, e.g. {}/NAME", .path.display(), bpffs::MOUNT_POINT)]
+    NotADirectory {
+        /// The file that stands where a directory should.
+        path: PathBuf,
     },
     /// The path is not on bpffs.
     #[error("{} is not on a BPF filesystem (bpffs); pins can only live on bpffs, e.g. under {}", .path.display(), bpffs::MOUNT_POINT)]
@@ -294,7 +308,9 @@ impl PinError {
             self,
             Self::NoSuchMap { .. }
                 | Self::Exists { .. }
+                | Self::IsDirectory { .. }
                 | Self::NoDirectory { .. }
+                | Self::NotADirectory { .. }
                 | Self::NotBpffs { .. }
                 | Self::BadName { .. }
                 | Self::NotPinned { .. }
@@ -322,40 +338,112 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// What [`PinError::Exists`] says: what is pinned there, if anything, and
+/// how to go on.
+fn exists_message(path: &Path, pinned: Option<(ObjectKind, u32)>) -> String {
+    let path = path.display();
+    match pinned {
+        Some((ObjectKind::Map, id)) => format!(
+            "{path} already holds a pinned BPF map (id {id}); xdpstat never replaces a pin: choose another path, or remove this one with `xdpstat map unpin {path}`"
+        ),
+        Some((kind, id)) => format!(
+            "{path} already holds a pinned BPF {} (id {id}); xdpstat never replaces a pin: choose another path",
+            kind.name()
+        ),
+        None => format!("{path} already exists; xdpstat never replaces it: choose another path"),
+    }
+}
+
+/// The kind and id of the BPF object pinned at `path`, or `None` if it holds
+/// none that can be opened.
+fn pinned_at(path: &Path) -> Option<(ObjectKind, u32)> {
+    let fd = sys::obj_get(path).ok()?;
+    let info = stats::fdinfo(fd.as_fd()).ok()?;
+    (info.kind != ObjectKind::Other).then_some((info.kind, info.id))
+}
+
+/// Checks that a new pin can be made at `path`: nothing is there, and its
+/// directory exists on bpffs. Each refusal names what is wrong with the
+/// path.
+fn check_new_pin(path: &Path) -> Result<(), PinError> {
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PinError::Io { path, source }
+    };
+    let not_bpffs = || PinError::NotBpffs {
+        path: path.to_owned(),
+    };
+    match path.symlink_metadata() {
+        Ok(meta) => {
+            // statfs of the path itself: a file reports the filesystem it
+            // is on, and bpffs's own mount point reports bpffs.
+            if !bpffs::is_bpffs(path).map_err(io_error(path))? {
+                return Err(not_bpffs());
+            }
+            if meta.is_dir() {
+                return Err(PinError::IsDirectory {
+                    path: path.to_owned(),
+                });
+            }
+            Err(PinError::Exists {
+                path: path.to_owned(),
+                pinned: pinned_at(path),
+            })
+        }
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            let dir = parent_of(path);
+            if fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+                let on_bpffs = bpffs::is_bpffs(dir).map_err(io_error(dir))?;
+                return if on_bpffs { Ok(()) } else { Err(not_bpffs()) };
+            }
+            // A file stands where the directory should be, or in the way
+            // of it; or the directory is missing. The first part of it
+            // that exists tells which.
+            if fs::symlink_metadata(dir).is_ok() {
+                return Err(PinError::NotADirectory {
+                    path: dir.to_owned(),
+                });
+            }
+            let existing = dir
+                .ancestors()
+                .skip(1)
+                .map(|a| {
+                    if a.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        a
+                    }
+                })
+                .find_map(|a| fs::metadata(a).ok().map(|m| (a, m)));
+            match existing {
+                Some((a, meta)) if !meta.is_dir() => {
+                    Err(PinError::NotADirectory { path: a.to_owned() })
+                }
+                // Creating the directory helps only where it would be on
+                // bpffs.
+                Some((a, _)) if bpffs::is_bpffs(a).unwrap_or(false) => Err(PinError::NoDirectory {
+                    dir: dir.to_owned(),
+                }),
+                _ => Err(not_bpffs()),
+            }
+        }
+        Err(source) => Err(io_error(path)(source)),
+    }
+}
+
 /// Pins map `id` at `path` on bpffs. It never replaces anything already
 /// at `path`.
 ///
 /// # Errors
 ///
 /// [`PinError`]: a usage error ([`PinError::is_usage`]) for no such map, a
-/// path that exists, a directory that does not, or a path off bpffs.
+/// path that exists (a directory, a pin or a file), a directory that does
+/// not exist, or a path off bpffs.
 pub fn pin(id: u32, path: &Path) -> Result<PinnedMap, PinError> {
     privileges::require("xdpstat map pin", &[Capability::SysAdmin])?;
-    let dir = parent_of(path);
-    match bpffs::is_bpffs(dir) {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(PinError::NotBpffs {
-                path: path.to_owned(),
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(PinError::NoDirectory {
-                dir: dir.to_owned(),
-            })
-        }
-        Err(source) => {
-            return Err(PinError::Io {
-                path: dir.to_owned(),
-                source,
-            })
-        }
-    }
-    if path.symlink_metadata().is_ok() {
-        return Err(PinError::Exists {
-            path: path.to_owned(),
-        });
-    }
+    check_new_pin(path)?;
     if path
         .file_name()
         .is_some_and(|n| n.as_encoded_bytes().contains(&b'.'))
@@ -380,6 +468,7 @@ pub fn pin(id: u32, path: &Path) -> Result<PinnedMap, PinError> {
         Err(e) if e.errno() == Some(libc::EEXIST) => {
             return Err(PinError::Exists {
                 path: path.to_owned(),
+                pinned: pinned_at(path),
             })
         }
         Err(e) => return Err(e.into()),
@@ -524,6 +613,43 @@ mod tests {
             parent_of(Path::new("/sys/fs/bpf/x")),
             Path::new("/sys/fs/bpf")
         );
+    }
+
+    #[test]
+    fn path_errors_say_what_is_there_and_what_to_do() {
+        let dir = PinError::IsDirectory {
+            path: "/sys/fs/bpf".into(),
+        };
+        assert_eq!(
+            dir.to_string(),
+            "/sys/fs/bpf is a directory; give a path for the new pin inside it, e.g. /sys/fs/bpf/NAME"
+        );
+        let map = PinError::Exists {
+            path: "/sys/fs/bpf/m".into(),
+            pinned: Some((ObjectKind::Map, 12)),
+        };
+        assert!(map
+            .to_string()
+            .starts_with("/sys/fs/bpf/m already holds a pinned BPF map (id 12);"));
+        assert!(map
+            .to_string()
+            .ends_with("`xdpstat map unpin /sys/fs/bpf/m`"));
+        let link = PinError::Exists {
+            path: "/sys/fs/bpf/l".into(),
+            pinned: Some((ObjectKind::Link, 3)),
+        };
+        assert_eq!(
+            link.to_string(),
+            "/sys/fs/bpf/l already holds a pinned BPF link (id 3); xdpstat never replaces a pin: choose another path"
+        );
+        let file = PinError::Exists {
+            path: "/sys/fs/bpf/progs.debug".into(),
+            pinned: None,
+        };
+        assert!(file.to_string().contains("already exists"));
+        for e in [dir, map, link, file] {
+            assert!(e.is_usage(), "{e}");
+        }
     }
 
     #[test]
