@@ -89,5 +89,5 @@ impl fmt::Display for Layout {
 #[repr(C, align(8))]
 struct Aligned<B: ?Sized>(B);
 
-static PERCPU_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("../bpf/xdpstat_percpu.o"));
-static SHARED_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("../bpf/xdpstat_shared.o"));
+static PERCPU_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("../../bpf/xdpstat_percpu.o"));
+static SHARED_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("../../bpf/xdpstat_shared.o"));

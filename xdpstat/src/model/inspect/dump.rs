@@ -28,7 +28,7 @@ use std::{
 
 use thiserror::Error;
 
-use super::btf::{Btf, BtfError, BtfValue, VMLINUX_BTF};
+use crate::inspect::btf::{Btf, BtfError, BtfValue, VMLINUX_BTF};
 use crate::{
     bpffs,
     sys::{

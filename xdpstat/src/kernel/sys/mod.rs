@@ -17,6 +17,7 @@ use thiserror::Error;
 
 pub mod maps;
 pub mod stats;
+pub mod time;
 
 const BPF_PROG_GET_FD_BY_ID: i32 = 13;
 const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;

@@ -1,0 +1,5 @@
+//! Every renderer: typed records in, text or JSON out. No module here makes
+//! a syscall.
+
+pub mod render;
+pub mod tui;
