@@ -10,13 +10,13 @@ pub mod bpfobj;
 pub mod cli;
 pub mod dwarf;
 pub mod error;
-pub mod export;
 pub mod insn;
 pub mod inspect;
 pub mod kernel;
 pub mod model;
 pub mod output;
 pub mod report;
+pub mod server;
 pub mod verifier;
 pub mod workbench;
 

@@ -623,7 +623,7 @@ fn timed_scrape(ns: &VethNs, addr: SocketAddr, packets: &str, k: u64) -> Duratio
     took
 }
 
-// The exporter's limits, as `xdpstat::export::server::Limits::default()` sets them.
+// The exporter's limits, as `xdpstat::server::Limits::default()` sets them.
 /// How long a request may take to arrive.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests answered on one connection.

@@ -5,12 +5,12 @@ use clap::Args;
 
 use crate::{
     attach::AttachError,
-    export::{
-        server::{Limits, Server},
-        KernelSource, Metrics,
-    },
-    iface, monitor,
+    iface,
+    model::scrape::KernelSource,
+    monitor,
+    output::prometheus::Metrics,
     privileges::{self, Capability},
+    server::{Limits, Server},
 };
 
 /// The address `--listen` defaults to: loopback only, so that exposing the

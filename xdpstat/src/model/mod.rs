@@ -10,3 +10,4 @@ pub mod inspect;
 pub mod layout;
 pub mod monitor;
 pub mod record;
+pub mod scrape;

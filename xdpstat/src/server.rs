@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{route, Metrics, Reply};
+use crate::output::prometheus::{route, Metrics, Reply};
 
 /// What one client may take of the server. [`Limits::default`] gives the
 /// limits `xdpstat export` uses.
@@ -626,11 +626,11 @@ mod tests {
     use xdpstat_common::Counters;
 
     use super::*;
-    use crate::{
+    use crate::model::{
         counters::Snapshot,
-        export::{Reading, Source},
         layout::Layout,
         monitor::Sample,
+        scrape::{Reading, Source},
     };
 
     #[derive(Debug)]
