@@ -1,6 +1,8 @@
 //! Every renderer: typed records in, text or JSON out. No module here makes
 //! a syscall.
 
+pub mod mapdump;
 pub mod prometheus;
 pub mod render;
+pub mod tables;
 pub mod tui;
