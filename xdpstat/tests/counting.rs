@@ -92,7 +92,9 @@ fn check_exact_counts(test: &str, mode: &str, layout: Layout) {
     match layout {
         Layout::Percpu => {
             let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
-            let n = xdpstat::counters::parse_cpu_list(&possible).unwrap().len();
+            let n = xdpstat::kernel::map::parse_cpu_list(&possible)
+                .unwrap()
+                .len();
             assert_eq!(cpus.len(), n, "one entry per possible CPU");
             let sum = cpus.iter().fold((0, 0), |(p, b), c| {
                 (

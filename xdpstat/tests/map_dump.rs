@@ -204,7 +204,7 @@ impl Drop for PinGuard {
 
 fn possible_cpus() -> usize {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
-    xdpstat::counters::parse_cpu_list(&text).unwrap().len()
+    xdpstat::kernel::map::parse_cpu_list(&text).unwrap().len()
 }
 
 /// Loads BTF (`BPF_BTF_LOAD`), with the kernel's log on failure.

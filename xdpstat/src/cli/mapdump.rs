@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::{
     inspect::dump::{DumpError, MapReader, MapRef},
+    kernel::map::MapError,
     output::mapdump::{write_btf_text, write_json, write_plain},
     privileges::{self, Capability},
 };
@@ -38,7 +39,7 @@ pub(super) fn dump_cmd(args: &DumpArgs) -> Result<()> {
     let map = MapReader::open(&map).map_err(|e| match e {
         // The path names something real, just not a map: say what the
         // command takes.
-        DumpError::NotAMap { .. } | DumpError::IsDirectory { .. } => {
+        DumpError::Map(MapError::NotAMap { .. } | MapError::IsDirectory { .. }) => {
             anyhow::Error::new(e).context("map dump needs a map's pin or id")
         }
         e => e.into(),

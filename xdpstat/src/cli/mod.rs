@@ -476,6 +476,8 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             || e.downcast_ref::<workbench::UsageError>().is_some()
             || e.downcast_ref::<crate::inspect::dump::DumpError>()
                 .is_some_and(crate::inspect::dump::DumpError::is_usage)
+            || e.downcast_ref::<crate::kernel::map::MapError>()
+                .is_some_and(crate::kernel::map::MapError::is_usage)
             || inspect::is_usage(e)
     });
     if usage {

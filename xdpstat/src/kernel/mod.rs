@@ -5,6 +5,7 @@
 
 pub mod bpffs;
 pub mod iface;
+pub mod map;
 pub mod netlink;
 pub mod privileges;
 pub mod sys;

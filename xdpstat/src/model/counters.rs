@@ -2,8 +2,6 @@
 //! arithmetic on those records. The one reader every renderer uses.
 
 use std::{
-    fs, io,
-    os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -12,7 +10,11 @@ use serde::Serialize;
 use thiserror::Error;
 use xdpstat_common::{Counters, COUNTERS_KEY};
 
-use crate::{layout::Layout, sys};
+pub use crate::kernel::map::Cpus;
+use crate::{
+    kernel::map::{MapError, MapRef, MapType, OpenMap},
+    layout::Layout,
+};
 
 /// Reading counters failed.
 #[derive(Debug, Error)]
@@ -25,7 +27,7 @@ pub enum CountersError {
     },
     /// The pin is not a map, or cannot be opened.
     #[error(transparent)]
-    Open(crate::inspect::dump::DumpError),
+    Open(MapError),
     /// The path is not on bpffs, so nothing can be pinned there.
     #[error("{} is not on a BPF filesystem (bpffs): only pinned maps can be read; pin one with `xdpstat map pin ID PATH` under /sys/fs/bpf", path.display())]
     NotBpffs {
@@ -41,15 +43,6 @@ pub enum CountersError {
         expected: &'static str,
         /// What this map looks like.
         found: String,
-    },
-    /// The CPU list could not be read.
-    #[error("cannot read {path}: {source}")]
-    Cpus {
-        /// The sysfs file.
-        path: &'static str,
-        /// Why.
-        #[source]
-        source: io::Error,
     },
     /// A syscall failed.
     #[error("reading {}: {source}", path.display())]
@@ -98,66 +91,6 @@ pub struct Snapshot {
     pub total: Counters,
     /// When it was read.
     pub taken: Instant,
-}
-
-/// Parses a kernel CPU list such as `0-3,5,7-8`.
-///
-/// # Errors
-///
-/// `InvalidData` for text that is not a CPU list.
-pub fn parse_cpu_list(text: &str) -> io::Result<Vec<u32>> {
-    let bad = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("not a CPU list: {text:?}"),
-        )
-    };
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (lo, hi),
-            None => (part, part),
-        };
-        let lo: u32 = lo.parse().map_err(|_| bad())?;
-        let hi: u32 = hi.parse().map_err(|_| bad())?;
-        if hi < lo {
-            return Err(bad());
-        }
-        cpus.extend(lo..=hi);
-    }
-    Ok(cpus)
-}
-
-fn read_cpu_list(path: &'static str) -> Result<Vec<u32>, CountersError> {
-    fs::read_to_string(path)
-        .and_then(|text| parse_cpu_list(&text))
-        .map_err(|source| CountersError::Cpus { path, source })
-}
-
-/// The CPUs a per-CPU map has a slot for (`possible`), in the order the
-/// kernel lays the slots out, and which of them are online.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cpus {
-    /// Possible CPUs: the kernel copies one value per possible CPU, offline
-    /// or not, so the value buffer is sized by these and not by the online
-    /// ones.
-    pub possible: Vec<u32>,
-    /// Online CPUs.
-    pub online: Vec<u32>,
-}
-
-impl Cpus {
-    /// Reads both lists from sysfs.
-    ///
-    /// # Errors
-    ///
-    /// [`CountersError::Cpus`] if sysfs cannot be read.
-    pub fn read() -> Result<Self, CountersError> {
-        Ok(Self {
-            possible: read_cpu_list("/sys/devices/system/cpu/possible")?,
-            online: read_cpu_list("/sys/devices/system/cpu/online")?,
-        })
-    }
 }
 
 /// Turns a lookup's raw bytes into a snapshot. `raw` holds one value per
@@ -210,12 +143,9 @@ pub fn decode(
 /// value that starts with two u64 counters.
 #[derive(Debug)]
 pub struct CountersMap {
-    fd: OwnedFd,
+    map: OpenMap,
     path: PathBuf,
     layout: Layout,
-    map_id: u32,
-    value_size: usize,
-    cpus: Cpus,
 }
 
 const EXPECTED_SHAPE: &str =
@@ -230,19 +160,18 @@ impl CountersMap {
     /// [`CountersError::NotPinned`], [`CountersError::WrongShape`], or a
     /// failure to read the map's info.
     pub fn open(path: &Path) -> Result<Self, CountersError> {
-        use crate::inspect::dump::{self, DumpError, MapRef};
         // One fd for both the shape check and the reads, so that they are
         // about the same object.
-        let fd = dump::open(&MapRef::Pinned(path.to_owned())).map_err(|e| match e {
-            DumpError::NotPinned { .. } => CountersError::NotPinned {
+        let map = OpenMap::open(&MapRef::Pinned(path.to_owned())).map_err(|e| match e {
+            MapError::NotPinned { .. } => CountersError::NotPinned {
                 path: path.to_owned(),
             },
-            DumpError::NotBpffs { .. } => CountersError::NotBpffs {
+            MapError::NotBpffs { .. } => CountersError::NotBpffs {
                 path: path.to_owned(),
             },
             e => CountersError::Open(e),
         })?;
-        Self::from_fd(fd, path)
+        Self::checked(map, path)
     }
 
     /// Opens the counters map with id `id`, as the program that counts into
@@ -252,22 +181,13 @@ impl CountersMap {
     ///
     /// As [`CountersMap::open`].
     pub fn open_id(id: u32) -> Result<Self, CountersError> {
-        use crate::inspect::dump::{self, MapRef};
-        let fd = dump::open(&MapRef::Id(id)).map_err(CountersError::Open)?;
-        Self::from_fd(fd, Path::new(&format!("map id {id}")))
+        let map = OpenMap::open(&MapRef::Id(id)).map_err(CountersError::Open)?;
+        Self::checked(map, Path::new(&format!("map id {id}")))
     }
 
-    fn from_fd(fd: OwnedFd, path: &Path) -> Result<Self, CountersError> {
-        let info = sys::maps::map_info(fd.as_fd()).map_err(|e| CountersError::Read {
-            path: path.to_owned(),
-            source: e.into(),
-        })?;
-        // BPF_MAP_TYPE_ARRAY and BPF_MAP_TYPE_PERCPU_ARRAY.
-        let layout = match info.map_type {
-            2 => Some(Layout::Shared),
-            6 => Some(Layout::Percpu),
-            _ => None,
-        };
+    fn checked(map: OpenMap, path: &Path) -> Result<Self, CountersError> {
+        let info = &map.info;
+        let layout = Layout::from_raw_map_type(info.map_type);
         let (key_size, value_size) = (info.key_size, info.value_size);
         let Some(layout) = layout.filter(|_| key_size == 4 && value_size >= 16) else {
             return Err(CountersError::WrongShape {
@@ -275,18 +195,14 @@ impl CountersMap {
                 expected: EXPECTED_SHAPE,
                 found: format!(
                     "{} with {key_size}-byte keys and {value_size}-byte values",
-                    crate::inspect::maps::MapType(info.map_type)
+                    MapType(info.map_type)
                 ),
             });
         };
-        let map_id = info.id;
         Ok(Self {
-            fd,
+            map,
             path: path.to_owned(),
             layout,
-            map_id,
-            value_size: value_size as usize,
-            cpus: Cpus::read()?,
         })
     }
 
@@ -297,7 +213,7 @@ impl CountersMap {
 
     /// The map's id.
     pub fn map_id(&self) -> u32 {
-        self.map_id
+        self.map.info.id
     }
 
     /// Reads the counters now.
@@ -306,25 +222,18 @@ impl CountersMap {
     ///
     /// [`CountersError::Read`] if the lookup fails.
     pub fn read(&self) -> Result<Snapshot, CountersError> {
-        let stride = self.value_size.next_multiple_of(8);
-        let len = match self.layout {
-            Layout::Percpu => stride * self.cpus.possible.len(),
-            Layout::Shared => self.value_size,
-        };
-        let mut raw = vec![0u8; len];
-        // SAFETY: the key is a u32 and the map's key size was checked to be 4;
-        // `raw` holds `round_up(value_size, 8)` bytes per possible CPU for a
-        // per-CPU map and `value_size` bytes otherwise.
-        unsafe { sys::map_lookup(self.fd.as_fd(), &COUNTERS_KEY.to_ne_bytes(), &mut raw) }
-            .map_err(|e| CountersError::Read {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
+        let raw =
+            self.map
+                .lookup(&COUNTERS_KEY.to_ne_bytes())
+                .map_err(|e| CountersError::Read {
+                    path: self.path.clone(),
+                    source: e.into(),
+                })?;
         let taken = Instant::now();
-        let (cpus, total) = decode(self.layout, &raw, stride, &self.cpus);
+        let (cpus, total) = decode(self.layout, &raw, self.map.stride(), &self.map.cpus);
         Ok(Snapshot {
             layout: self.layout,
-            map_id: self.map_id,
+            map_id: self.map_id(),
             cpus,
             total,
             taken,
@@ -395,16 +304,6 @@ mod tests {
         v[..8].copy_from_slice(&packets.to_ne_bytes());
         v[8..16].copy_from_slice(&bytes.to_ne_bytes());
         v
-    }
-
-    #[test]
-    fn cpu_lists_parse_like_sysfs_writes_them() {
-        assert_eq!(parse_cpu_list("0-3\n").unwrap(), vec![0, 1, 2, 3]);
-        assert_eq!(parse_cpu_list("0,2-3,7").unwrap(), vec![0, 2, 3, 7]);
-        assert_eq!(parse_cpu_list("0").unwrap(), vec![0]);
-        assert_eq!(parse_cpu_list("\n").unwrap(), Vec::<u32>::new());
-        assert!(parse_cpu_list("3-1").is_err());
-        assert!(parse_cpu_list("a").is_err());
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub fn btf_data(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SyscallError> {
 /// # Safety
 ///
 /// `prev` and `next` must each hold the map's key size in bytes.
-pub unsafe fn map_next_key(
+pub(crate) unsafe fn map_next_key(
     map: BorrowedFd<'_>,
     prev: Option<&[u8]>,
     next: &mut [u8],
@@ -210,7 +210,7 @@ pub enum Batch {
 /// `in_batch` and `out_batch` must hold the map's key size and at least 8
 /// bytes; `keys` must hold `count` keys and `values` `count` values (for
 /// a per-CPU map, `round_up(value_size, 8)` bytes per possible CPU each).
-pub unsafe fn map_lookup_batch(
+pub(crate) unsafe fn map_lookup_batch(
     map: BorrowedFd<'_>,
     in_batch: Option<&[u8]>,
     out_batch: &mut [u8],

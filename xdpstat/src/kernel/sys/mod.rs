@@ -346,7 +346,7 @@ pub fn xdp_links_on(ifindex: u32) -> Result<Vec<(OwnedFd, LinkInfo)>, SyscallErr
 /// `key` must be the map's key size, and `value` must hold what the kernel
 /// writes: `value_size` bytes, or for a per-CPU map `round_up(value_size, 8)`
 /// bytes for every possible CPU.
-pub unsafe fn map_lookup(
+pub(crate) unsafe fn map_lookup(
     map: BorrowedFd<'_>,
     key: &[u8],
     value: &mut [u8],

@@ -21,101 +21,25 @@
 
 use std::{
     collections::VecDeque,
-    fs, io,
     os::fd::{AsFd, OwnedFd},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use thiserror::Error;
 
 use crate::inspect::btf::{Btf, BtfError, BtfValue, VMLINUX_BTF};
-use crate::{
-    bpffs,
-    sys::{
-        self,
-        maps::{self as sysmaps, FdKind, MapInfo},
-        stats, SyscallError,
-    },
+pub use crate::kernel::map::MapRef;
+use crate::kernel::{
+    map::{open_fd, MapError, MapInfo, MapType, OpenMap},
+    sys::{maps as sysmaps, SyscallError},
 };
-
-/// Which map to dump: an id, or a path on bpffs where it is pinned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MapRef {
-    /// `BPF_MAP_GET_FD_BY_ID`.
-    Id(u32),
-    /// `BPF_OBJ_GET`.
-    Pinned(PathBuf),
-}
-
-impl MapRef {
-    /// Reads a command-line argument: all digits is an id, anything else a
-    /// path (write `./42` for a file named 42).
-    ///
-    /// # Errors
-    ///
-    /// [`DumpError::BadId`] for digits beyond `u32`, or an empty argument.
-    pub fn parse(arg: &str) -> Result<Self, DumpError> {
-        if arg.is_empty() {
-            return Err(DumpError::BadId {
-                arg: arg.to_owned(),
-            });
-        }
-        if arg.bytes().all(|b| b.is_ascii_digit()) {
-            return arg.parse().map(Self::Id).map_err(|_| DumpError::BadId {
-                arg: arg.to_owned(),
-            });
-        }
-        Ok(Self::Pinned(PathBuf::from(arg)))
-    }
-}
 
 /// Why a map could not be dumped.
 #[derive(Debug, Error)]
 pub enum DumpError {
-    /// The argument is all digits but no map id.
-    #[error("{arg:?} is not a map id (ids are 1 to 4294967295) or a pinned path")]
-    BadId {
-        /// The argument.
-        arg: String,
-    },
-    /// No map has this id.
-    #[error("no map has id {id}")]
-    NoSuchId {
-        /// The id.
-        id: u32,
-    },
-    /// Nothing exists at the path.
-    #[error("nothing is pinned at {}", path.display())]
-    NotPinned {
-        /// The path.
-        path: PathBuf,
-    },
-    /// The path is not on a BPF filesystem.
-    #[error("{} is not on bpffs: maps are pinned on a BPF filesystem, such as /sys/fs/bpf", path.display())]
-    NotBpffs {
-        /// The path.
-        path: PathBuf,
-    },
-    /// The path is a directory on bpffs.
-    #[error("{} is a directory, not a pinned map", path.display())]
-    IsDirectory {
-        /// The path.
-        path: PathBuf,
-    },
-    /// Something other than a map is pinned there.
-    #[error(
-        "{}; `xdpstat map list` shows the maps, and `xdpstat map pin ID PATH` pins one",
-        not_a_map(path, *kind, *id)
-    )]
-    NotAMap {
-        /// The path.
-        path: PathBuf,
-        /// What is pinned there: [`FdKind::Other`] for a file on bpffs
-        /// that holds no BPF object that can be opened.
-        kind: FdKind,
-        /// The object's id, when it could be read.
-        id: Option<u32>,
-    },
+    /// The map could not be opened: a bad id or path, or not a map.
+    #[error(transparent)]
+    Map(#[from] MapError),
     /// The map's type has no values a lookup can read.
     #[error("map {id} is a {type_name} map, which cannot be dumped: {why}")]
     NotDumpable {
@@ -135,15 +59,6 @@ pub enum DumpError {
         #[source]
         source: SyscallError,
     },
-    /// Another I/O failure: the path, or the list of CPUs.
-    #[error("{what}")]
-    Io {
-        /// What xdpstat was doing.
-        what: String,
-        /// The failure.
-        #[source]
-        source: io::Error,
-    },
     /// Keys kept changing under the walk (a hash map under heavy churn
     /// restarts `GET_NEXT_KEY` from the top when its key is deleted).
     #[error("map {id} changed too fast to dump: stopped after {steps} keys")]
@@ -159,33 +74,11 @@ impl DumpError {
     /// Whether the error is in the input (exit code 2) rather than a
     /// failed operation: a bad id or path, or a map that cannot be dumped.
     pub const fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Self::BadId { .. }
-                | Self::NoSuchId { .. }
-                | Self::NotPinned { .. }
-                | Self::NotBpffs { .. }
-                | Self::IsDirectory { .. }
-                | Self::NotAMap { .. }
-                | Self::NotDumpable { .. }
-        )
-    }
-}
-
-/// What is at `path` instead of a map, e.g. "/sys/fs/bpf/p is a pinned BPF
-/// program (id 42), not a map".
-fn not_a_map(path: &Path, kind: FdKind, id: Option<u32>) -> String {
-    let path = path.display();
-    let what = match kind {
-        FdKind::Map => "map",
-        FdKind::Prog => "program",
-        FdKind::Link => "link",
-        FdKind::Btf => "BTF object",
-        FdKind::Other => return format!("{path} holds no BPF object, so it is not a map's pin"),
-    };
-    match id {
-        Some(id) => format!("{path} is a pinned BPF {what} (id {id}), not a map"),
-        None => format!("{path} is a pinned BPF {what}, not a map"),
+        match self {
+            Self::Map(e) => e.is_usage(),
+            Self::NotDumpable { .. } => true,
+            Self::Syscall { .. } | Self::Unstable { .. } => false,
+        }
     }
 }
 
@@ -194,20 +87,9 @@ fn syscall(what: impl Into<String>) -> impl FnOnce(SyscallError) -> DumpError {
     move |source| DumpError::Syscall { what, source }
 }
 
-/// `BPF_MAP_TYPE_PERCPU_HASH` and friends: one value per possible CPU.
-pub const fn is_per_cpu(map_type: u32) -> bool {
-    matches!(map_type, 5 | 6 | 10 | 21)
-}
-
-/// Types whose empty slots a lookup reports as `ENOENT`: program arrays
-/// and maps of maps. bpftool leaves those slots out.
-const fn skips_empty_slots(map_type: u32) -> bool {
-    matches!(map_type, 3 | 12 | 13)
-}
-
 /// A map type's name as libbpf spells it, e.g. `percpu_array`.
 pub fn type_name(map_type: u32) -> Option<&'static str> {
-    super::maps::MapType(map_type).name()
+    MapType(map_type).name()
 }
 
 /// Why a map of this type cannot be dumped, if it cannot.
@@ -337,81 +219,7 @@ impl MapDump {
 }
 
 fn describe_type(map_type: u32) -> String {
-    super::maps::MapType(map_type).to_string()
-}
-
-/// Opens a map by id or pin, with errors that say which input was wrong.
-///
-/// # Errors
-///
-/// [`DumpError::NoSuchId`], [`DumpError::NotPinned`],
-/// [`DumpError::NotBpffs`], [`DumpError::IsDirectory`],
-/// [`DumpError::NotAMap`], or a failed syscall.
-pub fn open(map: &MapRef) -> Result<OwnedFd, DumpError> {
-    match map {
-        MapRef::Id(id) => sysmaps::map_fd_by_id(*id).map_err(|e| {
-            if e.errno() == Some(libc::ENOENT) {
-                DumpError::NoSuchId { id: *id }
-            } else {
-                syscall(format!("opening map {id}"))(e)
-            }
-        }),
-        MapRef::Pinned(path) => open_pinned(path),
-    }
-}
-
-fn open_pinned(path: &Path) -> Result<OwnedFd, DumpError> {
-    let io_err = |source: io::Error| DumpError::Io {
-        what: format!("reading {}", path.display()),
-        source,
-    };
-    let meta = match fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(DumpError::NotPinned {
-                path: path.to_owned(),
-            })
-        }
-        Err(e) => return Err(io_err(e)),
-    };
-    if !bpffs::is_bpffs(path).map_err(io_err)? {
-        return Err(DumpError::NotBpffs {
-            path: path.to_owned(),
-        });
-    }
-    if meta.is_dir() {
-        return Err(DumpError::IsDirectory {
-            path: path.to_owned(),
-        });
-    }
-    let no_object = || DumpError::NotAMap {
-        path: path.to_owned(),
-        kind: FdKind::Other,
-        id: None,
-    };
-    let fd = sys::obj_get(path).map_err(|e| match e.errno() {
-        // Unpinned since the check above, or a file that holds nothing,
-        // such as bpffs's own `progs.debug` when its iterator is gone.
-        Some(libc::ENOENT) if path.symlink_metadata().is_err() => DumpError::NotPinned {
-            path: path.to_owned(),
-        },
-        Some(libc::ENOENT) => no_object(),
-        // BPF_OBJ_GET of a bpffs inode that is no pin.
-        Some(libc::EACCES) => no_object(),
-        _ => syscall(format!("opening {}", path.display()))(e),
-    })?;
-    match sysmaps::fd_kind(fd.as_fd()).map_err(io_err)? {
-        FdKind::Map => Ok(fd),
-        kind => Err(DumpError::NotAMap {
-            path: path.to_owned(),
-            kind,
-            // One read of /proc/self/fdinfo; the message does without it.
-            id: stats::fdinfo(fd.as_fd())
-                .ok()
-                .map(|info| info.id)
-                .filter(|&id| id != 0),
-        }),
-    }
+    MapType(map_type).to_string()
 }
 
 /// Dumps a map by id or pin into memory. (The CLI streams instead, with
@@ -428,7 +236,7 @@ pub fn dump(map: &MapRef) -> Result<MapDump, DumpError> {
 /// CPUs for a per-CPU map, and its BTF.
 #[derive(Debug)]
 pub struct MapReader {
-    fd: OwnedFd,
+    map: OpenMap,
     /// What the kernel says of the map.
     pub info: MapInfo,
     /// Whether values come one per CPU.
@@ -446,9 +254,9 @@ impl MapReader {
     ///
     /// # Errors
     ///
-    /// See [`open`] and [`MapReader::from_fd`].
+    /// See [`open_fd`] and [`MapReader::from_fd`].
     pub fn open(map: &MapRef) -> Result<Self, DumpError> {
-        Self::from_fd(open(map)?)
+        Self::from_fd(open_fd(map)?)
     }
 
     /// Reads an open map's info and BTF.
@@ -466,18 +274,15 @@ impl MapReader {
                 why,
             });
         }
-        let per_cpu = is_per_cpu(info.map_type);
-        let cpus = if per_cpu {
-            possible_cpus()?
-        } else {
-            Vec::new()
-        };
+        let map = OpenMap::from_fd(fd)?;
+        let per_cpu = map.map_type().is_per_cpu();
+        let cpus = map.cpus.possible.clone();
         let (btf, btf_error) = match load_btf(&info) {
             Ok(btf) => (btf, None),
             Err(e) => (None, Some(e)),
         };
         Ok(Self {
-            fd,
+            map,
             info,
             per_cpu,
             cpus,
@@ -604,12 +409,6 @@ impl Entries<'_> {
         )
     }
 
-    /// Bytes of one lookup's value: one padded value per possible CPU for
-    /// a per-CPU map.
-    fn value_len(&self) -> usize {
-        self.stride * self.map.cpus.len().max(1)
-    }
-
     fn count(&mut self, n: u64) -> Result<(), DumpError> {
         self.steps += n;
         if self.steps > walk_limit(&self.map.info) {
@@ -629,25 +428,10 @@ impl Entries<'_> {
         };
         let map = self.map;
         let key_size = map.info.key_size as usize;
-        let value_len = self.stride * map.cpus.len().max(1);
-        let mut out_token = vec![0u8; key_size.max(8)];
-        let mut keys = vec![0u8; key_size * *count as usize];
-        let mut values = vec![0u8; value_len * *count as usize];
-        // SAFETY: tokens are at least the key size and 8 bytes; the key and
-        // value buffers hold `count` entries each, per-CPU values padded.
-        let result = unsafe {
-            sysmaps::map_lookup_batch(
-                map.fd.as_fd(),
-                token.as_deref(),
-                &mut out_token,
-                &mut keys,
-                &mut values,
-                *count,
-            )
-        };
-        let (n, more) = match result {
-            Ok(sysmaps::Batch::More(n)) => (n, true),
-            Ok(sysmaps::Batch::Done(n)) => (n, false),
+        let value_len = map.map.value_len();
+        let result = map.map.lookup_batch(token.as_deref(), *count);
+        let read = match result {
+            Ok(read) => read,
             // A hash bucket larger than the batch: try a larger batch, or
             // go on key by key from the last key read.
             Err(e) if e.errno() == Some(libc::ENOSPC) => {
@@ -674,11 +458,12 @@ impl Entries<'_> {
                 ))(e))
             }
         };
-        let n = (n as usize).min(*count as usize);
-        *token = Some(out_token);
-        if !more {
+        let n = read.keys.len() / key_size.max(1);
+        *token = Some(read.token);
+        if !read.more {
             self.walk = Walk::BatchDone;
         }
+        let (keys, values) = (read.keys, read.values);
         self.count(n as u64)?;
         for i in 0..n {
             let entry = Entry {
@@ -697,26 +482,20 @@ impl Entries<'_> {
     /// The next entry of the key-by-key walk.
     fn step(&mut self) -> Result<Option<Entry>, DumpError> {
         let map = self.map;
-        let fd = map.fd.as_fd();
-        if self.value.is_empty() {
-            self.value = vec![0; self.value_len()];
-        }
         loop {
-            let mut next = vec![0u8; map.info.key_size as usize];
-            // SAFETY: both keys are the map's key size, from its own info.
-            let more = unsafe { sysmaps::map_next_key(fd, self.key.as_deref(), &mut next) }
-                .map_err(syscall(format!("walking the keys of map {}", map.info.id)))?;
-            if !more {
+            let Some(next) = map
+                .map
+                .next_key(self.key.as_deref())
+                .map_err(syscall(format!("walking the keys of map {}", map.info.id)))?
+            else {
                 return Ok(None);
-            }
+            };
             self.key = Some(next.clone());
             self.count(1)?;
-            // SAFETY: `next` is the key size; `value` holds one padded
-            // value per possible CPU for a per-CPU map, else one value.
-            let values = match unsafe { sys::map_lookup(fd, &next, &mut self.value) } {
+            let values = match map.map.lookup_into(&next, &mut self.value) {
                 Ok(()) => self.values(&self.value),
                 Err(e) => match e.errno() {
-                    Some(libc::ENOENT) if skips_empty_slots(map.info.map_type) => continue,
+                    Some(libc::ENOENT) if map.map.map_type().skips_empty_slots() => continue,
                     errno => Values::Unreadable(errno.unwrap_or(libc::EIO)),
                 },
             };
@@ -753,17 +532,6 @@ impl Iterator for Entries<'_> {
     }
 }
 
-/// The possible CPUs, whose number sizes a per-CPU lookup.
-fn possible_cpus() -> Result<Vec<u32>, DumpError> {
-    const PATH: &str = "/sys/devices/system/cpu/possible";
-    fs::read_to_string(PATH)
-        .and_then(|text| crate::counters::parse_cpu_list(&text))
-        .map_err(|source| DumpError::Io {
-            what: format!("reading {PATH}"),
-            source,
-        })
-}
-
 /// The map's BTF, if it names any: its own object by id, or the kernel's
 /// for a struct_ops value.
 fn load_btf(info: &MapInfo) -> Result<Option<MapBtf>, String> {
@@ -788,23 +556,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arguments() {
-        assert_eq!(MapRef::parse("42").unwrap(), MapRef::Id(42));
-        assert_eq!(
-            MapRef::parse("/sys/fs/bpf/x").unwrap(),
-            MapRef::Pinned(PathBuf::from("/sys/fs/bpf/x"))
-        );
-        assert_eq!(
-            MapRef::parse("./42").unwrap(),
-            MapRef::Pinned(PathBuf::from("./42"))
-        );
-        let err = MapRef::parse("99999999999").unwrap_err();
-        assert!(err.is_usage());
-        assert!(err.to_string().contains("not a map id"), "{err}");
-        assert!(MapRef::parse("").unwrap_err().is_usage());
-    }
-
-    #[test]
     fn batches_shrink_for_large_values() {
         let info = |key_size, max_entries| MapInfo {
             key_size,
@@ -819,39 +570,12 @@ mod tests {
     }
 
     #[test]
-    fn a_pin_of_something_else_says_what_it_is() {
-        let prog = DumpError::NotAMap {
-            path: "/sys/fs/bpf/p".into(),
-            kind: FdKind::Prog,
-            id: Some(42),
-        };
-        assert_eq!(
-            prog.to_string(),
-            "/sys/fs/bpf/p is a pinned BPF program (id 42), not a map; `xdpstat map list` shows the maps, and `xdpstat map pin ID PATH` pins one"
-        );
-        let link = DumpError::NotAMap {
-            path: "/sys/fs/bpf/l".into(),
-            kind: FdKind::Link,
-            id: None,
-        };
-        assert!(link
-            .to_string()
-            .starts_with("/sys/fs/bpf/l is a pinned BPF link, not a map;"));
-        let nothing = DumpError::NotAMap {
-            path: "/sys/fs/bpf/progs.debug".into(),
-            kind: FdKind::Other,
-            id: None,
-        };
-        assert!(nothing.to_string().contains("holds no BPF object"));
-        assert!(prog.is_usage() && link.is_usage() && nothing.is_usage());
-    }
-
-    #[test]
     fn map_types() {
         assert_eq!(type_name(6), Some("percpu_array"));
         assert_eq!(type_name(33), Some("arena"));
         assert_eq!(type_name(1000), None);
-        assert!(is_per_cpu(6) && is_per_cpu(5) && is_per_cpu(10) && !is_per_cpu(2));
+        let per_cpu = |t| MapType(t).is_per_cpu();
+        assert!(per_cpu(6) && per_cpu(5) && per_cpu(10) && !per_cpu(2));
         assert!(not_dumpable(27).is_some());
         assert!(not_dumpable(1).is_none() && not_dumpable(3).is_none());
     }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    fmt, fs, io,
+    fs, io,
     os::fd::AsFd,
     path::{Path, PathBuf},
 };
@@ -24,73 +24,7 @@ use crate::{
     },
 };
 
-/// libbpf's names of `BPF_MAP_TYPE_*`, by number, as bpftool prints them.
-const MAP_TYPE_NAMES: [&str; 34] = [
-    "unspec",
-    "hash",
-    "array",
-    "prog_array",
-    "perf_event_array",
-    "percpu_hash",
-    "percpu_array",
-    "stack_trace",
-    "cgroup_array",
-    "lru_hash",
-    "lru_percpu_hash",
-    "lpm_trie",
-    "array_of_maps",
-    "hash_of_maps",
-    "devmap",
-    "sockmap",
-    "cpumap",
-    "xskmap",
-    "sockhash",
-    "cgroup_storage",
-    "reuseport_sockarray",
-    "percpu_cgroup_storage",
-    "queue",
-    "stack",
-    "sk_storage",
-    "devmap_hash",
-    "struct_ops",
-    "ringbuf",
-    "inode_storage",
-    "task_storage",
-    "bloom_filter",
-    "user_ringbuf",
-    "cgrp_storage",
-    "arena",
-];
-
-/// A map type (`BPF_MAP_TYPE_*`). It serializes as bpftool's name, or as
-/// the bare number for a type newer than xdpstat.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MapType(pub u32);
-
-impl MapType {
-    /// bpftool's name for the type, if xdpstat knows it.
-    pub fn name(self) -> Option<&'static str> {
-        MAP_TYPE_NAMES.get(self.0 as usize).copied()
-    }
-}
-
-impl fmt::Display for MapType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "type {}", self.0),
-        }
-    }
-}
-
-impl Serialize for MapType {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.name() {
-            Some(name) => s.serialize_str(name),
-            None => s.serialize_u32(self.0),
-        }
-    }
-}
+pub use crate::kernel::map::MapType;
 
 /// A program that uses a map. It serializes as its id alone, so that a
 /// map's `programs` is a list of ids in JSON; the name is for text.
