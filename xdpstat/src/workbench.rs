@@ -17,7 +17,7 @@ use crate::{
     bpfobj::{BpfObject, LineTable, LinkedProgram, ObjectError, SourceFiles, XdpProgram},
     verifier::{
         diagnose::{self, Diagnosis, ErrorSite, Kind, SourceRef, Sources},
-        log::{self, Annotation, ParsedLog, Stats},
+        log::{self, Annotation, LogError, ParsedLog, Stats},
         nullcheck,
     },
 };
@@ -568,12 +568,12 @@ pub fn errno_text(e: &io::Error) -> String {
 ///
 /// # Errors
 ///
-/// Read errors.
+/// [`LogError`] for read errors and input that is not a verifier log.
 pub fn explain(
     reader: impl BufRead,
     obj: Option<(&BpfObject, &XdpProgram)>,
     src_dirs: &[PathBuf],
-) -> io::Result<(ProgramReport, ParsedLog)> {
+) -> Result<(ProgramReport, ParsedLog), LogError> {
     let parsed = log::parse_reader(reader)?;
     let linked = obj.and_then(|(o, p)| o.linked(p).ok());
     let src = source_dirs(obj.map(|(o, _)| o.path()), src_dirs);
