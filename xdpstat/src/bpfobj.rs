@@ -10,7 +10,7 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    fs, io,
+    io,
     path::{Path, PathBuf},
 };
 
@@ -18,10 +18,18 @@ use aya_obj::generated::bpf_insn;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind};
 use thiserror::Error;
 
-use crate::insn::{DecodeError, Insn, Resolver};
+use crate::{
+    guard::{self, AyaPanic},
+    input::{self, InputError},
+    insn::{DecodeError, Insn, Resolver},
+};
+
+mod validate;
 
 /// `EM_BPF`.
 const EM_BPF: u16 = 247;
+/// What every ELF file starts with.
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 
 /// A problem with the object file itself.
 #[derive(Debug, Error)]
@@ -34,6 +42,13 @@ pub enum ObjectError {
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// A device, FIFO or directory, or a file too big to be an object.
+    #[error("{source}; give the .o file that clang -target bpf or bpf-linker produced")]
+    Unusable {
+        /// What is wrong with it.
+        #[source]
+        source: InputError,
     },
     /// Not an ELF file, or a truncated or corrupt one.
     #[error("{} is not a valid ELF object ({reason}); give the .o file that clang -target bpf or bpf-linker produced", path.display())]
@@ -76,6 +91,15 @@ pub enum ObjectError {
         path: PathBuf,
         /// `section (function)` for each.
         choices: Vec<String>,
+    },
+    /// The ELF structure is inconsistent in a way that would crash aya-obj,
+    /// or aya-obj failed on it.
+    #[error("{} is malformed: {reason}; rebuild it with clang -target bpf or bpf-linker", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is inconsistent.
+        reason: String,
     },
     /// aya-obj could not make sense of the object.
     #[error("{}: {reason}", path.display())]
@@ -199,10 +223,25 @@ impl BpfObject {
     /// [`ObjectError`] for a missing, non-ELF, truncated or non-BPF file,
     /// or one without XDP programs.
     pub fn open(path: &Path) -> Result<Self, ObjectError> {
-        let bytes = fs::read(path).map_err(|source| ObjectError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let input_error = |e: InputError| match e {
+            InputError::Open { path, source } => ObjectError::Read { path, source },
+            e => ObjectError::Unusable { source: e },
+        };
+        let (mut file, size) = input::open(path, input::MAX_OBJECT_BYTES).map_err(input_error)?;
+        // The magic first: a big file that is no object is not read.
+        let magic =
+            input::read_prefix(&mut file, ELF_MAGIC.len()).map_err(|source| ObjectError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        if magic != ELF_MAGIC {
+            return Err(ObjectError::NotElf {
+                path: path.to_owned(),
+                reason: "no ELF magic at its start".to_owned(),
+            });
+        }
+        let bytes = input::read_rest(path, file, size, magic, input::MAX_OBJECT_BYTES)
+            .map_err(input_error)?;
         Self::from_bytes(path, bytes)
     }
 
@@ -216,7 +255,7 @@ impl BpfObject {
             path: path.to_owned(),
             reason,
         };
-        if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
+        if !bytes.starts_with(ELF_MAGIC) {
             return Err(not_elf("no ELF magic at its start".to_owned()));
         }
         let file =
@@ -238,6 +277,11 @@ impl BpfObject {
                 )));
             }
         }
+        let malformed = |reason: String| ObjectError::Malformed {
+            path: path.to_owned(),
+            reason,
+        };
+        validate::check(&file).map_err(malformed)?;
         let mut programs = Vec::new();
         let mut executable = Vec::new();
         for section in file.sections() {
@@ -292,6 +336,18 @@ impl BpfObject {
                 reason,
             })?
         };
+        // What aya-obj cannot parse fails here, for every command alike,
+        // rather than in whichever later step parses it first.
+        match guard::aya(|| aya_obj::Object::parse(&for_aya)) {
+            Err(panic) => return Err(malformed(panic.to_string())),
+            Ok(Err(e)) => {
+                return Err(ObjectError::Parse {
+                    path: path.to_owned(),
+                    reason: format!("aya-obj cannot parse it: {}", crate::error::chain(&e)),
+                })
+            }
+            Ok(Ok(_)) => {}
+        }
         Ok(Self {
             path: path.to_owned(),
             bytes,
@@ -438,12 +494,8 @@ impl BpfObject {
         program: &XdpProgram,
         fds: &std::collections::HashMap<String, i32>,
     ) -> Result<KernelProgram, ObjectError> {
-        guarded(|| self.for_kernel_unguarded(program, fds)).map_err(|reason| {
-            ObjectError::Parse {
-                path: self.path.clone(),
-                reason,
-            }
-        })?
+        guard::aya(|| self.for_kernel_unguarded(program, fds))
+            .map_err(|panic| self.malformed(&panic))?
     }
 
     fn for_kernel_unguarded(
@@ -455,9 +507,8 @@ impl BpfObject {
             path: self.path.clone(),
             reason,
         };
-        let mut obj = guarded(|| aya_obj::Object::parse(&self.for_aya))
-            .map_err(&parse_error)?
-            .map_err(|e| parse_error(e.to_string()))?;
+        let mut obj =
+            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
         let features = aya::features();
         let btf = match features.btf() {
             Some(btf_features) => obj
@@ -571,10 +622,15 @@ impl BpfObject {
         program: &XdpProgram,
         fd_of: impl FnMut(usize, &str) -> i32,
     ) -> Result<aya_obj::Function, ObjectError> {
-        guarded(|| self.link_unguarded(program, fd_of)).map_err(|reason| ObjectError::Parse {
+        guard::aya(|| self.link_unguarded(program, fd_of))
+            .map_err(|panic| self.malformed(&panic))?
+    }
+
+    fn malformed(&self, panic: &AyaPanic) -> ObjectError {
+        ObjectError::Malformed {
             path: self.path.clone(),
-            reason,
-        })?
+            reason: panic.to_string(),
+        }
     }
 
     fn link_unguarded(
@@ -586,9 +642,8 @@ impl BpfObject {
             path: self.path.clone(),
             reason,
         };
-        let mut obj = guarded(|| aya_obj::Object::parse(&self.for_aya))
-            .map_err(&parse_error)?
-            .map_err(|e| parse_error(e.to_string()))?;
+        let mut obj =
+            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
         let text_sections: HashSet<usize> =
             obj.functions.keys().map(|(section, _)| *section).collect();
         let mut maps: Vec<(String, aya_obj::Map)> = obj
@@ -619,17 +674,6 @@ impl BpfObject {
             .remove(&prog.function_key())
             .ok_or_else(|| parse_error(format!("no function for program '{}'", program.name)))
     }
-}
-
-/// Runs aya-obj code on an untrusted object: aya-obj 0.3 panics on some
-/// malformed ELF and BTF (slicing past the end) instead of returning an
-/// error. The panic becomes an error, without the default hook's message.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    result.map_err(|_| "the object is malformed (its ELF or BTF data is inconsistent)".to_owned())
 }
 
 fn elf_machine(bytes: &[u8]) -> Option<u16> {
@@ -893,14 +937,13 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
     }
     // The BTF.ext records name their section through the .BTF strings.
     let file = object::File::parse(bytes).map_err(|e| e.to_string())?;
-    let (Some(btf), Some(ext)) = (
+    let (Some(btf), Some(_)) = (
         file.section_by_name(".BTF"),
         file.section_by_name(".BTF.ext"),
     ) else {
         return Ok(out);
     };
-    let (Some((btf_off, _)), Some((ext_off, ext_len))) = (btf.file_range(), ext.file_range())
-    else {
+    let Some((btf_off, _)) = btf.file_range() else {
         return Ok(out);
     };
     let btf_data = btf.data().map_err(|e| e.to_string())?;
@@ -925,47 +968,11 @@ fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, St
             .ok_or(".BTF strings run past the end of the file")?;
         slot.copy_from_slice(b"xdp\0");
     }
-    let ext_range = ext_off as usize..(ext_off + ext_len) as usize;
-    check_btf_ext(
-        out.get(ext_range)
-            .ok_or(".BTF.ext runs past the end of the file")?,
-    )?;
     Ok(out)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Checks that the BTF.ext records are readable (their section names now
-/// read `xdp` through the rewritten strings).
-fn check_btf_ext(ext: &[u8]) -> Result<(), String> {
-    let u32_at = |o: usize| -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            ext.get(o..o + 4)
-                .ok_or(".BTF.ext is truncated")?
-                .try_into()
-                .expect("4 bytes"),
-        ))
-    };
-    if ext.get(..2) != Some(&[0x9f, 0xeb]) {
-        return Err("malformed .BTF.ext header".to_owned());
-    }
-    let hdr_len = u32_at(4)? as usize;
-    for table in [8usize, 16] {
-        let off = hdr_len + u32_at(table)? as usize;
-        let len = u32_at(table + 4)? as usize;
-        if len == 0 {
-            continue;
-        }
-        let rec_size = u32_at(off)? as usize;
-        let mut pos = off + 4;
-        while pos < off + len {
-            let num_info = u32_at(pos + 4)? as usize;
-            pos += 8 + num_info * rec_size;
-        }
-    }
-    Ok(())
 }
 
 /// Finds source files named by line info: as recorded, next to the object,
@@ -1023,8 +1030,13 @@ impl SourceFiles {
         if !self.cache.contains_key(file) {
             let lines = self
                 .find(file)
-                .and_then(|p| fs::read_to_string(p).ok())
-                .map(|text| text.lines().map(str::to_owned).collect());
+                .and_then(|p| input::read(&p, input::MAX_SOURCE_BYTES).ok())
+                .map(|bytes| {
+                    String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .map(str::to_owned)
+                        .collect()
+                });
             self.cache.insert(file.to_owned(), lines);
         }
         self.cache

@@ -10,6 +10,8 @@ pub mod bpfobj;
 pub mod cli;
 pub mod dwarf;
 pub mod error;
+pub mod guard;
+pub mod input;
 pub mod insn;
 pub mod inspect;
 pub mod kernel;

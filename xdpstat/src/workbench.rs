@@ -14,10 +14,10 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
-    bpfobj::{BpfObject, LineTable, LinkedProgram, SourceFiles, XdpProgram},
+    bpfobj::{BpfObject, LineTable, LinkedProgram, ObjectError, SourceFiles, XdpProgram},
     verifier::{
         diagnose::{self, Diagnosis, ErrorSite, Kind, SourceRef, Sources},
-        log::{self, Annotation, ParsedLog, Stats},
+        log::{self, Annotation, LogError, ParsedLog, Stats},
         nullcheck,
     },
 };
@@ -38,6 +38,10 @@ pub enum WorkbenchError {
         /// Why.
         reason: String,
     },
+    /// The object is malformed in a way aya only found while preparing
+    /// it (an input error, exit 2, like the other [`ObjectError`]s).
+    #[error("{0}")]
+    Object(#[source] ObjectError),
 }
 
 /// The kernel's answer to one program.
@@ -78,17 +82,26 @@ pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict
         path: obj.path().display().to_string(),
         reason,
     };
-    let ebpf = EbpfLoader::new()
-        .verifier_log_level(VerifierLogLevel::DISABLE)
-        .load(obj.bytes_for_aya())
-        .map_err(|e| prepare(crate::error::chain(&e)))?;
+    let ebpf = crate::guard::aya(|| {
+        EbpfLoader::new()
+            .verifier_log_level(VerifierLogLevel::DISABLE)
+            .load(obj.bytes_for_aya())
+    })
+    .map_err(|panic| {
+        WorkbenchError::Object(ObjectError::Malformed {
+            path: obj.path().to_owned(),
+            reason: panic.to_string(),
+        })
+    })?
+    .map_err(|e| prepare(crate::error::chain(&e)))?;
     let fds = ebpf
         .maps()
         .map(|(name, map)| (name.to_owned(), map_data(map).fd().as_fd().as_raw_fd()))
         .collect();
-    let kernel = obj
-        .for_kernel(program, &fds)
-        .map_err(|e| prepare(e.to_string()))?;
+    let kernel = obj.for_kernel(program, &fds).map_err(|e| match e {
+        ObjectError::Malformed { .. } => WorkbenchError::Object(e),
+        e => prepare(e.to_string()),
+    })?;
     // Without its BTF the kernel still verifies the program, only without
     // source annotations; aya proceeds the same way for XDP.
     let btf = kernel
@@ -555,12 +568,12 @@ pub fn errno_text(e: &io::Error) -> String {
 ///
 /// # Errors
 ///
-/// Read errors.
+/// [`LogError`] for read errors and input that is not a verifier log.
 pub fn explain(
     reader: impl BufRead,
     obj: Option<(&BpfObject, &XdpProgram)>,
     src_dirs: &[PathBuf],
-) -> io::Result<(ProgramReport, ParsedLog)> {
+) -> Result<(ProgramReport, ParsedLog), LogError> {
     let parsed = log::parse_reader(reader)?;
     let linked = obj.and_then(|(o, p)| o.linked(p).ok());
     let src = source_dirs(obj.map(|(o, _)| o.path()), src_dirs);

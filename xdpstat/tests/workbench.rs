@@ -252,15 +252,26 @@ fn bad_objects_and_logs_are_usage_errors() {
         &["no interface named"],
     );
 
-    // A garbage log is reported, not crashed on.
+    // A garbage log is refused, not crashed on nor echoed.
     let garbage = dir.join("garbage.log");
     let mut f = std::fs::File::create(&garbage).unwrap();
     f.write_all(b"\x00\xff\xfegarbage\n12: (zz) ???\nfrom x to y\n")
         .unwrap();
     let out = xdpstat(&["explain", "--log", garbage.to_str().unwrap(), "--json"]);
+    assert_usage_error(&out, &["is not a verifier log", "binary content"]);
+    assert!(out.stdout.is_empty());
+    // Text without one verifier line in it is refused too, but a log the
+    // kernel cut down to its error message is still explained.
+    std::fs::write(&garbage, "12: (zz) ???\nfrom x to y\n").unwrap();
+    assert_usage_error(
+        &xdpstat(&["explain", "--log", garbage.to_str().unwrap()]),
+        &["is not a verifier log", "no line looks like"],
+    );
+    std::fs::write(&garbage, "R0 invalid mem access 'map_value_or_null'\n").unwrap();
+    let out = xdpstat(&["explain", "--log", garbage.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON even for garbage");
-    assert_eq!(json["programs"][0]["diagnosis"]["kind"], "unknown");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert_eq!(json["programs"][0]["diagnosis"]["kind"], "null-check");
     let empty = dir.join("empty.log");
     std::fs::write(&empty, "").unwrap();
     let out = xdpstat(&["explain", "--log", empty.to_str().unwrap(), "--json"]);

@@ -2,7 +2,6 @@
 //! commands.
 
 use std::{
-    fs::File,
     io::{self, BufRead, BufReader, Write},
     path::{Path, PathBuf},
 };
@@ -15,8 +14,10 @@ use thiserror::Error;
 use crate::{
     attach::{AttachOptions, Mode, Staging, Target},
     bpfobj::{BpfObject, SourceFiles},
+    input::{self, InputError},
     privileges::{self, Capability},
     report,
+    verifier::log::{self, LogError, LogLines},
     workbench::{self, ProgramReport, SourceMap},
 };
 
@@ -289,22 +290,42 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
         Some(o) => Some(o.single(args.sec.as_deref())?.clone()),
         None => None,
     };
+    let stdin = args.log.as_os_str() == "-";
+    let name = if stdin {
+        "standard input".to_owned()
+    } else {
+        args.log.display().to_string()
+    };
     let open = || -> Result<Box<dyn BufRead>> {
-        if args.log.as_os_str() == "-" {
-            Ok(Box::new(BufReader::new(io::stdin())))
-        } else {
-            let unreadable = |e: &dyn std::fmt::Display| {
-                UsageError(format!("cannot read the log {}: {e}", args.log.display()))
-            };
-            if args.log.is_dir() {
-                return Err(unreadable(&"it is a directory").into());
-            }
-            let file = File::open(&args.log).map_err(|e| unreadable(&e))?;
-            Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+        if stdin {
+            return Ok(Box::new(BufReader::new(io::stdin())));
         }
+        let (file, _) = input::open(&args.log, log::MAX_LOG_BYTES).map_err(|e| match e {
+            InputError::Open { source, .. } => {
+                UsageError(format!("cannot read the log {name}: {source}"))
+            }
+            InputError::NotAFile { kind, .. } => UsageError(format!(
+                "cannot read the log {name}: it is {kind}, not a regular file; pipe it in with --log - instead"
+            )),
+            InputError::TooLarge { size, .. } => UsageError(format!(
+                "the log {name} is {}, more than the {} a verifier log can be (the kernel writes at most 1 GiB); give one log",
+                input::size_text(size),
+                input::size_text(log::MAX_LOG_BYTES)
+            )),
+        })?;
+        Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
     };
     let pair = obj.as_ref().zip(program.as_ref());
-    let (r, parsed) = workbench::explain(open()?, pair, &args.src)?;
+    let (r, parsed) = workbench::explain(open()?, pair, &args.src).map_err(|e| match e {
+        LogError::Read(e) => UsageError(format!("cannot read the log {name}: {e}")),
+        LogError::NotALog(why) => UsageError(format!(
+            "{name} is not a verifier log ({why}); give the text the kernel's verifier wrote (bpftool prog load -d, or the log your loader printed)"
+        )),
+        LogError::TooLong => UsageError(format!(
+            "{name} is longer than the {} a verifier log can be (the kernel writes at most 1 GiB); give one log",
+            input::size_text(log::MAX_LOG_BYTES)
+        )),
+    })?;
     let mut out = io::stdout().lock();
     if args.json {
         serde_json::to_writer(
@@ -330,16 +351,10 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
                 None => args.src.clone(),
             };
             let mut sources = SourceMap::new(linked.as_ref(), Some(&parsed), dirs);
-            let mut reader = open()?;
-            // Lossy, like the parser: a stray non-UTF-8 byte must not end
-            // the listing.
-            let lines = std::iter::from_fn(move || {
-                let mut buf = Vec::new();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => None,
-                    Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
-                }
-            });
+            // Read as the parser read it: the same lines, bounded, lossy.
+            let mut reader = LogLines::new(open()?);
+            let lines =
+                std::iter::from_fn(move || reader.next_line().ok().flatten().map(|l| l.text));
             report::write_annotated_log(&mut out, lines, &mut sources)?;
             writeln!(out)?;
         }

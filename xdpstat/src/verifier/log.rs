@@ -16,6 +16,128 @@ use std::{
 };
 
 use serde::Serialize;
+use thiserror::Error;
+
+/// The longest line kept; the rest of a longer line is skipped. The kernel
+/// prints at most 1 KiB per call and a line in a few calls: a level-2
+/// state with a full 512-byte stack is a few KiB.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
+/// The most of one log that is read. The kernel writes at most 1 GiB of
+/// log per load (it refuses bigger buffers); this leaves room for a
+/// loader's wrapping and for several logs in one file.
+pub const MAX_LOG_BYTES: u64 = 4 << 30;
+
+/// Why an input cannot be read as a verifier log.
+#[derive(Debug, Error)]
+pub enum LogError {
+    /// Reading failed.
+    #[error(transparent)]
+    Read(#[from] io::Error),
+    /// Binary content, or text with no line of a verifier log in it.
+    #[error("not a verifier log ({0})")]
+    NotALog(String),
+    /// More than [`MAX_LOG_BYTES`].
+    #[error(
+        "longer than the {} a verifier log can be",
+        crate::input::size_text(MAX_LOG_BYTES)
+    )]
+    TooLong,
+}
+
+/// One line of a log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Line {
+    /// Its text, without the newline; at most [`MAX_LINE_BYTES`], decoded
+    /// lossily (a stray non-UTF-8 byte must not end the log).
+    pub text: String,
+    /// Whether a newline ended it (the last line of a cut log has none).
+    pub newline: bool,
+}
+
+/// The lines of a log, for the parser and for the annotated listing alike,
+/// in memory bounded by [`MAX_LINE_BYTES`] whatever the input.
+///
+/// A log is text: tabs, CRs and newlines are its only control bytes. A NUL
+/// ends it, as the kernel's log buffer is a C string (a loader may have
+/// saved the whole buffer); any other control byte, or a NUL at the start,
+/// is binary content and an error.
+#[derive(Debug)]
+pub struct LogLines<R> {
+    reader: R,
+    offset: u64,
+    done: bool,
+}
+
+impl<R: BufRead> LogLines<R> {
+    /// Lines from `reader`.
+    pub fn new(reader: R) -> Self {
+        Self {
+            reader,
+            offset: 0,
+            done: false,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next line; `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError`] for read errors, binary content and a log over
+    /// [`MAX_LOG_BYTES`].
+    pub fn next_line(&mut self) -> Result<Option<Line>, LogError> {
+        let mut text = Vec::new();
+        let mut any = false;
+        while !self.done {
+            let chunk = match self.reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if chunk.is_empty() {
+                self.done = true;
+                break;
+            }
+            let stop = chunk
+                .iter()
+                .position(|&b| b == b'\n' || (b < 0x20 && b != b'\t' && b != b'\r') || b == 0x7f);
+            let used = stop.unwrap_or(chunk.len());
+            let room = MAX_LINE_BYTES.saturating_sub(text.len());
+            text.extend_from_slice(&chunk[..used.min(room)]);
+            any |= used > 0;
+            let at = self.offset + used as u64;
+            let stop_byte = stop.map(|s| chunk[s]);
+            self.reader.consume(used + usize::from(stop.is_some()));
+            self.offset = at + u64::from(stop.is_some());
+            if self.offset > MAX_LOG_BYTES {
+                return Err(LogError::TooLong);
+            }
+            match stop_byte {
+                None => {}
+                Some(b'\n') => {
+                    return Ok(Some(Line {
+                        text: String::from_utf8_lossy(&text).into_owned(),
+                        newline: true,
+                    }))
+                }
+                Some(0) if at > 0 => self.done = true,
+                Some(b) => {
+                    return Err(LogError::NotALog(format!(
+                        "binary content: byte {b:#04x} at offset {at}"
+                    )))
+                }
+            }
+        }
+        Ok(any.then(|| Line {
+            text: String::from_utf8_lossy(&text).into_owned(),
+            newline: false,
+        }))
+    }
+}
 
 /// How many path steps to remember; older ones fall off.
 const PATH_WINDOW: usize = 1 << 16;
@@ -131,6 +253,10 @@ pub struct ParsedLog {
     pub has_ids: bool,
     /// iproute2's header, if present.
     pub header: Option<LoaderHeader>,
+    /// Lines in the verifier's own syntax (instructions, states, branch
+    /// pops, statistics, a loader's header), which tell a log from other
+    /// text.
+    pub recognized: u64,
     /// Lines read.
     pub lines: u64,
     /// Bytes read.
@@ -425,6 +551,7 @@ impl LogParser {
             return;
         }
         if self.header_line(line) {
+            self.log.recognized += 1;
             return;
         }
         if self.in_live_regs {
@@ -441,9 +568,15 @@ impl LogParser {
         }
         if line.starts_with("Live regs before insn:") {
             self.in_live_regs = true;
+            self.log.recognized += 1;
+            return;
+        }
+        if line.starts_with("func#") {
+            self.log.recognized += 1;
             return;
         }
         if let Some(insn) = insn_line(line) {
+            self.log.recognized += 1;
             let index = insn.index;
             self.log
                 .insns
@@ -470,16 +603,19 @@ impl LogParser {
             return;
         }
         if let Some((from, to, state)) = pop_line(line) {
+            self.log.recognized += 1;
             self.push_step(Step::Pop { from, to });
             self.log.messages.clear();
             self.note_state(to, state, true);
             return;
         }
         if let Some((index, state)) = state_line(line) {
+            self.log.recognized += 1;
             self.note_state(index, state, true);
             return;
         }
         if let Some(rest) = line.strip_prefix("processed ") {
+            self.log.recognized += 1;
             let stats = self.log.stats.get_or_insert_with(Default::default);
             stats.insns_processed = parse_u64_after(rest, "").unwrap_or(0);
             stats.insn_limit = parse_u64_after(rest, "(limit");
@@ -490,6 +626,7 @@ impl LogParser {
             return;
         }
         if let Some(rest) = line.strip_prefix("verification time ") {
+            self.log.recognized += 1;
             self.log
                 .stats
                 .get_or_insert_with(Default::default)
@@ -497,6 +634,7 @@ impl LogParser {
             return;
         }
         if let Some(rest) = line.strip_prefix("stack depth ") {
+            self.log.recognized += 1;
             self.log
                 .stats
                 .get_or_insert_with(Default::default)
@@ -537,31 +675,48 @@ impl LogParser {
 }
 
 /// Parses a whole log from a reader, line by line, in constant memory
-/// (beyond what [`ParsedLog`] keeps).
+/// (beyond what [`ParsedLog`] keeps), and makes sure it is one: text with
+/// at least one line in the verifier's syntax or a message a diagnosis
+/// knows. An empty log (or blank lines only) is not refused: it is a log
+/// with nothing in it, reported as truncated.
 ///
 /// # Errors
 ///
-/// Read errors.
-pub fn parse_reader(mut reader: impl BufRead) -> io::Result<ParsedLog> {
+/// [`LogError`] for read errors, binary content, text that is no verifier
+/// log and input over [`MAX_LOG_BYTES`].
+pub fn parse_reader(reader: impl BufRead) -> Result<ParsedLog, LogError> {
+    let mut lines = LogLines::new(reader);
     let mut parser = LogParser::new();
-    let mut buf = Vec::with_capacity(256);
     let mut ended_with_newline = true;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ended_with_newline = buf.last() == Some(&b'\n');
-        parser.feed_line(&String::from_utf8_lossy(&buf));
+    let mut blank = true;
+    while let Some(line) = lines.next_line()? {
+        ended_with_newline = line.newline;
+        blank &= line.text.trim().is_empty();
+        parser.feed_line(&line.text);
     }
     parser.set_ended_with_newline(ended_with_newline);
-    Ok(parser.finish())
+    let log = parser.finish();
+    let known_message =
+        super::diagnose::classify(&log.messages, None) != super::diagnose::Kind::Unknown;
+    if !blank && log.recognized == 0 && !known_message {
+        return Err(LogError::NotALog(
+            "no line looks like a verifier instruction, state, statistic or error message"
+                .to_owned(),
+        ));
+    }
+    Ok(log)
 }
 
-/// Parses a log held in memory.
+/// Parses a log held in memory, as the kernel gave it: everything is taken
+/// for log text, up to a NUL.
 pub fn parse_str(text: &str) -> ParsedLog {
-    parse_reader(text.as_bytes()).expect("reading from memory cannot fail")
+    let text = text.split('\0').next().unwrap_or_default();
+    let mut parser = LogParser::new();
+    for line in text.split_inclusive('\n') {
+        parser.feed_line(line.strip_suffix('\n').unwrap_or(line));
+    }
+    parser.set_ended_with_newline(text.is_empty() || text.ends_with('\n'));
+    parser.finish()
 }
 
 #[cfg(test)]
@@ -700,6 +855,72 @@ Error fetching program/map!
             "unknown text after no instruction is still reported"
         );
         assert_eq!(log.error_insn(), None);
+    }
+
+    fn lines(bytes: &[u8]) -> Result<Vec<Line>, LogError> {
+        let mut reader = LogLines::new(bytes);
+        std::iter::from_fn(|| reader.next_line().transpose()).collect()
+    }
+
+    #[test]
+    fn a_nul_ends_the_log_and_other_control_bytes_are_binary() {
+        let got = lines(b"0: (b7) r0 = 0\r\n1: (95) exit\n\0\0\0garbage").unwrap();
+        assert_eq!(
+            got.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+            ["0: (b7) r0 = 0\r", "1: (95) exit"]
+        );
+        let cut = lines(b"0: (b7) r0\0").unwrap();
+        assert_eq!(cut.len(), 1);
+        assert!(!cut[0].newline, "a line cut by the NUL");
+        for (bytes, offset) in [(&b"\0log"[..], 0), (b"ab\x01c\n", 2), (b"ok\n\x7fELF", 3)] {
+            match lines(bytes) {
+                Err(LogError::NotALog(why)) => {
+                    assert!(why.ends_with(&format!("at offset {offset}")), "{why}")
+                }
+                other => panic!("{bytes:?}: {other:?}"),
+            }
+        }
+        // Tabs and bytes above 0x7f are text.
+        assert_eq!(
+            lines("\tr1 = 0 ; ü\n".as_bytes()).unwrap()[0].text,
+            "\tr1 = 0 ; ü"
+        );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_clipped() {
+        let mut long = vec![b'x'; MAX_LINE_BYTES * 3];
+        long.extend_from_slice(b"\nnext\n");
+        // Through a small buffer, so the line spans many reads.
+        let got = {
+            let mut reader = LogLines::new(io::BufReader::with_capacity(100, &long[..]));
+            std::iter::from_fn(|| reader.next_line().transpose())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+        };
+        assert_eq!(got[0].text.len(), MAX_LINE_BYTES);
+        assert_eq!(got[1].text, "next");
+    }
+
+    #[test]
+    fn text_without_a_verifier_line_is_not_a_log() {
+        for text in [
+            "Dear reader,\nthis is a letter.\n",
+            "12: (zz) what\nfrom x to y:\n",
+        ] {
+            let err = parse_reader(text.as_bytes()).unwrap_err();
+            assert!(matches!(err, LogError::NotALog(_)), "{text:?}: {err}");
+        }
+        // Nothing at all is a log with nothing in it.
+        for text in ["", "\n\n"] {
+            assert!(parse_reader(text.as_bytes()).unwrap().truncated);
+        }
+        // One known error message is enough, as are instructions alone.
+        let message = parse_reader(&b"R0 invalid mem access 'map_value_or_null'\n"[..]).unwrap();
+        assert_eq!(message.accepted(), Some(false));
+        let log = parse_reader(HASH_LOG.as_bytes()).unwrap();
+        assert_eq!(log.error_insn(), Some(10));
+        assert!(log.recognized > 10);
     }
 
     #[test]
