@@ -339,12 +339,18 @@ fn run_attaches_reports_and_detaches_after_count() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3, "{out}");
+    let mut seconds = 0.0;
     for line in &lines {
         assert_eq!(line["interface"], ns.a.as_str());
         let rates = &line["rates"];
-        assert!(rates["seconds"].as_f64().unwrap() > 0.05, "{line}");
+        // Each period is measured; on a loaded machine one sample can come
+        // late and the next one early, but together they span the run.
+        let period = rates["seconds"].as_f64().unwrap();
+        assert!(period > 0.0, "{line}");
+        seconds += period;
         assert!(rates["pps"].as_f64().unwrap() >= 0.0);
     }
+    assert!(seconds > 0.15, "3 periods of 100 ms took {seconds} s");
     assert!(
         xdp_on(&ns, &ns.a).is_empty(),
         "run detached what it attached"

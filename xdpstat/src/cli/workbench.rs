@@ -6,13 +6,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
-    attach::{AttachOptions, Mode, Staging, Target},
+    attach::{AttachError, AttachOptions, Loaded, Mode},
     bpfobj::{BpfObject, SourceFiles},
     input::{self, InputError},
     privileges::{self, Capability},
@@ -168,32 +168,38 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
         layout: Default::default(),
         force: args.force,
     };
-    let target = Target::prepare(&args.dev, &opts, "xdpstat load")?;
-    let mut staging = Staging::new(&target.dir);
-    let mut staged = Vec::new();
-    for (name, map) in ebpf.maps() {
-        let pin = pin_name(name);
-        let path = staging.stage(&pin);
-        map.pin(&path)
-            .with_context(|| format!("pinning map {name}"))?;
-        staged.push((path, target.dir.path().join(pin)));
-    }
-    let xdp: &mut aya::programs::Xdp = ebpf
-        .program_mut(&program.name)
-        .context("the loaded object lost its program")?
-        .try_into()?;
-    // The verifier accepted it above; aya loads it again to attach it.
-    xdp.load()
-        .context("loading the accepted program through aya")?;
-    let holder = target.install(xdp, args.mode, &mut staging)?;
-    for (from, to) in &staged {
-        staging.commit(from, to)?;
-    }
-    drop(staging);
-    let mut keep: Vec<PathBuf> = staged.into_iter().map(|(_, to)| to).collect();
-    keep.push(crate::attach::holder_pin(&target.dir, holder));
-    target.prune(&keep)?;
-    let a = target.attached()?;
+    let name = program.name.clone();
+    let attached = crate::attach::attach_with(&args.dev, &opts, "xdpstat load", |pins| {
+        for (map_name, map) in ebpf.maps() {
+            let path = pins.stage(&pin_name(map_name));
+            map.pin(&path).map_err(|e| AttachError::Load {
+                what: format!("pinning map {map_name}"),
+                source: e.into(),
+            })?;
+        }
+        let xdp: &mut aya::programs::Xdp = ebpf
+            .program_mut(&name)
+            .ok_or_else(|| AttachError::Load {
+                what: "the loaded object lost its program".to_owned(),
+                source: name.clone().into(),
+            })?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| AttachError::Load {
+                what: format!("loading {name}"),
+                source: e.into(),
+            })?;
+        // The verifier accepted it above; aya loads it again to attach it.
+        xdp.load().map_err(|e| AttachError::Load {
+            what: "loading the accepted program through aya".to_owned(),
+            source: e.into(),
+        })?;
+        Ok(Loaded {
+            ebpf,
+            program: name.clone(),
+            counters_kept: false,
+        })
+    })?;
+    let a = attached.attachment;
     if args.json {
         #[derive(Serialize)]
         struct Loaded<'a> {

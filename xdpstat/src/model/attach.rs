@@ -25,7 +25,7 @@ use std::{
 use aya::{
     maps::MapInfo,
     programs::{links::FdLink, ProgramError, Xdp, XdpMode},
-    EbpfLoader,
+    Ebpf, EbpfLoader,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -221,11 +221,12 @@ pub enum AttachError {
     /// bpffs is missing or unusable.
     #[error(transparent)]
     Bpffs(#[from] BpffsError),
-    /// Loading the embedded program failed.
-    #[error("loading the embedded {layout} program failed: {source}")]
+    /// Loading the program, or pinning its maps, failed.
+    #[error("{what}: {source}")]
     Load {
-        /// Which one.
-        layout: Layout,
+        /// What was being done, e.g. "loading the embedded percpu program
+        /// failed".
+        what: String,
         /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -354,14 +355,14 @@ impl Owned {
 }
 
 /// Removes the staging pins of a failed attach, unless disarmed.
-pub(crate) struct Staging<'a> {
+struct Staging<'a> {
     dir: &'a PinDir,
     paths: Vec<PathBuf>,
 }
 
 impl<'a> Staging<'a> {
     /// Stages pins in `dir`.
-    pub(crate) fn new(dir: &'a PinDir) -> Self {
+    fn new(dir: &'a PinDir) -> Self {
         Self {
             dir,
             paths: Vec::new(),
@@ -369,14 +370,14 @@ impl<'a> Staging<'a> {
     }
 
     /// A staging path for the pin `name`, removed unless committed.
-    pub(crate) fn stage(&mut self, name: &str) -> PathBuf {
+    fn stage(&mut self, name: &str) -> PathBuf {
         let path = self.dir.staging(name);
         self.paths.push(path.clone());
         path
     }
 
     /// Renames a staged pin into place.
-    pub(crate) fn commit(&mut self, staged: &Path, final_path: &Path) -> Result<(), AttachError> {
+    fn commit(&mut self, staged: &Path, final_path: &Path) -> Result<(), AttachError> {
         fs::rename(staged, final_path).map_err(|source| AttachError::Pin {
             path: final_path.to_owned(),
             source,
@@ -408,41 +409,130 @@ pub(crate) fn resolve(name: &str) -> Result<u32, AttachError> {
 /// [`AttachError`]: no such interface, another program is there (without
 /// `force`), missing privileges, or the kernel refusing.
 pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError> {
-    let target = Target::prepare(iface, opts, "xdpstat attach")?;
-    let dir = &target.dir;
-    let mut staging = Staging::new(dir);
-    let counters_kept = pinned_counters_fit(&dir.counters(), opts.layout);
-    let map_pin = if counters_kept {
-        dir.counters()
-    } else {
-        staging.stage("counters")
-    };
+    attach_with(iface, opts, "xdpstat attach", |pins| {
+        let counters = pins.dir().counters();
+        let counters_kept = pinned_counters_fit(&counters, opts.layout);
+        let map_pin = if counters_kept {
+            pins.keep(counters)
+        } else {
+            pins.stage(COUNTERS_MAP)
+        };
+        let load_error = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Load {
+            what: format!("loading the embedded {} program failed", opts.layout),
+            source,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .map_pin_path(COUNTERS_MAP, map_pin.as_path())
+            .load(opts.layout.object())
+            .map_err(|e| load_error(e.into()))?;
+        let program: &mut Xdp = ebpf
+            .program_mut(opts.layout.program_name())
+            .ok_or_else(|| load_error("the embedded object has no such program".into()))?
+            .try_into()
+            .map_err(|e: ProgramError| load_error(e.into()))?;
+        program.load().map_err(|e| load_error(e.into()))?;
+        Ok(Loaded {
+            ebpf,
+            program: opts.layout.program_name().to_owned(),
+            counters_kept,
+        })
+    })
+}
 
-    let load_error = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Load {
-        layout: opts.layout,
-        source,
+/// An object loaded for [`attach_with`], its XDP program loaded too.
+pub struct Loaded {
+    /// The object.
+    pub ebpf: Ebpf,
+    /// The name of the XDP program in it to attach.
+    pub program: String,
+    /// Whether the pinned counters were kept from before.
+    pub counters_kept: bool,
+}
+
+/// The pins a loader makes for its maps: staged, and put in place only once
+/// the program is attached.
+pub struct PinPlan<'a> {
+    staging: Staging<'a>,
+    /// (staged, final) pairs.
+    planned: Vec<(PathBuf, PathBuf)>,
+    /// Pins already in place that the attachment goes on using.
+    kept: Vec<PathBuf>,
+}
+
+impl PinPlan<'_> {
+    /// The interface's pin directory.
+    pub fn dir(&self) -> &PinDir {
+        self.staging.dir
+    }
+
+    /// Where to pin the map that will be `name` in the directory: a staged
+    /// path, renamed to `name` once the program is attached.
+    pub fn stage(&mut self, name: &str) -> PathBuf {
+        let staged = self.staging.stage(name);
+        self.planned
+            .push((staged.clone(), self.staging.dir.path().join(name)));
+        staged
+    }
+
+    /// Keeps a pin that is already in place, and returns it.
+    pub fn keep(&mut self, path: PathBuf) -> PathBuf {
+        self.kept.push(path.clone());
+        path
+    }
+}
+
+/// The one attach pipeline, for `attach` and `load`: check the interface
+/// and take the namespace's lock ([`Target::prepare`]), let `load` load the
+/// object and stage its map pins, attach its program (or swap it in with
+/// `--force`), put the pins in place, and remove what a program before
+/// left behind. A failure at any step leaves nothing half-pinned.
+///
+/// # Errors
+///
+/// What `load` returns, and [`AttachError`] for every other step.
+pub fn attach_with(
+    iface: &str,
+    opts: &AttachOptions,
+    what: &str,
+    load: impl FnOnce(&mut PinPlan<'_>) -> Result<Loaded, AttachError>,
+) -> Result<Attached, AttachError> {
+    let target = Target::prepare(iface, opts, what)?;
+    let mut plan = PinPlan {
+        staging: Staging::new(&target.dir),
+        planned: Vec::new(),
+        kept: Vec::new(),
     };
-    let mut ebpf = EbpfLoader::new()
-        .map_pin_path(COUNTERS_MAP, map_pin.as_path())
-        .load(opts.layout.object())
-        .map_err(|e| load_error(e.into()))?;
-    let program: &mut Xdp = ebpf
-        .program_mut(opts.layout.program_name())
-        .ok_or_else(|| load_error("the embedded object has no such program".into()))?
+    let mut loaded = load(&mut plan)?;
+    let program: &mut Xdp = loaded
+        .ebpf
+        .program_mut(&loaded.program)
+        .ok_or_else(|| AttachError::Load {
+            what: format!("attaching {}", loaded.program),
+            source: "the loaded object lost its program".into(),
+        })?
         .try_into()
-        .map_err(|e: ProgramError| load_error(e.into()))?;
-    program.load().map_err(|e| load_error(e.into()))?;
-    let holder = target.install(program, opts.mode, &mut staging)?;
-    if !counters_kept {
-        staging.commit(&map_pin, &dir.counters())?;
+        .map_err(|e: ProgramError| AttachError::Load {
+            what: format!("attaching {}", loaded.program),
+            source: e.into(),
+        })?;
+    let holder = target.install(program, opts.mode, &mut plan.staging)?;
+    let PinPlan {
+        mut staging,
+        planned,
+        mut kept,
+    } = plan;
+    for (staged, to) in &planned {
+        staging.commit(staged, to)?;
     }
     drop(staging);
-    target.prune(&[dir.counters(), holder_pin(dir, holder)])?;
+    kept.extend(planned.into_iter().map(|(_, to)| to));
+    kept.push(holder_pin(&target.dir, holder));
+    target.prune(&kept)?;
     // The program stays attached through its pin after `ebpf` is dropped.
     Ok(Attached {
         attachment: target.attached()?,
         replaced: target.existing,
-        counters_kept,
+        counters_kept: loaded.counters_kept,
     })
 }
 
@@ -450,11 +540,11 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError
 /// namespace locked, xdpstat's pins for it settled (see
 /// [`record::settle`]), its pin directory made, and checked for a program
 /// already there.
-pub(crate) struct Target {
+struct Target {
     iface: String,
     ifindex: u32,
     /// Where the pins go.
-    pub(crate) dir: PinDir,
+    dir: PinDir,
     existing: Option<AttachedProgram>,
     owned: Owned,
     /// Held until the attach is done: no other xdpstat changes this
@@ -465,11 +555,7 @@ pub(crate) struct Target {
 impl Target {
     /// Checks privileges and the interface, mounts bpffs, and refuses an
     /// interface that already runs a program unless `opts.force`.
-    pub(crate) fn prepare(
-        iface: &str,
-        opts: &AttachOptions,
-        what: &str,
-    ) -> Result<Self, AttachError> {
+    fn prepare(iface: &str, opts: &AttachOptions, what: &str) -> Result<Self, AttachError> {
         privileges::require(what, &[Capability::Bpf, Capability::NetAdmin])?;
         let ifindex = resolve(iface)?;
         bpffs::ensure_mounted()?;
@@ -526,7 +612,7 @@ impl Target {
 
     /// Attaches a loaded program: a new pinned link, or with `--force` an
     /// atomic swap of what is there.
-    pub(crate) fn install(
+    fn install(
         &self,
         program: &mut Xdp,
         mode: Mode,
@@ -554,7 +640,7 @@ impl Target {
 
     /// Removes the pins a program attached before left behind (another
     /// object's maps, after `--force`), keeping `keep`.
-    pub(crate) fn prune(&self, keep: &[PathBuf]) -> Result<(), AttachError> {
+    fn prune(&self, keep: &[PathBuf]) -> Result<(), AttachError> {
         let entries = fs::read_dir(self.dir.path()).map_err(|source| AttachError::Pin {
             path: self.dir.path().to_owned(),
             source,
@@ -568,7 +654,7 @@ impl Target {
     }
 
     /// What is attached now, as [`inspect`] reads it back.
-    pub(crate) fn attached(&self) -> Result<Attachment, AttachError> {
+    fn attached(&self) -> Result<Attachment, AttachError> {
         inspect(&self.iface)?.ok_or_else(|| AttachError::Refused {
             iface: self.iface.clone(),
             mode: "any",
@@ -578,7 +664,7 @@ impl Target {
 }
 
 /// The pin that holds a program of this holder: the link, or the program.
-pub(crate) fn holder_pin(dir: &PinDir, holder: Holder) -> PathBuf {
+fn holder_pin(dir: &PinDir, holder: Holder) -> PathBuf {
     match holder {
         Holder::Link => dir.link(),
         Holder::Netlink => dir.prog(),
