@@ -121,9 +121,21 @@ pub enum ObjectError {
 }
 
 impl ObjectError {
-    /// Every variant is about the input, so it is a usage error (exit 2).
+    /// Whether it is the input's fault (exit 2). Every kind is, today:
+    /// the file, its ELF, or the section asked for. A new kind must say.
     pub fn is_usage(&self) -> bool {
-        true
+        match self {
+            Self::Read { .. }
+            | Self::Unusable { .. }
+            | Self::NotElf { .. }
+            | Self::NotBpf { .. }
+            | Self::NoXdp { .. }
+            | Self::NoSuchSection { .. }
+            | Self::Ambiguous { .. }
+            | Self::Malformed { .. }
+            | Self::Parse { .. }
+            | Self::Decode { .. } => true,
+        }
     }
 }
 

@@ -44,6 +44,16 @@ pub enum WorkbenchError {
     Object(#[source] ObjectError),
 }
 
+impl WorkbenchError {
+    /// Whether it is the input's fault (exit 2): a malformed object.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Self::Object(e) => e.is_usage(),
+            Self::Prepare { .. } => false,
+        }
+    }
+}
+
 /// The kernel's answer to one program.
 pub enum Verdict {
     /// Accepted. aya has created the object's maps in `ebpf`; its

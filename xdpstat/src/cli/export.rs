@@ -1,6 +1,6 @@
 //! `xdpstat export`: Prometheus metrics.
 
-use anyhow::{anyhow, Result};
+use crate::error::{Error, Result};
 use clap::Args;
 
 use crate::{
@@ -39,7 +39,7 @@ pub(super) fn export_cmd(args: &ExportArgs) -> Result<()> {
     // with the port half served.
     let stop = super::stop_flag()?;
     let server = Server::bind(args.listen, Limits::default())
-        .map_err(|e| anyhow!("cannot listen on {}: {e}", args.listen))?;
+        .map_err(|e| Error::Failed(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = server
         .local_addr()
         .map_or_else(|_| args.listen.to_string(), |a| a.to_string());

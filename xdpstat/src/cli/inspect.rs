@@ -7,12 +7,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Result;
+use crate::error::Result;
 use clap::{Args, Subcommand};
 
 use crate::{
     inspect::{
-        maps::{self, PinError},
+        maps,
         progs::{self, ListOptions},
         status,
     },
@@ -82,13 +82,6 @@ pub struct UnpinArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Whether an error in a chain is bad input to these commands (exit 2).
-pub(super) fn is_usage(error: &(dyn std::error::Error + 'static)) -> bool {
-    error
-        .downcast_ref::<PinError>()
-        .is_some_and(PinError::is_usage)
 }
 
 fn write_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {

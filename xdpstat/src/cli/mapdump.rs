@@ -2,7 +2,7 @@
 //! ([`crate::output::mapdump`]).
 use std::io::{self, BufWriter, Write};
 
-use anyhow::Result;
+use crate::error::{Error, Result};
 use clap::Args;
 
 use crate::{
@@ -40,7 +40,7 @@ pub(super) fn dump_cmd(args: &DumpArgs) -> Result<()> {
         // The path names something real, just not a map: say what the
         // command takes.
         DumpError::Map(MapError::NotAMap { .. } | MapError::IsDirectory { .. }) => {
-            anyhow::Error::new(e).context("map dump needs a map's pin or id")
+            Error::from(e).context("map dump needs a map's pin or id")
         }
         e => e.into(),
     })?;

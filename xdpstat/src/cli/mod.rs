@@ -11,18 +11,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Error, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod export;
 mod inspect;
 mod mapdump;
+mod values;
 mod watch;
 mod workbench;
 
 use crate::{
     attach::{self, AttachOptions, Attachment, Mode},
-    counters::{CountersError, CountersMap},
+    counters::CountersMap,
     layout::Layout,
     monitor::Watch,
     render,
@@ -279,16 +280,16 @@ fn open_counters(iface: &str) -> Result<CountersMap> {
     }
     match attach::inspect(iface)? {
         Some(a) if a.map_id != 0 => Ok(CountersMap::open_id(a.map_id)?),
-        Some(a) => bail!(
+        Some(a) => Err(Error::Failed(format!(
             "xdpstat's program on {iface} ({}, prog id {}) has no counters map",
             a.program,
             a.prog_id
-        ),
+        ))),
         // Not an input error: the interface exists, xdpstat just is not
         // counting there (exit 1).
-        None => bail!(
+        None => Err(Error::Failed(format!(
             "xdpstat is not counting on {iface} in this network namespace (start with `xdpstat attach {iface}`)"
-        ),
+        ))),
     }
 }
 
@@ -318,7 +319,7 @@ pub(super) fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing a signal handler")?;
+            .map_err(|e| Error::from(e).context("installing a signal handler"))?;
     }
     Ok(stop)
 }
@@ -344,12 +345,12 @@ fn run_cmd(args: &RunArgs) -> Result<()> {
     let attached_here = match attach::inspect(&args.iface)? {
         Some(a) => {
             if let Some(layout) = args.layout.filter(|&l| Some(l) != a.layout) {
-                bail!(
+                return Err(Error::Failed(format!(
                     "xdpstat already has {} on {}, not the {layout} counter program; drop --map, or `xdpstat detach {}` first",
                     a.program,
                     args.iface,
                     args.iface
-                );
+                )));
             }
             eprintln!(
                 "xdpstat: {} already counted by {}; leaving it attached on exit",
@@ -422,7 +423,10 @@ fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
     let first = watch.sample();
     let Some(start) = first.snapshot.as_ref().map(|s| s.taken) else {
         let why = first.notice.map_or_else(String::new, |n| n.text());
-        bail!("cannot read the counters of {}: {why}", args.iface);
+        return Err(Error::Failed(format!(
+            "cannot read the counters of {}: {why}",
+            args.iface
+        )));
     };
     let mut out = io::stdout().lock();
     let mut n = 0u64;
@@ -446,43 +450,18 @@ fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
 
 /// Whether an error is a closed stdout (`xdpstat run … | head`), which is
 /// not a failure.
-pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
-        e.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
+pub fn is_broken_pipe(error: &Error) -> bool {
+    error.is_broken_pipe()
 }
 
 /// An error and its causes on one line, each cause once: a message that
 /// already quotes its cause is not followed by it again.
-pub fn message(error: &anyhow::Error) -> String {
-    crate::error::chain(error.as_ref())
+pub fn message(error: &Error) -> String {
+    crate::error::chain(error)
 }
 
 /// The exit code for an error: 2 for bad input, 1 for an operation that
 /// failed.
-pub fn exit_code(error: &anyhow::Error) -> u8 {
-    let usage = error.chain().any(|e| {
-        e.downcast_ref::<attach::AttachError>()
-            .is_some_and(attach::AttachError::is_usage)
-            || e.downcast_ref::<CountersError>().is_some_and(|c| match c {
-                CountersError::WrongShape { .. }
-                | CountersError::NotBpffs { .. }
-                | CountersError::NotPinned { .. } => true,
-                CountersError::Open(e) => e.is_usage(),
-                _ => false,
-            })
-            || e.downcast_ref::<crate::bpfobj::ObjectError>().is_some()
-            || e.downcast_ref::<workbench::UsageError>().is_some()
-            || e.downcast_ref::<crate::inspect::dump::DumpError>()
-                .is_some_and(crate::inspect::dump::DumpError::is_usage)
-            || e.downcast_ref::<crate::kernel::map::MapError>()
-                .is_some_and(crate::kernel::map::MapError::is_usage)
-            || inspect::is_usage(e)
-    });
-    if usage {
-        2
-    } else {
-        1
-    }
+pub fn exit_code(error: &Error) -> u8 {
+    error.exit_code()
 }

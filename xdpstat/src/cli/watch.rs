@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Result};
+use crate::error::{Error, Result};
 use clap::Args;
 use ratatui::crossterm::event::{self, Event};
 
@@ -66,7 +66,7 @@ fn interfaces(given: &[String]) -> Result<Vec<String>> {
     if given.is_empty() {
         let counted = monitor::counted_interfaces()?;
         if counted.is_empty() {
-            bail!("xdpstat is not counting on any interface; attach first (`xdpstat attach IFACE`), or name the interfaces to watch");
+            return Err(Error::Failed("xdpstat is not counting on any interface; attach first (`xdpstat attach IFACE`), or name the interfaces to watch".to_owned()));
         }
         return Ok(counted);
     }

@@ -6,10 +6,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::Result;
+use crate::error::{Error, Result};
 use clap::Args;
 use serde::Serialize;
-use thiserror::Error;
 
 use crate::{
     attach::{AttachError, AttachOptions, Loaded, Mode},
@@ -20,11 +19,6 @@ use crate::{
     verifier::log::{self, LogError, LogLines},
     workbench::{self, ProgramReport, SourceMap},
 };
-
-/// Bad input that is not about an object or an interface.
-#[derive(Debug, Error)]
-#[error("{0}")]
-pub struct UsageError(String);
 
 /// `xdpstat load`.
 #[derive(Debug, Args)]
@@ -308,12 +302,12 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
         }
         let (file, _) = input::open(&args.log, log::MAX_LOG_BYTES).map_err(|e| match e {
             InputError::Open { source, .. } => {
-                UsageError(format!("cannot read the log {name}: {source}"))
+                Error::Usage(format!("cannot read the log {name}: {source}"))
             }
-            InputError::NotAFile { kind, .. } => UsageError(format!(
+            InputError::NotAFile { kind, .. } => Error::Usage(format!(
                 "cannot read the log {name}: it is {kind}, not a regular file; pipe it in with --log - instead"
             )),
-            InputError::TooLarge { size, .. } => UsageError(format!(
+            InputError::TooLarge { size, .. } => Error::Usage(format!(
                 "the log {name} is {}, more than the {} a verifier log can be (the kernel writes at most 1 GiB); give one log",
                 input::size_text(size),
                 input::size_text(log::MAX_LOG_BYTES)
@@ -323,11 +317,11 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
     };
     let pair = obj.as_ref().zip(program.as_ref());
     let (r, parsed) = workbench::explain(open()?, pair, &args.src).map_err(|e| match e {
-        LogError::Read(e) => UsageError(format!("cannot read the log {name}: {e}")),
-        LogError::NotALog(why) => UsageError(format!(
+        LogError::Read(e) => Error::Usage(format!("cannot read the log {name}: {e}")),
+        LogError::NotALog(why) => Error::Usage(format!(
             "{name} is not a verifier log ({why}); give the text the kernel's verifier wrote (bpftool prog load -d, or the log your loader printed)"
         )),
-        LogError::TooLong => UsageError(format!(
+        LogError::TooLong => Error::Usage(format!(
             "{name} is longer than the {} a verifier log can be (the kernel writes at most 1 GiB); give one log",
             input::size_text(log::MAX_LOG_BYTES)
         )),

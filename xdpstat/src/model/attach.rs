@@ -41,8 +41,8 @@ use crate::{
     sys::{self, SyscallError},
 };
 
-/// The XDP mode to attach in, as `--mode` spells it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// The XDP mode to attach in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
     /// Native if the driver supports it, else generic (the kernel decides).
     #[default]

@@ -55,6 +55,18 @@ pub enum CountersError {
     },
 }
 
+impl CountersError {
+    /// Whether it is the input's fault (exit 2): a path or map that holds
+    /// no counters.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Self::WrongShape { .. } | Self::NotBpffs { .. } | Self::NotPinned { .. } => true,
+            Self::Open(e) => e.is_usage(),
+            Self::Read { .. } => false,
+        }
+    }
+}
+
 /// One CPU's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CpuCounters {

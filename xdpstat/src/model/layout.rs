@@ -7,7 +7,7 @@ use aya::maps::MapType;
 use serde::Serialize;
 
 /// How the XDP program stores its counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// `BPF_MAP_TYPE_PERCPU_ARRAY` with plain increments; user space sums the

@@ -14,7 +14,7 @@
 
 use std::io::{self, Write};
 
-use anyhow::Result;
+use crate::error::Result;
 
 use crate::{
     inspect::btf::BtfValue,
