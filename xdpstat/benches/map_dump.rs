@@ -153,7 +153,7 @@ fn counters_btf() -> OwnedFd {
         false,
         &[("packets", u64_t, 0, 0), ("bytes", u64_t, 64, 0)],
     );
-    xdpstat::sys::btf_load(&b.blob()).expect("BPF_BTF_LOAD")
+    xdpstat::kernel::sys::btf_load(&b.blob()).expect("BPF_BTF_LOAD")
 }
 
 /// A pinned hash map of `ENTRIES` u32 keys and 16-byte values; unpinned
@@ -221,7 +221,7 @@ impl Pinned {
             "/sys/fs/bpf/xdpstat-bench-{}-{name}",
             std::process::id()
         ));
-        xdpstat::sys::obj_pin(fd.as_fd(), &path).unwrap();
+        xdpstat::kernel::sys::obj_pin(fd.as_fd(), &path).unwrap();
         Self(path)
     }
 

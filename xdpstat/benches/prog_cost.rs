@@ -17,7 +17,7 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use xdpstat::layout::Layout;
+use xdpstat::model::layout::Layout;
 
 const RUNS: u32 = 1_000_000;
 const ROUNDS: usize = 41;

@@ -3,14 +3,12 @@
 
 use std::io;
 
-use crate::{
-    attach::AttachError,
-    bpfobj::ObjectError,
-    counters::CountersError,
-    inspect::{dump::DumpError, maps::PinError, progs::InspectError},
-    kernel::{bpffs::BpffsError, map::MapError, privileges::PrivilegeError},
-    workbench::WorkbenchError,
-};
+use crate::kernel::{bpffs::BpffsError, map::MapError, privileges::PrivilegeError};
+use crate::model::attach::AttachError;
+use crate::model::counters::CountersError;
+use crate::model::inspect::{dump::DumpError, maps::PinError, progs::InspectError};
+use crate::model::workbench::WorkbenchError;
+use xdpstat_analysis::obj::ObjectError;
 
 /// Everything that can go wrong, by module, as aya's `EbpfError` gathers
 /// its modules' errors. [`Error::is_usage`] asks the module's own error.

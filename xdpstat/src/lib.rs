@@ -4,24 +4,14 @@
 //! Data flows one way: [`kernel`] talks to the kernel, [`model`] turns what
 //! it says into typed records, and [`output`] turns those into text, JSON,
 //! the live view and Prometheus metrics. [`cli`] ties them together for
-//! the binary. ARCHITECTURE.md has the map.
+//! the binary. What needs no kernel, reading objects and verifier logs, is
+//! the [`analysis`] crate. ARCHITECTURE.md has the map.
 
-pub mod bpfobj;
+pub use xdpstat_analysis as analysis;
+
 pub mod cli;
-pub mod dwarf;
 pub mod error;
-pub mod guard;
-pub mod input;
-pub mod insn;
-pub mod inspect;
 pub mod kernel;
 pub mod model;
 pub mod output;
-pub mod report;
 pub mod server;
-pub mod verifier;
-pub mod workbench;
-
-pub use kernel::{bpffs, iface, netlink, privileges, sys};
-pub use model::{attach, counters, layout, monitor, record};
-pub use output::{render, tui};

@@ -8,7 +8,8 @@ use std::{process::Command, thread};
 
 use common::{have_tool, privileged, settle, VethNs};
 use serde_json::Value;
-use xdpstat::{counters::CountersMap, layout::Layout};
+use xdpstat::model::counters::CountersMap;
+use xdpstat::model::layout::Layout;
 
 /// Frame lengths from the 42-byte ARP-sized minimum to a full 1514-byte
 /// frame, so that a wrong length computation cannot hide in the sum.

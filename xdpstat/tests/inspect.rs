@@ -18,7 +18,7 @@ use std::{
 
 use common::{assert_fails, have_tool, privileged, settle, stderr, VethNs};
 use serde_json::Value;
-use xdpstat::netlink;
+use xdpstat::kernel::netlink;
 
 fn json(ns: &VethNs, args: &[&str]) -> Value {
     let text = ns.xdpstat_ok(args);

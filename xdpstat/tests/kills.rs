@@ -50,7 +50,7 @@ fn seed() -> u64 {
 /// Waits until the kernel has freed a program (after an RCU grace period).
 fn gone(prog_id: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while xdpstat::sys::prog_fd_by_id(prog_id).is_ok() {
+    while xdpstat::kernel::sys::prog_fd_by_id(prog_id).is_ok() {
         if Instant::now() > deadline {
             return false;
         }
@@ -93,8 +93,9 @@ fn check_and_detach(ns: &VethNs, what: &str, i: u32, seed: u64) -> (Vec<u32>, bo
         );
         let v: Value = serde_json::from_slice(&show.stdout).unwrap();
         let map_id = v["map_id"].as_u64().unwrap() as u32;
-        let fd = xdpstat::sys::prog_fd_by_id(p.prog_id).unwrap();
-        let maps = xdpstat::sys::stats::prog_map_ids(std::os::fd::AsFd::as_fd(&fd)).unwrap();
+        let fd = xdpstat::kernel::sys::prog_fd_by_id(p.prog_id).unwrap();
+        let maps =
+            xdpstat::kernel::sys::stats::prog_map_ids(std::os::fd::AsFd::as_fd(&fd)).unwrap();
         assert!(
             maps.contains(&map_id),
             "{ctx}: show reads map {map_id}, the program counts into {maps:?}"

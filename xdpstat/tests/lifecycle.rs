@@ -13,7 +13,8 @@ use std::{
 
 use common::{assert_fails, bpf_object, privileged, settle, stderr, VethNs};
 use serde_json::Value;
-use xdpstat::{netlink, sys};
+use xdpstat::kernel::netlink;
+use xdpstat::kernel::sys;
 
 fn packets(ns: &VethNs) -> (u64, u64) {
     let json = ns.show_json(&ns.a);

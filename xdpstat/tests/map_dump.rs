@@ -140,7 +140,7 @@ impl TestMap {
         };
         let fd = owned(bpf(0, &mut attr).unwrap_or_else(|e| panic!("BPF_MAP_CREATE {what}: {e}")));
         let pin = pin_path(what);
-        xdpstat::sys::obj_pin(fd.as_fd(), &pin).expect("pin the test map");
+        xdpstat::kernel::sys::obj_pin(fd.as_fd(), &pin).expect("pin the test map");
         Self {
             fd,
             map_type: spec.map_type,
@@ -488,7 +488,7 @@ fn a_map_by_id() {
     }
     let map = TestMap::create("byid", &Spec::new(HASH, 4, 4, 4));
     map.set(&le32(2), &le32(3));
-    let info = xdpstat::sys::maps::map_info(map.fd.as_fd()).unwrap();
+    let info = xdpstat::kernel::sys::maps::map_info(map.fd.as_fd()).unwrap();
     assert_eq!(info.map_type, HASH);
     assert_eq!(info.name, "byid");
     assert_eq!(info.btf_id, 0);
@@ -499,7 +499,7 @@ fn a_map_by_id() {
     );
     assert_eq!(by_id, ours(map.path(), &[]));
     // The library's typed records, by id and by pin.
-    use xdpstat::inspect::dump::{dump, Entry, MapRef, Values};
+    use xdpstat::model::inspect::dump::{dump, Entry, MapRef, Values};
     let by_id = dump(&MapRef::Id(info.id)).unwrap();
     assert_eq!(by_id.info, info);
     assert!(!by_id.per_cpu && by_id.btf.is_none() && by_id.btf_error.is_none());
@@ -738,10 +738,11 @@ fn rich_btf_matches_bpftool() {
         },
     );
     pmap.set(&le32(1), &[1, 0, 0xfe, 0xff]);
-    let typed =
-        xdpstat::inspect::dump::dump(&xdpstat::inspect::dump::MapRef::parse(pmap.path()).unwrap())
-            .unwrap();
-    let xdpstat::inspect::dump::Values::PerCpu(cpus) = &typed.entries[0].values else {
+    let typed = xdpstat::model::inspect::dump::dump(
+        &xdpstat::model::inspect::dump::MapRef::parse(pmap.path()).unwrap(),
+    )
+    .unwrap();
+    let xdpstat::model::inspect::dump::Values::PerCpu(cpus) = &typed.entries[0].values else {
         panic!("per-CPU values");
     };
     assert_eq!(cpus.len(), possible_cpus());

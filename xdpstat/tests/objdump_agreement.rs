@@ -1,4 +1,4 @@
-//! `xdpstat::insn` against `llvm-objdump -d`, instruction by instruction.
+//! `xdpstat_analysis::insn` against `llvm-objdump -d`, instruction by instruction.
 //!
 //! Objects: the committed `xdpstat/bpf/*.o`, every `*.o` under
 //! `fixtures/build/`, and what this test builds itself from
@@ -24,7 +24,7 @@ use object::{
     Architecture, Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget,
     SectionKind, SymbolKind,
 };
-use xdpstat::insn::{Insn, Resolver};
+use xdpstat_analysis::insn::{Insn, Resolver};
 
 /// `R_BPF_64_64`: the relocation of an ld_imm64 (a map, or data in a section).
 const R_BPF_64_64: u32 = 1;

@@ -12,7 +12,7 @@ use aya::{
     Ebpf,
 };
 use common::{frame, pin_to_cpu, privileged};
-use xdpstat::layout::Layout;
+use xdpstat::model::layout::Layout;
 use xdpstat_common::{Counters, COUNTERS_MAP};
 
 const XDP_PASS: u32 = 2;

@@ -101,7 +101,7 @@ fn load_reports_the_tutorials_hash_program_at_source_level() {
     // Nothing attached, nothing pinned.
     assert!(!ns.pin_dir(&ns.a).exists());
     let ifindex = ns.ifindex(&ns.a);
-    assert!(ns.run(move || xdpstat::netlink::interface(ifindex)
+    assert!(ns.run(move || xdpstat::kernel::netlink::interface(ifindex)
         .unwrap()
         .unwrap()
         .xdp
@@ -219,7 +219,7 @@ fn bad_objects_and_logs_are_usage_errors() {
     let dir = tempdir();
     let text = dir.join("notes.o");
     std::fs::write(&text, "this is not an object\n").unwrap();
-    let whole = xdpstat::layout::Layout::Percpu.object();
+    let whole = xdpstat::model::layout::Layout::Percpu.object();
     let truncated = dir.join("truncated.o");
     std::fs::write(&truncated, &whole[..whole.len() / 3]).unwrap();
     let ok = dir.join("percpu.o");

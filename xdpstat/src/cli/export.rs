@@ -3,15 +3,13 @@
 use crate::error::{Error, Result};
 use clap::Args;
 
-use crate::{
-    attach::AttachError,
-    iface,
-    model::scrape::KernelSource,
-    monitor,
-    output::prometheus::Metrics,
-    privileges::{self, Capability},
-    server::{Limits, Server},
-};
+use crate::kernel::iface;
+use crate::kernel::privileges::{self, Capability};
+use crate::model::attach::AttachError;
+use crate::model::monitor;
+use crate::model::scrape::KernelSource;
+use crate::output::prometheus::Metrics;
+use crate::server::{Limits, Server};
 
 /// The address `--listen` defaults to: loopback only, so that exposing the
 /// counters beyond the machine takes an explicit choice.

@@ -10,15 +10,13 @@ use std::{
 use crate::error::Result;
 use clap::{Args, Subcommand};
 
-use crate::{
-    inspect::{
-        maps,
-        progs::{self, ListOptions},
-        status,
-    },
-    output::tables::{describe, local_offset, map_text, program_text, status_table},
-    privileges::{self, Capability},
+use crate::kernel::privileges::{self, Capability};
+use crate::model::inspect::{
+    maps,
+    progs::{self, ListOptions},
+    status,
 };
+use crate::output::tables::{describe, local_offset, map_text, program_text, status_table};
 
 /// `xdpstat status`.
 #[derive(Debug, Args)]

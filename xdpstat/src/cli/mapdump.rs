@@ -5,12 +5,10 @@ use std::io::{self, BufWriter, Write};
 use crate::error::{Error, Result};
 use clap::Args;
 
-use crate::{
-    inspect::dump::{DumpError, MapReader, MapRef},
-    kernel::map::MapError,
-    output::mapdump::{write_btf_text, write_json, write_plain},
-    privileges::{self, Capability},
-};
+use crate::kernel::map::MapError;
+use crate::kernel::privileges::{self, Capability};
+use crate::model::inspect::dump::{DumpError, MapReader, MapRef};
+use crate::output::mapdump::{write_btf_text, write_json, write_plain};
 
 /// `xdpstat map dump`.
 #[derive(Debug, Args)]
@@ -31,7 +29,7 @@ pub struct DumpArgs {
 /// Prints a map's entries. Exit code 2 (bad input) for an id no map has, a
 /// path where nothing is pinned, a path off bpffs, a pin that is not a map,
 /// and a map whose values no lookup can read (ring buffers, queues, perf
-/// event arrays…: see [`crate::inspect::dump`]); 1 when the kernel fails a
+/// event arrays…: see [`crate::model::inspect::dump`]); 1 when the kernel fails a
 /// read. A map whose BTF cannot be used is printed as bytes, with a warning.
 pub(super) fn dump_cmd(args: &DumpArgs) -> Result<()> {
     let map = MapRef::parse(&args.map)?;

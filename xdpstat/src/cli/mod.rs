@@ -21,13 +21,11 @@ mod values;
 mod watch;
 mod workbench;
 
-use crate::{
-    attach::{self, AttachOptions, Attachment, Mode},
-    counters::CountersMap,
-    layout::Layout,
-    monitor::Watch,
-    render,
-};
+use crate::model::attach::{self, AttachOptions, Attachment, Mode};
+use crate::model::counters::CountersMap;
+use crate::model::layout::Layout;
+use crate::model::monitor::Watch;
+use crate::output::render;
 
 /// Count every packet and byte an interface receives, with XDP.
 #[derive(Debug, Parser)]
@@ -275,7 +273,7 @@ fn open_counters(iface: &str) -> Result<CountersMap> {
     let unknown = || attach::AttachError::UnknownInterface {
         name: iface.to_owned(),
     };
-    if !crate::iface::is_valid_name(iface) || crate::iface::index(iface).is_none() {
+    if !crate::kernel::iface::is_valid_name(iface) || crate::kernel::iface::index(iface).is_none() {
         return Err(unknown().into());
     }
     match attach::inspect(iface)? {
@@ -294,7 +292,10 @@ fn open_counters(iface: &str) -> Result<CountersMap> {
 }
 
 fn show_cmd(args: &ShowArgs) -> Result<()> {
-    crate::privileges::require("xdpstat show", &[crate::privileges::Capability::Bpf])?;
+    crate::kernel::privileges::require(
+        "xdpstat show",
+        &[crate::kernel::privileges::Capability::Bpf],
+    )?;
     let map = match (&args.iface, &args.map_path) {
         (Some(iface), _) => open_counters(iface)?,
         (None, Some(path)) => CountersMap::open(path)?,

@@ -3,7 +3,8 @@
 
 use clap::{builder::PossibleValue, ValueEnum};
 
-use crate::{attach::Mode, layout::Layout};
+use crate::model::attach::Mode;
+use crate::model::layout::Layout;
 
 impl ValueEnum for Mode {
     fn value_variants<'a>() -> &'a [Self] {

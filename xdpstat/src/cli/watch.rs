@@ -2,7 +2,7 @@
 //!
 //! Every interface is read through its own [`Watch`], the reader that
 //! `run` uses too. On a terminal the samples feed the full-screen view of
-//! [`crate::tui`]; otherwise (or with `--plain`) each sample is one line of
+//! [`crate::output::tui`]; otherwise (or with `--plain`) each sample is one line of
 //! [`render::write_sample`], exactly as `run` prints it.
 
 use std::{
@@ -15,14 +15,12 @@ use crate::error::{Error, Result};
 use clap::Args;
 use ratatui::crossterm::event::{self, Event};
 
-use crate::{
-    attach::AttachError,
-    iface,
-    monitor::{self, Sample, Watch},
-    privileges::{self, Capability},
-    render,
-    tui::{self, Action, App, TerminalGuard},
-};
+use crate::kernel::iface;
+use crate::kernel::privileges::{self, Capability};
+use crate::model::attach::AttachError;
+use crate::model::monitor::{self, Sample, Watch};
+use crate::output::render;
+use crate::output::tui::{self, Action, App, TerminalGuard};
 
 /// `xdpstat watch`.
 #[derive(Debug, Args)]

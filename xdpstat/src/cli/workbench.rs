@@ -10,15 +10,14 @@ use crate::error::{Error, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::{
-    attach::{AttachError, AttachOptions, Loaded, Mode},
-    bpfobj::{BpfObject, SourceFiles},
-    input::{self, InputError},
-    privileges::{self, Capability},
-    report,
-    verifier::log::{self, LogError, LogLines},
-    workbench::{self, ProgramReport, SourceMap},
-};
+use crate::kernel::privileges::{self, Capability};
+use crate::model::attach::{AttachError, AttachOptions, Loaded, Mode};
+use crate::model::workbench;
+use crate::output::report;
+use xdpstat_analysis::input::{self, InputError};
+use xdpstat_analysis::obj::{BpfObject, SourceFiles};
+use xdpstat_analysis::report::{self as analysis, ProgramReport, SourceMap};
+use xdpstat_analysis::verifier::log::{self, LogError, LogLines};
 
 /// `xdpstat load`.
 #[derive(Debug, Args)]
@@ -108,7 +107,7 @@ struct ProgramsJson<'a> {
 }
 
 fn src_dirs(obj: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
-    workbench::source_dirs(Some(obj), extra)
+    analysis::source_dirs(Some(obj), extra)
 }
 
 /// The full rejection report: header, annotated log, diagnosis, warnings.
@@ -142,7 +141,7 @@ fn write_rejection(
 
 pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
     // The same checks as attach, before anything is loaded.
-    crate::attach::resolve(&args.dev)?;
+    crate::model::attach::resolve(&args.dev)?;
     let obj = BpfObject::open(&args.obj)?;
     let program = obj.single(args.sec.as_deref())?.clone();
     privileges::require("xdpstat load", &[Capability::Bpf, Capability::NetAdmin])?;
@@ -163,7 +162,7 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
         force: args.force,
     };
     let name = program.name.clone();
-    let attached = crate::attach::attach_with(&args.dev, &opts, "xdpstat load", |pins| {
+    let attached = crate::model::attach::attach_with(&args.dev, &opts, "xdpstat load", |pins| {
         for (map_name, map) in ebpf.maps() {
             let path = pins.stage(&pin_name(map_name));
             map.pin(&path).map_err(|e| AttachError::Load {
@@ -197,7 +196,7 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
     if args.json {
         #[derive(Serialize)]
         struct Loaded<'a> {
-            attachment: &'a crate::attach::Attachment,
+            attachment: &'a crate::model::attach::Attachment,
             programs: &'a [ProgramReport],
         }
         serde_json::to_writer(
@@ -316,7 +315,7 @@ pub(super) fn explain_cmd(args: &ExplainArgs) -> Result<u8> {
         Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
     };
     let pair = obj.as_ref().zip(program.as_ref());
-    let (r, parsed) = workbench::explain(open()?, pair, &args.src).map_err(|e| match e {
+    let (r, parsed) = analysis::explain(open()?, pair, &args.src).map_err(|e| match e {
         LogError::Read(e) => Error::Usage(format!("cannot read the log {name}: {e}")),
         LogError::NotALog(why) => Error::Usage(format!(
             "{name} is not a verifier log ({why}); give the text the kernel's verifier wrote (bpftool prog load -d, or the log your loader printed)"

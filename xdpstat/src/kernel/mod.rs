@@ -9,3 +9,11 @@ pub mod map;
 pub mod netlink;
 pub mod privileges;
 pub mod sys;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_analysis_crates_o_nonblock_is_libcs() {
+        assert_eq!(xdpstat_analysis::input::O_NONBLOCK, libc::O_NONBLOCK);
+    }
+}

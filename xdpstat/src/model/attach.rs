@@ -31,15 +31,13 @@ use serde::Serialize;
 use thiserror::Error;
 use xdpstat_common::{Counters, COUNTERS_MAP};
 
-use crate::{
-    bpffs::{self, BpffsError, NsDir, NsLock, PinDir},
-    iface,
-    layout::Layout,
-    netlink::{self, AttachedMode, AttachedProgram, NetlinkError},
-    privileges::{self, Capability, PrivilegeError},
-    record::{self, Held, Live, PinKind, Record},
-    sys::{self, SyscallError},
-};
+use crate::kernel::bpffs::{self, BpffsError, NsDir, NsLock, PinDir};
+use crate::kernel::iface;
+use crate::kernel::netlink::{self, AttachedMode, AttachedProgram, NetlinkError};
+use crate::kernel::privileges::{self, Capability, PrivilegeError};
+use crate::kernel::sys::{self, SyscallError};
+use crate::model::layout::Layout;
+use crate::model::record::{self, Held, Live, PinKind, Record};
 
 /// The XDP mode to attach in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

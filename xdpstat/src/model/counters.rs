@@ -11,10 +11,8 @@ use thiserror::Error;
 use xdpstat_common::{Counters, COUNTERS_KEY};
 
 pub use crate::kernel::map::Cpus;
-use crate::{
-    kernel::map::{MapError, MapRef, MapType, OpenMap},
-    layout::Layout,
-};
+use crate::kernel::map::{MapError, MapRef, MapType, OpenMap};
+use crate::model::layout::Layout;
 
 /// Reading counters failed.
 #[derive(Debug, Error)]

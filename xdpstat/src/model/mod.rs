@@ -11,3 +11,4 @@ pub mod layout;
 pub mod monitor;
 pub mod record;
 pub mod scrape;
+pub mod workbench;

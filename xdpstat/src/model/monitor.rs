@@ -11,11 +11,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::{
-    attach::{self, AttachError},
-    counters::{CountersMap, Rates, Snapshot},
-    iface,
-};
+use crate::kernel::iface;
+use crate::model::attach::{self, AttachError};
+use crate::model::counters::{CountersMap, Rates, Snapshot};
 
 /// Something the reader noticed, worth telling the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

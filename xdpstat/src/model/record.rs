@@ -16,12 +16,10 @@ use std::{
 
 use xdpstat_common::{Counters, COUNTERS_MAP};
 
-use crate::{
-    attach::AttachError,
-    bpffs::{self, NsDir, PinDir},
-    netlink::AttachedProgram,
-    sys::{self, maps::FdKind},
-};
+use crate::kernel::bpffs::{self, NsDir, PinDir};
+use crate::kernel::netlink::AttachedProgram;
+use crate::kernel::sys::{self, maps::FdKind};
+use crate::model::attach::AttachError;
 
 /// What a pin holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

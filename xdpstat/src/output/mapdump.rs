@@ -16,11 +16,9 @@ use std::io::{self, Write};
 
 use crate::error::Result;
 
-use crate::{
-    inspect::btf::BtfValue,
-    kernel::sys::maps::MapInfo,
-    model::inspect::dump::{DumpError, Entry, MapBtf, Values},
-};
+use crate::kernel::sys::maps::MapInfo;
+use crate::model::inspect::dump::{DumpError, Entry, MapBtf, Values};
+use xdpstat_analysis::btf::BtfValue;
 
 /// bpftool's `json_writer`: the same separators and indentation.
 struct JsonWriter<W> {
@@ -169,7 +167,7 @@ impl<W: Write> JsonWriter<W> {
     /// A formatted value, or the error in its place.
     fn btf_result(
         &mut self,
-        v: Result<BtfValue, crate::inspect::btf::BtfError>,
+        v: Result<BtfValue, xdpstat_analysis::btf::BtfError>,
         plain: bool,
     ) -> io::Result<()> {
         match v {
@@ -418,7 +416,8 @@ const fn hex_digits(b: u8) -> [u8; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{inspect::btf::Btf, sys::maps::MapInfo};
+    use crate::kernel::sys::maps::MapInfo;
+    use xdpstat_analysis::btf::Btf;
 
     fn info(map_type: u32, key_size: u32, value_size: u32) -> MapInfo {
         MapInfo {

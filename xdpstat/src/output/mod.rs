@@ -4,5 +4,6 @@
 pub mod mapdump;
 pub mod prometheus;
 pub mod render;
+pub mod report;
 pub mod tables;
 pub mod tui;

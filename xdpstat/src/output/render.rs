@@ -5,11 +5,9 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::{
-    counters::{CpuCounters, Rates, Snapshot},
-    layout::Layout,
-    monitor::{CpuRates, Notice, Sample},
-};
+use crate::model::counters::{CpuCounters, Rates, Snapshot};
+use crate::model::layout::Layout;
+use crate::model::monitor::{CpuRates, Notice, Sample};
 
 /// `show --json`: `{"interface", "map", "cpus": [...], "total": {...}}`.
 #[derive(Debug, Serialize)]

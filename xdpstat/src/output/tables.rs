@@ -218,14 +218,12 @@ pub fn map_text(text: &mut String, m: &Map) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        attach::Holder,
-        inspect::{
-            maps::{MapType, ProgRef},
-            progs::{AttachPoint, ProgType, Tag, Window},
-            status::Owner,
-        },
-        netlink::AttachedMode,
+    use crate::kernel::netlink::AttachedMode;
+    use crate::model::attach::Holder;
+    use crate::model::inspect::{
+        maps::{MapType, ProgRef},
+        progs::{AttachPoint, ProgType, Tag, Window},
+        status::Owner,
     };
 
     #[test]

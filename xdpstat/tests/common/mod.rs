@@ -257,7 +257,7 @@ impl VethNs {
     /// Index of an interface in the namespace.
     pub fn ifindex(&self, iface: &str) -> u32 {
         let name = iface.to_owned();
-        self.run(move || xdpstat::iface::index(&name).expect("interface exists"))
+        self.run(move || xdpstat::kernel::iface::index(&name).expect("interface exists"))
     }
 
     /// Attaches the empty pass program to `iface` through netlink, as
@@ -274,18 +274,18 @@ impl VethNs {
                 .unwrap();
             prog.load().unwrap();
             let fd = std::os::fd::AsFd::as_fd(prog.fd().unwrap());
-            xdpstat::netlink::set_xdp(ifindex, Some(fd), None, flags).unwrap();
+            xdpstat::kernel::netlink::set_xdp(ifindex, Some(fd), None, flags).unwrap();
             prog.info().unwrap().id()
         })
     }
 
     /// xdpstat's directory for this namespace.
-    pub fn ns_dir(&self) -> xdpstat::bpffs::NsDir {
-        self.run(|| xdpstat::bpffs::NsDir::current().expect("name the namespace"))
+    pub fn ns_dir(&self) -> xdpstat::kernel::bpffs::NsDir {
+        self.run(|| xdpstat::kernel::bpffs::NsDir::current().expect("name the namespace"))
     }
 
     /// xdpstat's pin directory for `iface` of this namespace.
-    pub fn pin_dir(&self, iface: &str) -> xdpstat::bpffs::PinDir {
+    pub fn pin_dir(&self, iface: &str) -> xdpstat::kernel::bpffs::PinDir {
         let ifindex = self.ifindex(iface);
         self.ns_dir().pin_dir(ifindex, iface)
     }
@@ -298,10 +298,10 @@ impl VethNs {
     }
 
     /// The XDP programs on `iface`, as netlink in the namespace reports them.
-    pub fn xdp_on(&self, iface: &str) -> Vec<xdpstat::netlink::AttachedProgram> {
+    pub fn xdp_on(&self, iface: &str) -> Vec<xdpstat::kernel::netlink::AttachedProgram> {
         let ifindex = self.ifindex(iface);
         self.run(move || {
-            xdpstat::netlink::interface(ifindex)
+            xdpstat::kernel::netlink::interface(ifindex)
                 .unwrap()
                 .map_or_else(Vec::new, |i| i.xdp)
         })
@@ -387,7 +387,7 @@ pub fn frame(len: usize) -> Vec<u8> {
 /// Sends frames out of `iface` with an AF_PACKET socket, in the calling
 /// thread's namespace.
 pub fn send_frames_on(iface: &str, lengths: &[usize]) {
-    let ifindex = xdpstat::iface::index(iface).expect("sender interface exists");
+    let ifindex = xdpstat::kernel::iface::index(iface).expect("sender interface exists");
     // SAFETY: plain socket calls on values we own; results are checked.
     unsafe {
         let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);

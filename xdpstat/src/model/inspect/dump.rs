@@ -27,12 +27,12 @@ use std::{
 
 use thiserror::Error;
 
-use crate::inspect::btf::{Btf, BtfError, BtfValue, VMLINUX_BTF};
 pub use crate::kernel::map::MapRef;
 use crate::kernel::{
     map::{open_fd, MapError, MapInfo, MapType, OpenMap},
     sys::{maps as sysmaps, SyscallError},
 };
+use xdpstat_analysis::btf::{Btf, BtfError, BtfValue, VMLINUX_BTF};
 
 /// Why a map could not be dumped.
 #[derive(Debug, Error)]

@@ -14,14 +14,12 @@ use serde::{Serialize, Serializer};
 use thiserror::Error;
 
 use super::progs::{self, program_infos, InspectError};
-use crate::{
-    bpffs,
-    privileges::{self, Capability, PrivilegeError},
-    sys::{
-        self,
-        stats::{self, ObjectKind},
-        SyscallError,
-    },
+use crate::kernel::bpffs;
+use crate::kernel::privileges::{self, Capability, PrivilegeError};
+use crate::kernel::sys::{
+    self,
+    stats::{self, ObjectKind},
+    SyscallError,
 };
 
 pub use crate::kernel::map::MapType;

@@ -21,15 +21,13 @@ use aya::{
 use serde::{Serialize, Serializer};
 use thiserror::Error;
 
-use crate::{
-    attach::AttachError,
-    netlink::{self, AttachedMode, NetlinkError},
-    privileges::PrivilegeError,
-    sys::{
-        stats::{self, RunTimeStats},
-        SyscallError,
-    },
+use crate::kernel::netlink::{self, AttachedMode, NetlinkError};
+use crate::kernel::privileges::PrivilegeError;
+use crate::kernel::sys::{
+    stats::{self, RunTimeStats},
+    SyscallError,
 };
+use crate::model::attach::AttachError;
 
 /// Reading programs, maps or interfaces failed.
 #[derive(Debug, Error)]

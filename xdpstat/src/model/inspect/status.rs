@@ -10,11 +10,9 @@ use std::{
 use serde::Serialize;
 
 use super::progs::{program_infos, InspectError, Tag};
-use crate::{
-    attach::{self, Holder},
-    netlink::{self, AttachedMode},
-    sys,
-};
+use crate::kernel::netlink::{self, AttachedMode};
+use crate::kernel::sys;
+use crate::model::attach::{self, Holder};
 
 /// Who attached a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -7,7 +7,7 @@
 //!   [`Sample`] and the history of its rates, total and per CPU), the
 //!   notices seen so far, the selection, the per-CPU toggle and the pause.
 //!   [`App::update`] takes the samples of one tick from
-//!   [`monitor::Watch`](crate::monitor::Watch), the one reader of counters;
+//!   [`monitor::Watch`](crate::model::monitor::Watch), the one reader of counters;
 //!   [`App::on_key`] takes a key.
 //! - [`render`] ([`view`]) draws an [`App`] into a ratatui [`Frame`] and does nothing
 //!   else, so a `TestBackend` shows exactly what a terminal would.

@@ -1,7 +1,7 @@
 //! The one way xdpstat runs aya and aya-obj code on an object it did not
 //! build: aya-obj 0.3 panics on some malformed ELF and BTF (slicing past
 //! the end, unwrapping a missing string) instead of returning an error.
-//! [`bpfobj`](crate::bpfobj) checks the input first so that aya-obj never
+//! [`bpfobj`](crate::obj) checks the input first so that aya-obj never
 //! sees what is known to panic it; [`aya`] turns whatever is left into an
 //! error.
 //!
@@ -104,7 +104,11 @@ mod tests {
     fn a_panic_becomes_an_error_with_its_message() {
         let err = aya(|| -> u32 { panic!("slice index {} out of range", 7) }).unwrap_err();
         assert_eq!(err.message, "slice index 7 out of range");
-        assert!(err.location.starts_with("xdpstat/src/guard.rs:"), "{err:?}");
+        assert!(
+            err.location
+                .starts_with("xdpstat-analysis/src/obj/guard.rs:"),
+            "{err:?}"
+        );
         assert_eq!(
             err.to_string(),
             format!(

@@ -1,15 +1,13 @@
 //! Text for the verifier workbench: the rejection report (as iproute2
 //! starts it), the verifier log with a source line on every instruction,
 //! the diagnosis and the warnings, and the `objdump` listing. Formatting
-//! only; the records come from [`crate::workbench`].
+//! only; the records come from [`xdpstat_analysis::report`].
 
 use std::io::{self, Write};
 
-use crate::{
-    bpfobj::{LinkedProgram, SourceFiles},
-    verifier::diagnose::{Diagnosis, ErrorSite, SourceRef, Sources},
-    workbench::{ProgramReport, Warning, MAXINSNS},
-};
+use xdpstat_analysis::obj::{LinkedProgram, SourceFiles};
+use xdpstat_analysis::report::{ProgramReport, Warning, MAXINSNS};
+use xdpstat_analysis::verifier::diagnose::{Diagnosis, ErrorSite, SourceRef, Sources};
 
 fn source_text(s: &SourceRef) -> String {
     match &s.text {

@@ -19,11 +19,13 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind};
 use thiserror::Error;
 
 use crate::{
-    guard::{self, AyaPanic},
     input::{self, InputError},
     insn::{DecodeError, Insn, Resolver},
 };
+use guard::AyaPanic;
 
+pub mod dwarf;
+pub mod guard;
 mod validate;
 
 /// `EM_BPF`.
@@ -483,7 +485,7 @@ impl BpfObject {
             program: program.clone(),
             insns,
             lines: LineTable::new(lines),
-            call_sites: crate::dwarf::call_sites(&self.bytes, &program.name),
+            call_sites: self::dwarf::call_sites(&self.bytes, &program.name),
             map_names,
             license: self.license.clone(),
         })
@@ -505,8 +507,9 @@ impl BpfObject {
         &self,
         program: &XdpProgram,
         fds: &std::collections::HashMap<String, i32>,
+        kernel: &KernelFeatures<'_>,
     ) -> Result<KernelProgram, ObjectError> {
-        guard::aya(|| self.for_kernel_unguarded(program, fds))
+        guard::aya(|| self.for_kernel_unguarded(program, fds, kernel))
             .map_err(|panic| self.malformed(&panic))?
     }
 
@@ -514,6 +517,7 @@ impl BpfObject {
         &self,
         program: &XdpProgram,
         fds: &std::collections::HashMap<String, i32>,
+        kernel: &KernelFeatures<'_>,
     ) -> Result<KernelProgram, ObjectError> {
         let parse_error = |reason: String| ObjectError::Parse {
             path: self.path.clone(),
@@ -521,7 +525,7 @@ impl BpfObject {
         };
         let mut obj =
             aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
-        let features = aya::features();
+        let features = kernel.features;
         let btf = match features.btf() {
             Some(btf_features) => obj
                 .fixup_and_sanitize_btf(btf_features)
@@ -530,8 +534,8 @@ impl BpfObject {
             None => None,
         };
         if btf.is_some() {
-            if let Ok(kernel_btf) = aya_obj::btf::Btf::from_sys_fs() {
-                obj.relocate_btf(&kernel_btf)
+            if let Some(kernel_btf) = &kernel.kernel_btf {
+                obj.relocate_btf(kernel_btf)
                     .map_err(|e| parse_error(e.to_string()))?;
             }
         }
@@ -569,9 +573,7 @@ impl BpfObject {
             aya_obj::ProgramSection::Xdp { frags, attach_type } => (*attach_type, *frags),
             _ => (aya_obj::programs::XdpAttachType::Interface, false),
         };
-        let kern_version = prog.kernel_version.unwrap_or_else(|| {
-            aya::util::KernelVersion::current().map_or(0, aya::util::KernelVersion::code)
-        });
+        let kern_version = prog.kernel_version.unwrap_or(kernel.kern_version);
         let function = obj
             .functions
             .get(&prog.function_key())
@@ -600,6 +602,18 @@ impl BpfObject {
             ),
         })
     }
+}
+
+/// What the kernel a program is prepared for supports, as the caller probed
+/// it: aya's feature probes, the kernel's own BTF for CO-RE, its version.
+#[derive(Debug)]
+pub struct KernelFeatures<'a> {
+    /// aya's probes of the kernel (`aya::features()`).
+    pub features: &'a aya_obj::Features,
+    /// The kernel's BTF (`/sys/kernel/btf/vmlinux`), if it has one.
+    pub kernel_btf: Option<aya_obj::btf::Btf>,
+    /// `KERNEL_VERSION` of the running kernel, for programs that ask.
+    pub kern_version: u32,
 }
 
 /// A program as `BPF_PROG_LOAD` takes it.
@@ -716,7 +730,7 @@ pub struct LinkedProgram {
     /// Its BTF line info, by verifier index.
     pub lines: LineTable,
     /// DWARF's inlined call sites in the program's own function.
-    pub call_sites: Vec<crate::dwarf::CallSite>,
+    pub call_sites: Vec<self::dwarf::CallSite>,
     /// Map names, by the stand-in fd in `ld_imm64` map references.
     pub map_names: Vec<String>,
     /// The object's license.
@@ -731,8 +745,8 @@ impl LinkedProgram {
 
     /// The line in the program's own function that instruction `index`
     /// belongs to, when BTF puts it in inlined library code.
-    pub fn call_site(&self, index: usize) -> Option<&crate::dwarf::CallSite> {
-        crate::dwarf::user_call_site(&self.call_sites, index as u64 * 8)
+    pub fn call_site(&self, index: usize) -> Option<&self::dwarf::CallSite> {
+        self::dwarf::user_call_site(&self.call_sites, index as u64 * 8)
     }
 
     /// The instruction at verifier index `index`.
@@ -1100,7 +1114,12 @@ mod tests {
 
     #[test]
     fn a_truncated_embedded_object_is_refused_at_every_cut() {
-        let whole = crate::layout::Layout::Percpu.object();
+        // xdpstat's own embedded object, aligned for the ELF reader.
+        #[repr(C, align(8))]
+        struct Aligned<B: ?Sized>(B);
+        static OBJECT: &Aligned<[u8]> =
+            &Aligned(*include_bytes!("../../../xdpstat/bpf/xdpstat_percpu.o"));
+        let whole = &OBJECT.0;
         assert!(BpfObject::from_bytes(Path::new("percpu.o"), whole.to_vec()).is_ok());
         for cut in [16, 64, 200, whole.len() / 2, whole.len() - 1] {
             let err = BpfObject::from_bytes(Path::new("percpu.o"), whole[..cut].to_vec());

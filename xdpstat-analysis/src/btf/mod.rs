@@ -882,7 +882,7 @@ fn f16_to_f64(h: u16) -> f64 {
 
 /// The tests' BTF writer, shared with the integration tests.
 #[cfg(test)]
-#[path = "../../tests/common/btf_writer.rs"]
+#[path = "../../../xdpstat/tests/common/btf_writer.rs"]
 mod btf_writer;
 
 #[cfg(test)]

@@ -1,4 +1,0 @@
-//! BTF of maps: parsing and value formatting.
-
-pub mod btf;
-pub use crate::model::inspect::{dump, maps, progs, status};
