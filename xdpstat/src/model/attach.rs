@@ -23,7 +23,6 @@ use std::{
 };
 
 use aya::{
-    maps::MapInfo,
     programs::{links::FdLink, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
@@ -33,6 +32,7 @@ use xdpstat_common::{Counters, COUNTERS_MAP};
 
 use crate::kernel::bpffs::{self, BpffsError, NsDir, NsLock, PinDir};
 use crate::kernel::iface;
+use crate::kernel::map::{MapRef, OpenMap};
 use crate::kernel::netlink::{self, AttachedMode, AttachedProgram, NetlinkError};
 use crate::kernel::privileges::{self, Capability, PrivilegeError};
 use crate::kernel::sys::{self, SyscallError};
@@ -54,6 +54,16 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode's name, as `--mode` spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Generic => "generic",
+            Self::Offload => "offload",
+        }
+    }
+
     fn xdp_mode(self) -> XdpMode {
         match self {
             Self::Auto => XdpMode::Default,
@@ -69,6 +79,22 @@ impl Mode {
             Self::Native => Some(AttachedMode::Native),
             Self::Generic => Some(AttachedMode::Generic),
             Self::Offload => Some(AttachedMode::Offload),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<AttachedMode> for Mode {
+    fn from(mode: AttachedMode) -> Self {
+        match mode {
+            AttachedMode::Native => Self::Native,
+            AttachedMode::Generic => Self::Generic,
+            AttachedMode::Offload => Self::Offload,
         }
     }
 }
@@ -235,9 +261,15 @@ pub enum AttachError {
         /// Interface name.
         iface: String,
         /// The mode asked for.
-        mode: &'static str,
+        mode: Mode,
         /// The kernel's reason, in words.
         reason: String,
+    },
+    /// The program was attached, then was not there when read back.
+    #[error("{iface}: the program was attached but is not there any more (something removed it meanwhile); run the command again")]
+    Vanished {
+        /// Interface name.
+        iface: String,
     },
     /// A netlink request failed.
     #[error(transparent)]
@@ -621,7 +653,7 @@ impl Target {
             Some(existing) => {
                 let prog_fd = program
                     .fd()
-                    .map_err(|e| refused(&self.iface, existing.mode.name(), &e))?
+                    .map_err(|e| refused(&self.iface, existing.mode.into(), &e))?
                     .as_fd();
                 replace(
                     &self.iface,
@@ -653,10 +685,8 @@ impl Target {
 
     /// What is attached now, as [`inspect`] reads it back.
     fn attached(&self) -> Result<Attachment, AttachError> {
-        inspect(&self.iface)?.ok_or_else(|| AttachError::Refused {
+        inspect(&self.iface)?.ok_or_else(|| AttachError::Vanished {
             iface: self.iface.clone(),
-            mode: "any",
-            reason: "the program was attached but is not there any more".to_owned(),
         })
     }
 }
@@ -684,11 +714,12 @@ fn pick_existing(current: &[AttachedProgram], mode: Mode) -> Option<AttachedProg
 
 /// Whether the pinned counters map, if any, is one `layout` can keep using.
 fn pinned_counters_fit(path: &Path, layout: Layout) -> bool {
-    MapInfo::from_pin(path).is_ok_and(|info| {
-        info.map_type().ok() == Some(layout.map_type())
-            && info.key_size() == 4
-            && info.value_size() as usize == Counters::SIZE
-            && info.max_entries() == 1
+    OpenMap::open(&MapRef::Pinned(path.to_owned())).is_ok_and(|map| {
+        let info = &map.info;
+        Layout::from_raw_map_type(info.map_type) == Some(layout)
+            && info.key_size == 4
+            && info.value_size as usize == Counters::SIZE
+            && info.max_entries == 1
     })
 }
 
@@ -700,16 +731,12 @@ fn attach_new(
     dir: &PinDir,
     staging: &mut Staging<'_>,
 ) -> Result<Holder, AttachError> {
-    let mode_name = match mode.attached() {
-        Some(m) => m.name(),
-        None => "auto",
-    };
     let link_id = program
         .attach_to_if_index(ifindex, mode.xdp_mode())
-        .map_err(|e| refused(iface, mode_name, &e))?;
+        .map_err(|e| refused(iface, mode, &e))?;
     let link = program
         .take_link(link_id)
-        .map_err(|e| refused(iface, mode_name, &e))?;
+        .map_err(|e| refused(iface, mode, &e))?;
     match FdLink::try_from(link) {
         Ok(fd_link) => {
             let staged = staging.stage("link");
@@ -723,7 +750,7 @@ fn attach_new(
         // aya fell back to netlink (kernels before 5.9): the device holds
         // the program, so pin the program to mark it as ours.
         Err(_) => {
-            let fd = program.fd().map_err(|e| refused(iface, mode_name, &e))?;
+            let fd = program.fd().map_err(|e| refused(iface, mode, &e))?;
             let staged = staging.stage("prog");
             sys::obj_pin(fd.as_fd(), &staged)?;
             staging.commit(&staged, &dir.prog())?;
@@ -804,7 +831,7 @@ fn replace(
                 (None, _) => {
                     return Err(AttachError::Refused {
                         iface: iface.to_owned(),
-                        mode: existing.mode.name(),
+                        mode: existing.mode.into(),
                         reason: format!(
                             "a BPF link holds prog id {} but it cannot be found",
                             existing.prog_id
@@ -814,7 +841,7 @@ fn replace(
                 (Some(_), Some(_)) => {
                     return Err(AttachError::Refused {
                         iface: iface.to_owned(),
-                        mode: existing.mode.name(),
+                        mode: existing.mode.into(),
                         reason: format!(
                             "prog id {} runs through several BPF links with ifindex {ifindex} (in several network namespaces); detach it first",
                             existing.prog_id
@@ -843,16 +870,16 @@ fn replace(
     Ok(Holder::Link)
 }
 
-fn refused(iface: &str, mode: &'static str, error: &ProgramError) -> AttachError {
+fn refused(iface: &str, mode: Mode, error: &ProgramError) -> AttachError {
     let errno = find_errno(error);
     let reason = match errno {
         Some(libc::EBUSY) | Some(libc::EEXIST) => {
             "another XDP program was attached meanwhile; try again".to_owned()
         }
-        Some(libc::EOPNOTSUPP) if mode == "native" => format!(
+        Some(libc::EOPNOTSUPP) if mode == Mode::Native => format!(
             "the {iface} driver has no native XDP support (use --mode generic)"
         ),
-        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if mode == "offload" => format!(
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if mode == Mode::Offload => format!(
             "{iface} cannot offload BPF programs (offload needs a NIC that does, e.g. Netronome; use --mode native or generic)"
         ),
         _ => crate::error::chain(error),

@@ -437,7 +437,7 @@ pub(crate) fn settle(
         .live(ifindex, &current)
         .ok_or_else(|| AttachError::Refused {
             iface: iface.to_owned(),
-            mode: live.program.mode.name(),
+            mode: live.program.mode.into(),
             reason: "xdpstat's program stopped running while its pins were being repaired"
                 .to_owned(),
         })?;

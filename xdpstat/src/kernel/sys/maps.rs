@@ -11,12 +11,12 @@ use std::{
     os::fd::{AsRawFd, BorrowedFd, OwnedFd},
 };
 
-use super::{bpf, fd_by_id, info_by_fd, SyscallError};
+use super::{bpf, fd_by_id, info_by_fd, ById, SyscallError};
 
-const BPF_MAP_GET_NEXT_KEY: i32 = 4;
-const BPF_MAP_GET_FD_BY_ID: i32 = 14;
-const BPF_BTF_GET_FD_BY_ID: i32 = 19;
-const BPF_MAP_LOOKUP_BATCH: i32 = 24;
+use aya_obj::generated::bpf_cmd;
+
+const BPF_MAP_GET_NEXT_KEY: i32 = bpf_cmd::BPF_MAP_GET_NEXT_KEY as i32;
+const BPF_MAP_LOOKUP_BATCH: i32 = bpf_cmd::BPF_MAP_LOOKUP_BATCH as i32;
 
 /// Opens a map by id (`BPF_MAP_GET_FD_BY_ID`).
 ///
@@ -24,7 +24,7 @@ const BPF_MAP_LOOKUP_BATCH: i32 = 24;
 ///
 /// `ENOENT` when no map has that id.
 pub fn map_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
-    fd_by_id(BPF_MAP_GET_FD_BY_ID, "BPF_MAP_GET_FD_BY_ID", id)
+    fd_by_id(ById::Map, id)
 }
 
 /// Opens a BTF object by id (`BPF_BTF_GET_FD_BY_ID`).
@@ -33,7 +33,7 @@ pub fn map_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
 ///
 /// `ENOENT` when no BTF object has that id.
 pub fn btf_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
-    fd_by_id(BPF_BTF_GET_FD_BY_ID, "BPF_BTF_GET_FD_BY_ID", id)
+    fd_by_id(ById::Btf, id)
 }
 
 /// What the kernel says of a map (`struct bpf_map_info`).

@@ -19,18 +19,21 @@ pub mod maps;
 pub mod stats;
 pub mod time;
 
-const BPF_PROG_GET_FD_BY_ID: i32 = 13;
-const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
-const BPF_LINK_UPDATE: i32 = 29;
-const BPF_LINK_GET_FD_BY_ID: i32 = 30;
-const BPF_LINK_GET_NEXT_ID: i32 = 31;
-const BPF_LINK_DETACH: i32 = 34;
-const BPF_MAP_LOOKUP_ELEM: i32 = 1;
-const BPF_OBJ_PIN: i32 = 6;
-const BPF_OBJ_GET: i32 = 7;
-const BPF_F_REPLACE: u32 = 1 << 2;
+use aya_obj::generated::{bpf_cmd, bpf_link_type, bpf_prog_type, BPF_F_REPLACE};
+
+const BPF_PROG_GET_FD_BY_ID: i32 = bpf_cmd::BPF_PROG_GET_FD_BY_ID as i32;
+const BPF_OBJ_GET_INFO_BY_FD: i32 = bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as i32;
+const BPF_LINK_UPDATE: i32 = bpf_cmd::BPF_LINK_UPDATE as i32;
+const BPF_LINK_GET_FD_BY_ID: i32 = bpf_cmd::BPF_LINK_GET_FD_BY_ID as i32;
+const BPF_LINK_GET_NEXT_ID: i32 = bpf_cmd::BPF_LINK_GET_NEXT_ID as i32;
+const BPF_LINK_DETACH: i32 = bpf_cmd::BPF_LINK_DETACH as i32;
+const BPF_MAP_LOOKUP_ELEM: i32 = bpf_cmd::BPF_MAP_LOOKUP_ELEM as i32;
+const BPF_OBJ_PIN: i32 = bpf_cmd::BPF_OBJ_PIN as i32;
+const BPF_OBJ_GET: i32 = bpf_cmd::BPF_OBJ_GET as i32;
 /// `BPF_LINK_TYPE_XDP`.
-pub const LINK_TYPE_XDP: u32 = 6;
+pub const LINK_TYPE_XDP: u32 = bpf_link_type::BPF_LINK_TYPE_XDP as u32;
+/// `BPF_PROG_TYPE_XDP`.
+pub const PROG_TYPE_XDP: u32 = bpf_prog_type::BPF_PROG_TYPE_XDP as u32;
 
 /// A failed `bpf(2)` command, named.
 #[derive(Debug, Error)]
@@ -71,9 +74,17 @@ pub(crate) fn bpf<T>(cmd: i32, call: &'static str, attr: &mut T) -> Result<i64, 
     }
 }
 
-pub(crate) fn fd_from(ret: i64) -> OwnedFd {
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(ret as i32) }
+/// Runs a `bpf(2)` command that returns a new file descriptor, and owns it.
+///
+/// # Safety
+///
+/// `cmd` must be a command whose success value is a new descriptor
+/// (`BPF_OBJ_GET`, `BPF_*_GET_FD_BY_ID`, `BPF_BTF_LOAD`, `BPF_PROG_LOAD`),
+/// and `attr` as [`bpf`] requires.
+unsafe fn bpf_fd<T>(cmd: i32, call: &'static str, attr: &mut T) -> Result<OwnedFd, SyscallError> {
+    let fd = bpf(cmd, call, attr)?;
+    // SAFETY: the command returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[repr(C)]
@@ -117,7 +128,8 @@ pub fn obj_get(path: &Path) -> Result<OwnedFd, SyscallError> {
         bpf_fd: 0,
         file_flags: 0,
     };
-    bpf(BPF_OBJ_GET, "BPF_OBJ_GET", &mut attr).map(fd_from)
+    // SAFETY: BPF_OBJ_GET returns a new descriptor.
+    unsafe { bpf_fd(BPF_OBJ_GET, "BPF_OBJ_GET", &mut attr) }
 }
 
 #[repr(C)]
@@ -127,14 +139,30 @@ struct GetFdById {
     open_flags: u32,
 }
 
-/// Opens an object by id with one of the `BPF_*_GET_FD_BY_ID` commands.
-pub(crate) fn fd_by_id(cmd: i32, call: &'static str, id: u32) -> Result<OwnedFd, SyscallError> {
+/// The kinds of object that can be opened by id.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ById {
+    Prog,
+    Map,
+    Link,
+    Btf,
+}
+
+/// Opens an object by id (`BPF_*_GET_FD_BY_ID`).
+pub(crate) fn fd_by_id(kind: ById, id: u32) -> Result<OwnedFd, SyscallError> {
+    let (cmd, call) = match kind {
+        ById::Prog => (BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID"),
+        ById::Map => (bpf_cmd::BPF_MAP_GET_FD_BY_ID as i32, "BPF_MAP_GET_FD_BY_ID"),
+        ById::Link => (BPF_LINK_GET_FD_BY_ID, "BPF_LINK_GET_FD_BY_ID"),
+        ById::Btf => (bpf_cmd::BPF_BTF_GET_FD_BY_ID as i32, "BPF_BTF_GET_FD_BY_ID"),
+    };
     let mut attr = GetFdById {
         id,
         next_id: 0,
         open_flags: 0,
     };
-    bpf(cmd, call, &mut attr).map(fd_from)
+    // SAFETY: every `BPF_*_GET_FD_BY_ID` returns a new descriptor.
+    unsafe { bpf_fd(cmd, call, &mut attr) }
 }
 
 /// Reads an object's info into `info` (`BPF_OBJ_GET_INFO_BY_FD`); `T` is
@@ -160,7 +188,7 @@ pub(crate) fn info_by_fd<T>(fd: BorrowedFd<'_>, info: &mut T) -> Result<(), Sysc
 ///
 /// `ENOENT` when no such program is loaded.
 pub fn prog_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
-    fd_by_id(BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID", id)
+    fd_by_id(ById::Prog, id)
 }
 
 /// The id of the program behind `fd`.
@@ -188,7 +216,7 @@ pub fn prog_id(fd: BorrowedFd<'_>) -> Result<u32, SyscallError> {
 ///
 /// `ENOENT` when no such link exists.
 pub fn link_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
-    fd_by_id(BPF_LINK_GET_FD_BY_ID, "BPF_LINK_GET_FD_BY_ID", id)
+    fd_by_id(ById::Link, id)
 }
 
 /// The ids of every link in the system, in order.
@@ -197,6 +225,20 @@ pub fn link_fd_by_id(id: u32) -> Result<OwnedFd, SyscallError> {
 ///
 /// Any error but the `ENOENT` that ends the walk.
 pub fn link_ids() -> Result<Vec<u32>, SyscallError> {
+    ids(BPF_LINK_GET_NEXT_ID, "BPF_LINK_GET_NEXT_ID")
+}
+
+/// The ids of every map in the system, in order.
+///
+/// # Errors
+///
+/// Any error but the `ENOENT` that ends the walk.
+pub fn map_ids() -> Result<Vec<u32>, SyscallError> {
+    ids(bpf_cmd::BPF_MAP_GET_NEXT_ID as i32, "BPF_MAP_GET_NEXT_ID")
+}
+
+/// Walks the ids of one kind of object with its `BPF_*_GET_NEXT_ID`.
+fn ids(cmd: i32, call: &'static str) -> Result<Vec<u32>, SyscallError> {
     let mut ids = Vec::new();
     let mut attr = GetFdById {
         id: 0,
@@ -204,7 +246,7 @@ pub fn link_ids() -> Result<Vec<u32>, SyscallError> {
         open_flags: 0,
     };
     loop {
-        match bpf(BPF_LINK_GET_NEXT_ID, "BPF_LINK_GET_NEXT_ID", &mut attr) {
+        match bpf(cmd, call, &mut attr) {
             Ok(_) => {
                 ids.push(attr.next_id);
                 attr.id = attr.next_id;
@@ -414,7 +456,8 @@ pub fn btf_load(btf: &[u8]) -> Result<OwnedFd, SyscallError> {
         btf_log_size: 0,
         btf_log_level: 0,
     };
-    bpf(BPF_BTF_LOAD, "BPF_BTF_LOAD", &mut attr).map(fd_from)
+    // SAFETY: BPF_BTF_LOAD returns a new descriptor.
+    unsafe { bpf_fd(BPF_BTF_LOAD, "BPF_BTF_LOAD", &mut attr) }
 }
 
 /// `BPF_PROG_LOAD` of an XDP program with the verifier's log, all of it:
@@ -427,7 +470,6 @@ pub fn prog_load_with_log(
     first_log_size: u32,
 ) -> (Result<OwnedFd, SyscallError>, Vec<u8>) {
     const BPF_PROG_LOAD: i32 = 5;
-    const BPF_PROG_TYPE_XDP: u32 = 6;
     /// The kernel refuses log buffers over `UINT_MAX >> 2`.
     const MAX_LOG: u32 = u32::MAX >> 2;
     #[repr(C)]
@@ -471,7 +513,7 @@ pub fn prog_load_with_log(
     loop {
         let mut log = vec![0u8; size as usize];
         let mut attr = Attr {
-            prog_type: BPF_PROG_TYPE_XDP,
+            prog_type: PROG_TYPE_XDP,
             insn_cnt: (prog.insns.len() / 8) as u32,
             insns: prog.insns.as_ptr() as u64,
             license: prog.license.as_ptr() as u64,
@@ -506,7 +548,8 @@ pub fn prog_load_with_log(
             core_relo_rec_size: 0,
             log_true_size: 0,
         };
-        let result = bpf(BPF_PROG_LOAD, "BPF_PROG_LOAD", &mut attr).map(fd_from);
+        // SAFETY: BPF_PROG_LOAD returns a new descriptor.
+        let result = unsafe { bpf_fd(BPF_PROG_LOAD, "BPF_PROG_LOAD", &mut attr) };
         let needed = attr.log_true_size;
         let truncated = matches!(&result, Err(e) if e.errno() == Some(libc::ENOSPC));
         if truncated && needed > size && size < MAX_LOG {

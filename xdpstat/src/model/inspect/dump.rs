@@ -93,16 +93,35 @@ pub fn type_name(map_type: u32) -> Option<&'static str> {
 }
 
 /// Why a map of this type cannot be dumped, if it cannot.
-const fn not_dumpable(map_type: u32) -> Option<&'static str> {
+fn not_dumpable(map_type: u32) -> Option<&'static str> {
+    use aya_obj::generated::bpf_map_type::{self as t, *};
+    let Ok(map_type) = t::try_from(map_type) else {
+        return None;
+    };
     Some(match map_type {
-        4 => "its slots hold perf event file descriptors, which user space cannot read back",
-        8 => "its slots hold cgroup file descriptors, which user space cannot read back",
-        17 => "its slots hold AF_XDP sockets, which user space cannot read back",
-        22 | 23 => "it has no keys; its elements can only be popped",
-        27 | 31 => "a ring buffer has no keys; read it with a consumer",
-        30 => "a bloom filter has no keys; it can only be queried for a value",
-        24 | 28 | 29 | 32 => "its keys are file descriptors of the objects it is attached to",
-        33 => "an arena is memory to mmap, not keys and values",
+        BPF_MAP_TYPE_PERF_EVENT_ARRAY => {
+            "its slots hold perf event file descriptors, which user space cannot read back"
+        }
+        BPF_MAP_TYPE_CGROUP_ARRAY => {
+            "its slots hold cgroup file descriptors, which user space cannot read back"
+        }
+        BPF_MAP_TYPE_XSKMAP => "its slots hold AF_XDP sockets, which user space cannot read back",
+        BPF_MAP_TYPE_QUEUE | BPF_MAP_TYPE_STACK => {
+            "it has no keys; its elements can only be popped"
+        }
+        BPF_MAP_TYPE_RINGBUF | BPF_MAP_TYPE_USER_RINGBUF => {
+            "a ring buffer has no keys; read it with a consumer"
+        }
+        BPF_MAP_TYPE_BLOOM_FILTER => {
+            "a bloom filter has no keys; it can only be queried for a value"
+        }
+        BPF_MAP_TYPE_SK_STORAGE
+        | BPF_MAP_TYPE_INODE_STORAGE
+        | BPF_MAP_TYPE_TASK_STORAGE
+        | BPF_MAP_TYPE_CGRP_STORAGE => {
+            "its keys are file descriptors of the objects it is attached to"
+        }
+        BPF_MAP_TYPE_ARENA => "an arena is memory to mmap, not keys and values",
         _ => return None,
     })
 }

@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{loaded_maps, MapError, MapInfo};
+use crate::kernel::map::{MapError, MapRef, OpenMap};
 use serde::{Serialize, Serializer};
 use thiserror::Error;
 
@@ -81,9 +81,9 @@ pub fn users<'a>(
     by_map
 }
 
-/// Whether an aya map error says the map went away (`ENOENT`).
+/// Whether opening a map said it went away.
 fn gone_map(error: &MapError) -> bool {
-    matches!(error, MapError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::ENOENT))
+    matches!(error, MapError::NoSuchId { .. })
 }
 
 /// Every program's id, name and map ids, in id order.
@@ -115,28 +115,24 @@ pub fn list() -> Result<Vec<Map>, InspectError> {
     let programs = program_maps()?;
     let mut users = users(programs.iter().map(|(p, ids)| (p, ids.as_slice())));
     let mut maps = Vec::new();
-    for info in loaded_maps() {
-        let info = match info {
-            Ok(info) => info,
+    for id in sys::map_ids()? {
+        let map = match OpenMap::open(&MapRef::Id(id)) {
+            Ok(map) => map,
             Err(e) if gone_map(&e) => continue,
             Err(e) => return Err(InspectError::Maps(e)),
         };
-        let fd = match info.fd() {
-            Ok(fd) => fd,
-            Err(e) if gone_map(&e) => continue,
-            Err(e) => return Err(InspectError::Maps(e)),
-        };
-        let fdinfo = stats::fdinfo(fd.as_fd()).map_err(InspectError::FdInfo)?;
+        let fdinfo = stats::fdinfo(map.fd()).map_err(InspectError::FdInfo)?;
+        let info = &map.info;
         maps.push(Map {
-            id: info.id(),
+            id: info.id,
             map_type: MapType(fdinfo.raw_type),
-            name: String::from_utf8_lossy(info.name()).into_owned(),
-            flags: info.map_flags(),
-            bytes_key: info.key_size(),
-            bytes_value: info.value_size(),
-            max_entries: info.max_entries(),
+            name: info.name.clone(),
+            flags: info.map_flags,
+            bytes_key: info.key_size,
+            bytes_value: info.value_size,
+            max_entries: info.max_entries,
             bytes_memlock: fdinfo.memlock,
-            programs: users.remove(&info.id()).unwrap_or_default(),
+            programs: users.remove(&info.id).unwrap_or_default(),
         });
     }
     maps.sort_by_key(|m| m.id);
@@ -384,17 +380,12 @@ pub fn pin(id: u32, path: &Path) -> Result<PinnedMap, PinError> {
             path: path.to_owned(),
         });
     }
-    let info = match MapInfo::from_id(id) {
-        Ok(info) => info,
+    let map = match OpenMap::open(&MapRef::Id(id)) {
+        Ok(map) => map,
         Err(e) if gone_map(&e) => return Err(PinError::NoSuchMap { id }),
         Err(source) => return Err(PinError::Map { id, source }),
     };
-    let fd = match info.fd() {
-        Ok(fd) => fd,
-        Err(e) if gone_map(&e) => return Err(PinError::NoSuchMap { id }),
-        Err(source) => return Err(PinError::Map { id, source }),
-    };
-    match sys::obj_pin(fd.as_fd(), path) {
+    match sys::obj_pin(map.fd(), path) {
         Ok(()) => {}
         // Made by someone else since the check above.
         Err(e) if e.errno() == Some(libc::EEXIST) => {
@@ -407,7 +398,7 @@ pub fn pin(id: u32, path: &Path) -> Result<PinnedMap, PinError> {
     }
     Ok(PinnedMap {
         id,
-        name: String::from_utf8_lossy(info.name()).into_owned(),
+        name: map.info.name.clone(),
         path: path.to_owned(),
     })
 }
@@ -473,8 +464,8 @@ pub fn unpin(path: &Path) -> Result<PinnedMap, PinError> {
             kind: fdinfo.kind,
         });
     }
-    let name = MapInfo::from_pin(path)
-        .map(|info| String::from_utf8_lossy(info.name()).into_owned())
+    let name = OpenMap::open(&MapRef::Pinned(path.to_owned()))
+        .map(|map| map.info.name)
         .unwrap_or_default();
     fs::remove_file(path).map_err(|source| PinError::Io {
         path: path.to_owned(),

@@ -14,10 +14,9 @@ use std::{
     time::{Duration, Instant, UNIX_EPOCH},
 };
 
-use aya::{
-    maps::MapError,
-    programs::{loaded_programs, ProgramError, ProgramFd, ProgramInfo},
-};
+use aya::programs::{loaded_programs, ProgramError, ProgramFd, ProgramInfo};
+
+use crate::kernel::map::MapError;
 use serde::{Serialize, Serializer};
 use thiserror::Error;
 
@@ -55,8 +54,7 @@ pub enum InspectError {
     Attach(#[from] AttachError),
 }
 
-/// `BPF_PROG_TYPE_XDP`.
-pub const PROG_TYPE_XDP: u32 = 6;
+pub use crate::kernel::sys::PROG_TYPE_XDP;
 
 /// libbpf's names of `BPF_PROG_TYPE_*`, by number, as bpftool prints them.
 const PROG_TYPE_NAMES: [&str; 33] = [

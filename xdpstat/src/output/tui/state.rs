@@ -6,10 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ratatui::{
-    crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
-    style::{Color, Modifier, Style},
-};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::model::monitor::{Notice, Sample};
 
@@ -125,14 +122,23 @@ pub enum Severity {
     Alert,
 }
 
-impl Severity {
-    pub(super) fn color(self) -> Color {
-        match self {
-            Self::Info => Color::Green,
-            Self::Warning => Color::Yellow,
-            Self::Alert => Color::Red,
-        }
-    }
+/// What an interface's state column says.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowState<'a> {
+    /// No sample yet.
+    Waiting,
+    /// The interface is gone.
+    Gone,
+    /// xdpstat is not counting there.
+    NotAttached,
+    /// Reading failed.
+    ReadError,
+    /// Counting.
+    Counting,
+    /// None of the above.
+    Unknown,
+    /// A fresh event, shown over the lasting `Counting`.
+    Event(&'a Event),
 }
 
 /// A notice as the view shows it: when, where, what.
@@ -264,22 +270,20 @@ impl IfaceView {
     }
 
     /// The state column: a fresh event, or the lasting state.
-    pub(super) fn state(&self, now: Instant) -> (String, Style) {
+    pub(super) fn state(&self, now: Instant) -> RowState<'_> {
         let lasting = match self.sample.as_ref() {
-            None => ("waiting".to_owned(), Style::new().fg(Color::DarkGray)),
-            Some(s) if !s.present => ("GONE".to_owned(), alert(Severity::Alert)),
+            None => RowState::Waiting,
+            Some(s) if !s.present => RowState::Gone,
             Some(s) => match &s.notice {
-                Some(Notice::NotCounting) => ("not attached".to_owned(), alert(Severity::Warning)),
-                Some(Notice::ReadError { .. }) => ("read error".to_owned(), alert(Severity::Alert)),
-                _ if s.snapshot.is_some() => ("counting".to_owned(), Style::new().fg(Color::Green)),
-                _ => ("-".to_owned(), Style::new()),
+                Some(Notice::NotCounting) => RowState::NotAttached,
+                Some(Notice::ReadError { .. }) => RowState::ReadError,
+                _ if s.snapshot.is_some() => RowState::Counting,
+                _ => RowState::Unknown,
             },
         };
         match &self.event {
             // A lasting state outranks an older event (gone after a reset).
-            Some(e) if is_fresh(e, now) && lasting.0 == "counting" => {
-                (e.short.clone(), alert(e.severity))
-            }
+            Some(e) if is_fresh(e, now) && lasting == RowState::Counting => RowState::Event(e),
             _ => lasting,
         }
     }
@@ -432,10 +436,4 @@ impl App {
     pub(super) fn shown(&self) -> &Live {
         self.frozen.as_ref().unwrap_or(&self.live)
     }
-}
-
-pub(super) fn alert(severity: Severity) -> Style {
-    Style::new()
-        .fg(severity.color())
-        .add_modifier(Modifier::BOLD)
 }

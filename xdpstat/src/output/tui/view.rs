@@ -191,7 +191,7 @@ fn table_lines(app: &App, history_width: usize) -> (Line<'static>, Vec<Line<'sta
                 share: String::new(),
                 packets: snapshot.map_or_else(|| "-".to_owned(), |s| s.total.packets.to_string()),
                 bytes: snapshot.map_or_else(|| "-".to_owned(), |s| s.total.bytes.to_string()),
-                state: view.state(live.now),
+                state: state_text(view.state(live.now)),
             }
             .line(name_style, history),
         );
@@ -362,12 +362,13 @@ fn render_charts(frame: &mut Frame, app: &App, view: &IfaceView, area: Rect) {
             s.layout, s.map_id, s.total.packets, s.total.bytes
         )));
     }
-    let (state, state_style) = view.state(live.now);
+    let row_state = view.state(live.now);
+    let (state, state_style) = state_text(row_state);
     let block = Block::new()
         .borders(Borders::ALL)
         .title(Line::from(title))
         .title(Line::from(Span::styled(format!(" {state} "), state_style)).right_aligned())
-        .border_style(if state == "GONE" {
+        .border_style(if row_state == RowState::Gone {
             Style::new().fg(Color::Red)
         } else {
             Style::new()
@@ -513,5 +514,34 @@ pub fn clock() -> String {
             let day = secs % 86_400;
             format!("{:02}:{:02}:{:02}Z", day / 3600, day % 3600 / 60, day % 60)
         }
+    }
+}
+
+/// A severity's colour.
+fn color(severity: Severity) -> Color {
+    match severity {
+        Severity::Info => Color::Green,
+        Severity::Warning => Color::Yellow,
+        Severity::Alert => Color::Red,
+    }
+}
+
+/// The style of something of this severity: its colour, bold.
+fn alert(severity: Severity) -> Style {
+    Style::new()
+        .fg(color(severity))
+        .add_modifier(Modifier::BOLD)
+}
+
+/// The state column's text and style.
+fn state_text(state: RowState<'_>) -> (String, Style) {
+    match state {
+        RowState::Waiting => ("waiting".to_owned(), Style::new().fg(Color::DarkGray)),
+        RowState::Gone => ("GONE".to_owned(), alert(Severity::Alert)),
+        RowState::NotAttached => ("not attached".to_owned(), alert(Severity::Warning)),
+        RowState::ReadError => ("read error".to_owned(), alert(Severity::Alert)),
+        RowState::Counting => ("counting".to_owned(), Style::new().fg(Color::Green)),
+        RowState::Unknown => ("-".to_owned(), Style::new()),
+        RowState::Event(e) => (e.short.clone(), alert(e.severity)),
     }
 }
