@@ -13,6 +13,8 @@ pub mod counters;
 pub mod dwarf;
 pub mod error;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod guard;
 pub mod iface;
 pub mod input;
