@@ -11,6 +11,8 @@ pub use xdpstat_analysis as analysis;
 
 pub mod cli;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod kernel;
 pub mod model;
 pub mod output;

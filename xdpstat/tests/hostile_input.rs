@@ -185,10 +185,12 @@ fn binary_input_is_not_a_verifier_log() {
     }
 }
 
-/// A copy of a committed object with `patch` applied to its bytes.
+/// A copy of a committed object with one field changed, and what the
+/// checks must say about it.
 struct Mutant {
     name: &'static str,
     bytes: Vec<u8>,
+    reason: &'static str,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -196,7 +198,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 /// Objects that panicked aya-obj 0.3 (in `check` and `load`), each in one
-/// field, found by the seeded mutation of the fixture corpus.
+/// field, of the kinds the seeded mutation of the fixture corpus found.
 fn mutants() -> Vec<Mutant> {
     let base = fs::read(manifest_dir().join("bpf/xdpstat_percpu.o")).unwrap();
     let file = object::File::parse(&*base).unwrap();
@@ -226,10 +228,35 @@ fn mutants() -> Vec<Mutant> {
     let hdr_len = u32_at(&base, ext + 4) as usize;
     let func_info = ext + hdr_len + u32_at(&base, ext + 8) as usize;
     let line_info = ext + hdr_len + u32_at(&base, ext + 16) as usize;
-    let patch = |name, at: usize, value: &[u8]| {
+    let relxdp = file
+        .section_by_name(".relxdp")
+        .unwrap()
+        .file_range()
+        .unwrap()
+        .0 as usize;
+    let xdp_symbol = file
+        .symbols()
+        .find(|s| {
+            s.kind() == object::SymbolKind::Section && s.section_index().map(|i| i.0) == Some(xdp)
+        })
+        .unwrap()
+        .index()
+        .0 as u64;
+    let btf = file
+        .section_by_name(".BTF")
+        .unwrap()
+        .file_range()
+        .unwrap()
+        .0 as usize;
+    let first_type = btf + u32_at(&base, btf + 4) as usize + u32_at(&base, btf + 8) as usize;
+    let patch = |name, at: usize, value: &[u8], reason| {
         let mut bytes = base.clone();
         bytes[at..at + value.len()].copy_from_slice(value);
-        Mutant { name, bytes }
+        Mutant {
+            name,
+            bytes,
+            reason,
+        }
     };
     vec![
         // st_size of the program: aya-obj slices the section with it.
@@ -237,12 +264,14 @@ fn mutants() -> Vec<Mutant> {
             "program-past-its-section",
             symbol("xdpstat_percpu") + 16,
             &(1u64 << 40).to_le_bytes(),
+            "runs past the end of its section xdp",
         ),
         // st_size of a .text function.
         patch(
             "function-past-text",
             symbol("memmove") + 16,
             &0x6bc8u64.to_le_bytes(),
+            "runs past the end of its section .text",
         ),
         // sh_addr of the program's section: aya-obj subtracts it from the
         // symbol's value.
@@ -250,18 +279,45 @@ fn mutants() -> Vec<Mutant> {
             "section-address",
             e_shoff + xdp * 64 + 16,
             &0x100u64.to_le_bytes(),
+            "lies before the start of its section xdp",
         ),
         // num_info of the first line_info block.
         patch(
             "line-info-count",
             line_info + 8,
             &0x0100_0000u32.to_le_bytes(),
+            "records of 16 bytes run past the section",
         ),
         // The first func_info block's section name: aya-obj unwraps it.
         patch(
             "func-info-section-name",
             func_info + 4,
             &0xdead_beefu32.to_le_bytes(),
+            "string offset 3735928559, which .BTF does not have",
+        ),
+        // The first line of the program after its third: aya-obj rebases
+        // the lines on the first one, and underflows.
+        patch(
+            "line-info-order",
+            line_info + 12,
+            &96u32.to_le_bytes(),
+            "line_info is out of order",
+        ),
+        // The map reference made a reference into the program's own code,
+        // of a relocation type aya-obj has no case for (`todo!()`).
+        patch(
+            "relocation-type",
+            relxdp + 8,
+            &((xdp_symbol << 32) | 8).to_le_bytes(),
+            "neither a call nor a code address",
+        ),
+        // The first type's name: past the string section, inside the
+        // bounds aya-obj checks.
+        patch(
+            "type-name-offset",
+            first_type,
+            &(u32_at(&base, btf + 20) + 4).to_le_bytes(),
+            ".BTF type 1 names string offset",
         ),
     ]
 }
@@ -276,7 +332,12 @@ fn objects_that_crashed_aya_obj_are_refused_by_every_command() {
         let path = path.display().to_string();
         for args in object_commands(&path, &log) {
             let out = run_bounded(&args, Stdio::null());
-            assert_refused(&args, &out, &[&path, "is malformed", "rebuild it"]);
+            // Refused by xdpstat's checks, before aya-obj sees it.
+            assert_refused(
+                &args,
+                &out,
+                &[&path, "is malformed", m.reason, "rebuild it"],
+            );
         }
     }
 }

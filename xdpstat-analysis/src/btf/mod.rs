@@ -412,6 +412,20 @@ impl Btf {
         })
     }
 
+    /// Every string offset a type holds: its name, and the names of its
+    /// members, enumerators or parameters.
+    pub fn name_offsets<'a>(&self, t: &Type<'a>) -> impl Iterator<Item = u32> + 'a {
+        let stride = match t.kind {
+            Kind::Struct | Kind::Union | Kind::Enum64 => 12,
+            Kind::Enum | Kind::FuncProto => 8,
+            _ => 0,
+        };
+        let extra = t.extra;
+        let entries = extra.len().checked_div(stride).unwrap_or(0);
+        std::iter::once(t.name_off)
+            .chain((0..entries).map(move |i| u32_at(extra, i * stride).unwrap_or(0)))
+    }
+
     /// Follows typedefs, qualifiers and type tags to the type they name
     /// (libbpf's `btf__resolve_type`); 0 for `void`.
     ///

@@ -13,10 +13,7 @@
 use std::{
     cell::{Cell, RefCell},
     panic::{self, AssertUnwindSafe},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Once,
-    },
+    sync::Once,
 };
 
 use thiserror::Error;
@@ -34,9 +31,8 @@ pub struct AyaPanic {
 thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
     static LAST: RefCell<Option<AyaPanic>> = const { RefCell::new(None) };
+    static CAUGHT: Cell<u64> = const { Cell::new(0) };
 }
-
-static CAUGHT: AtomicU64 = AtomicU64::new(0);
 
 fn install_hook() {
     static ONCE: Once = Once::new();
@@ -80,7 +76,7 @@ pub fn aya<T>(f: impl FnOnce() -> T) -> Result<T, AyaPanic> {
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     QUIET.with(|q| q.set(was_quiet));
     result.map_err(|_| {
-        CAUGHT.fetch_add(1, Ordering::Relaxed);
+        CAUGHT.with(|c| c.set(c.get() + 1));
         LAST.with(|last| last.borrow_mut().take())
             .unwrap_or_else(|| AyaPanic {
                 message: "unknown panic".to_owned(),
@@ -89,11 +85,11 @@ pub fn aya<T>(f: impl FnOnce() -> T) -> Result<T, AyaPanic> {
     })
 }
 
-/// How many panics [`aya`] has caught in this process (for the fuzz test's
+/// How many panics [`aya`] has caught on this thread (for the fuzz test's
 /// report).
 #[doc(hidden)]
 pub fn caught() -> u64 {
-    CAUGHT.load(Ordering::Relaxed)
+    CAUGHT.with(Cell::get)
 }
 
 #[cfg(test)]

@@ -5,11 +5,16 @@
 //! be allocated, and `.BTF.ext` records inside their section, of a size
 //! that can hold them, naming their section by a string `.BTF` has.
 //!
+//! The kernel makes the same checks when it loads the program or its BTF
+//! (string offsets inside the string section, type sizes that fit in 32
+//! bits, line info in instruction order), so no object the kernel would
+//! take is refused here.
+//!
 //! Each check reads the fields as aya-obj does (the ELF's byte order; the
 //! record count of a `.BTF.ext` section in the host's, as aya-obj reads
 //! it), so that what passes here is what aya-obj will see.
 
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind, SymbolKind};
 
 /// `struct btf_header`.
 const BTF_HEADER_LEN: usize = 24;
@@ -24,12 +29,17 @@ const MAX_BSS: u64 = crate::input::MAX_OBJECT_BYTES;
 /// Checks what aya-obj takes on trust; the reason when something is off.
 pub(super) fn check(file: &object::File<'_>) -> Result<(), String> {
     symbols(file)?;
+    relocations(file)?;
     let big_endian = !file.is_little_endian();
     let Some(btf) = file.section_by_name(".BTF") else {
         return Ok(());
     };
     let btf = btf.data().map_err(|e| format!(".BTF: {e}"))?;
     let strings = btf_strings(btf, big_endian)?;
+    // xdpstat's own BTF reader reads this machine's byte order.
+    if big_endian == cfg!(target_endian = "big") {
+        btf_types(btf, strings)?;
+    }
     if let Some(ext) = file.section_by_name(".BTF.ext") {
         btf_ext(
             ext.data().map_err(|e| format!(".BTF.ext: {e}"))?,
@@ -63,20 +73,128 @@ fn symbols(file: &object::File<'_>) -> Result<(), String> {
             _ => format!("#{}", symbol.index().0),
         };
         let section_name = section.name().unwrap_or("?");
+        // aya-obj slices the data of legacy map sections by their symbols,
+        // even of a `maps` section without any (`SHT_NOBITS`).
+        let room = if section.kind() == SectionKind::UninitializedData
+            && !section_name.starts_with("maps")
+        {
+            section.size()
+        } else {
+            section.data().map_or(0, |d| d.len() as u64)
+        };
         if start < section.address() {
             return Err(format!(
                 "symbol {symbol_name} (at {start:#x}) lies before the start of its section {section_name} (at {:#x})",
                 section.address()
             ));
         }
-        if start
-            .checked_add(size)
-            .is_none_or(|end| end > section.size())
+        if start.checked_add(size).is_none_or(|end| end > room) {
+            return Err(format!(
+                "symbol {symbol_name} ({size} bytes at {start:#x}) runs past the end of its section {section_name} ({room} bytes)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Calls and code addresses resolve through their relocation's symbol: one
+/// that lies in code must be a function or the section itself (with a
+/// relocation type aya-obj knows), and a function must have a section.
+fn relocations(file: &object::File<'_>) -> Result<(), String> {
+    for section in file.sections() {
+        if section.kind() != SectionKind::Text {
+            continue;
+        }
+        for (offset, rel) in section.relocations() {
+            let object::RelocationTarget::Symbol(index) = rel.target() else {
+                continue;
+            };
+            let Ok(symbol) = file.symbol_by_index(index) else {
+                continue;
+            };
+            let target = symbol
+                .section_index()
+                .and_then(|i| file.section_by_index(i).ok());
+            let in_code = target
+                .as_ref()
+                .is_some_and(|s| s.kind() == SectionKind::Text);
+            let at = format!(
+                "the relocation at {offset:#x} in section {}",
+                section.name().unwrap_or("?")
+            );
+            let problem = match symbol.kind() {
+                SymbolKind::Text if target.is_none() => {
+                    format!("refers to function #{} outside any section", index.0)
+                }
+                // A call (32 bits) or a code address (64), by the
+                // relocation's type.
+                SymbolKind::Section if in_code && !code_address_fits(&section, offset, rel.size()) => {
+                    "points at code with an immediate that over- or underflows the address".to_owned()
+                }
+                SymbolKind::Section if in_code && !matches!(rel.size(), 32 | 64) => {
+                    format!("has a type that is neither a call nor a code address ({:?})", rel.flags())
+                }
+                SymbolKind::Text | SymbolKind::Section => continue,
+                kind if in_code => format!(
+                    "refers to symbol #{} ({kind:?}) in code, which is neither a function nor the section",
+                    index.0
+                ),
+                _ => continue,
+            };
+            return Err(format!("{at} {problem}"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the instruction at `offset` that a relocation of `size` bits
+/// points into its own code section gives an address aya-obj can compute:
+/// a call's `imm` counts instructions from the next one, an ld_imm64's
+/// `imm` bytes from the section's start.
+fn code_address_fits(section: &object::Section<'_, '_>, offset: u64, size: u8) -> bool {
+    let imm = section
+        .data()
+        .ok()
+        .and_then(|d| {
+            d.get(usize::try_from(offset).ok()?.checked_add(4)?..)?
+                .get(..4)
+        })
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(i32::from_le_bytes);
+    match (size, imm) {
+        (32, Some(imm)) => (-1..i32::MAX).contains(&imm),
+        (64, Some(imm)) => imm >= 0,
+        _ => true,
+    }
+}
+
+/// Every name a type holds is a string of the section, and every size
+/// fits in the 32 bits aya-obj multiplies it in.
+fn btf_types(btf: &[u8], strings: &[u8]) -> Result<(), String> {
+    use crate::btf::{Btf, BtfError};
+    // What this reader refuses, the kernel refuses too (kind 0, say, which
+    // aya-obj takes).
+    let types = Btf::parse(btf.to_vec()).map_err(|e| format!(".BTF: {e}"))?;
+    for id in 1..=u32::try_from(types.len()).unwrap_or(u32::MAX) {
+        let Ok(t) = types.type_by_id(id) else {
+            continue;
+        };
+        if let Some(off) = types
+            .name_offsets(&t)
+            .find(|&off| !has_string(strings, off))
         {
             return Err(format!(
-                "symbol {symbol_name} ({size} bytes at {start:#x}) runs past the end of its section {section_name} ({} bytes)",
-                section.size()
+                ".BTF type {id} names string offset {off}, which .BTF does not have"
             ));
+        }
+        match types.size_of(id) {
+            Ok(size) if size > u64::from(u32::MAX) => {
+                return Err(format!(".BTF type {id} is {size} bytes"))
+            }
+            Err(BtfError::TooLarge(_)) => {
+                return Err(format!(".BTF type {id} has a size that overflows"))
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -136,11 +254,12 @@ fn btf_ext(ext: &[u8], big_endian: bool, strings: &[u8]) -> Result<(), String> {
     // Fields past hdr_len read as 0, as in aya-obj.
     let header_field = |at: usize| if at + 4 <= hdr_len { field(at) } else { 0 };
     let tables = [
-        ("func_info", 8, FUNC_INFO_LEN, true),
-        ("line_info", 16, LINE_INFO_LEN, true),
-        ("core_relo", 24, CORE_RELO_LEN, false),
+        ("func_info", 8, FUNC_INFO_LEN),
+        ("line_info", 16, LINE_INFO_LEN),
+        ("core_relo", 24, CORE_RELO_LEN),
     ];
-    for (what, at, min_rec, named) in tables {
+    for (what, at, min_rec) in tables {
+        let (line_info, core_relo) = (what == "line_info", what == "core_relo");
         let (off, len) = (hdr_len + header_field(at), header_field(at + 4));
         if (len > 0 && len < 4) || off + len > ext.len() {
             return Err(format!(
@@ -173,10 +292,32 @@ fn btf_ext(ext: &[u8], big_endian: bool, strings: &[u8]) -> Result<(), String> {
                     ".BTF.ext {what}: {num_info} records of {rec_size} bytes run past the section"
                 ));
             };
-            if named && !has_string(strings, name) {
+            if !has_string(strings, name) {
                 return Err(format!(
                     ".BTF.ext {what} names its section by string offset {name}, which .BTF does not have"
                 ));
+            }
+            let records = data[pos..end].chunks_exact(rec_size);
+            let field_at = |rec: &[u8], at: usize| u32_at(rec, at, big_endian).unwrap_or(0);
+            if line_info {
+                // aya-obj rebases a function's lines on its first one.
+                let offs: Vec<u32> = records.map(|r| field_at(r, 0)).collect();
+                if let Some(w) = offs.windows(2).find(|w| w[1] < w[0]) {
+                    return Err(format!(
+                        ".BTF.ext line_info is out of order (insn offset {} after {})",
+                        w[1], w[0]
+                    ));
+                }
+            } else if core_relo {
+                // The access string of each relocation.
+                if let Some(off) = records
+                    .map(|r| field_at(r, 8))
+                    .find(|&o| !has_string(strings, o))
+                {
+                    return Err(format!(
+                        ".BTF.ext core_relo has access string offset {off}, which .BTF does not have"
+                    ));
+                }
             }
             pos = end;
         }
@@ -217,6 +358,18 @@ mod tests {
         assert!(btf_ext(&zero_rec, false, strings)
             .unwrap_err()
             .contains("0 bytes"));
+        // line_info (rec_size 16, one block of two records) out of order,
+        // then in order.
+        let lines = |first: u32| {
+            ext(
+                &[0x0001_eb9f, 32, 0, 0, 0, 44, 0, 0],
+                &[16, 1, 2, first, 1, 0, 0, 8, 1, 0, 0],
+            )
+        };
+        assert!(btf_ext(&lines(16), false, strings)
+            .unwrap_err()
+            .contains("out of order (insn offset 8 after 16)"));
+        assert_eq!(btf_ext(&lines(0), false, strings), Ok(()));
         let past_end = ext(&[0x0001_eb9f, 32, 0, 200, 20, 0, 0, 0], &[8, 1, 1, 0, 7]);
         assert!(btf_ext(&past_end, false, strings).is_err());
         assert!(btf_ext(&good[..6], false, strings).is_err());

@@ -642,7 +642,9 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
             let off = number_after(&all, "off=");
             let size = number_after(&all, "size=");
             let range = number_after(&all, "r=");
-            let need = off.zip(size).map(|(o, s)| o + s);
+            // Numbers from the log may be anything; a sum that overflows is
+            // no byte count.
+            let need = off.zip(size).and_then(|(o, s)| o.checked_add(s));
             let origin = trace
                 .as_ref()
                 .and_then(|t| t.origin.map(|i| origin_of(i, t.hops.clone(), sources)));
@@ -721,10 +723,10 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
                     sources,
                 )
             });
-            let summary = match (value_size, off, size) {
-                (Some(v), Some(o), Some(s)) => format!(
-                    "the access at {here} touches bytes {o}..{} of a map value that is only {v} bytes long",
-                    o + s
+            let end = off.zip(size).and_then(|(o, s)| o.checked_add(s));
+            let summary = match (value_size, off, end) {
+                (Some(v), Some(o), Some(end)) => format!(
+                    "the access at {here} touches bytes {o}..{end} of a map value that is only {v} bytes long"
                 ),
                 _ if all.contains("unbounded") || all.contains("min value") => format!(
                     "the offset into the map value at {here} has no proven bound, so the access could land outside the value"
@@ -968,7 +970,7 @@ fn overflowing_call(program: &[(u32, String)], depths: &[u64]) -> Option<(u32, u
             .trim_start_matches('+')
             .parse()
             .ok()?;
-        u32::try_from(i64::from(i) + 1 + rel).ok()
+        u32::try_from(i64::from(i).checked_add(1)?.checked_add(rel)?).ok()
     };
     let calls: Vec<(u32, u32)> = program
         .iter()
@@ -980,7 +982,10 @@ fn overflowing_call(program: &[(u32, String)], depths: &[u64]) -> Option<(u32, u
     starts.sort_unstable();
     starts.dedup();
     let subprog_of = |i: u32| starts.iter().rposition(|&s| s <= i).unwrap_or(0);
-    let depth_of = |sub: usize| depths.get(sub).copied().unwrap_or(0).next_multiple_of(32);
+    let depth_of = |sub: usize| {
+        let depth = depths.get(sub).copied().unwrap_or(0);
+        depth.checked_next_multiple_of(32).unwrap_or(depth)
+    };
     // Depth-first along the call graph, carrying the chain's stack use.
     let mut stack = vec![(0usize, depth_of(0), 0usize)];
     while let Some((sub, used, hops)) = stack.pop() {
@@ -989,7 +994,7 @@ fn overflowing_call(program: &[(u32, String)], depths: &[u64]) -> Option<(u32, u
         }
         for &(call, callee) in calls.iter().filter(|(c, _)| subprog_of(*c) == sub) {
             let callee_sub = subprog_of(callee);
-            let total = used + depth_of(callee_sub);
+            let total = used.saturating_add(depth_of(callee_sub));
             if total > LIMIT {
                 return Some((call, callee));
             }
@@ -1180,6 +1185,39 @@ R7 invalid mem access 'scalar'
         .collect();
         assert_eq!(overflowing_call(&program, &[0, 320, 320]), Some((4, 6)));
         assert_eq!(overflowing_call(&program, &[0, 100, 100]), None);
+    }
+
+    /// Found by the seeded fuzz test (tests/fuzz.rs): offsets and sizes
+    /// whose sum overflowed an i64 panicked the summary.
+    #[test]
+    fn numbers_whose_sum_overflows_are_no_byte_counts() {
+        let (_, d) = run("0: (71) r3 = *(u8 *)(r1 +12)
+invalid access to packet, off=9223372036854775807 size=1, R1(id=0,off=0,r=0)
+");
+        assert_eq!(d.kind, Kind::PacketBounds);
+        assert!(
+            d.summary.contains("is not proven to stay inside"),
+            "{}",
+            d.summary
+        );
+        let (_, d) = run("0: (79) r1 = *(u64 *)(r0 +64)
+invalid access to map value, value_size=16 off=-9223372036854775808 size=-8
+");
+        assert_eq!(d.kind, Kind::MapValueBounds);
+        assert!(
+            d.summary.contains("may fall outside the map value"),
+            "{}",
+            d.summary
+        );
+        let calls: Vec<(u32, String)> = vec![
+            (0, "call pc+9223372036854775807".to_owned()),
+            (1, "call pc+0".to_owned()),
+            (2, "exit".to_owned()),
+        ];
+        assert_eq!(
+            overflowing_call(&calls, &[u64::MAX, u64::MAX]),
+            Some((1, 2))
+        );
     }
 
     #[test]

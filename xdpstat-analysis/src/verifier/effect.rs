@@ -128,7 +128,11 @@ fn imm(token: &str) -> Option<i64> {
             .or_else(|| u64::from_str_radix(hex, 16).ok().map(|v| v as i64))?,
         None => t.parse().ok()?,
     };
-    Some(if neg { -v } else { v })
+    if neg {
+        v.checked_neg()
+    } else {
+        Some(v)
+    }
 }
 
 impl Effect {
@@ -293,6 +297,14 @@ pub fn changes_packet_data(helper: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn immediates_that_do_not_fit_are_none() {
+        assert_eq!(imm("-0x8000000000000000"), None);
+        assert_eq!(imm("-0x7fffffffffffffff"), Some(-i64::MAX));
+        assert_eq!(imm("0xffffffffffffffff"), Some(-1));
+        let _ = Effect::parse("r1 = -0x8000000000000000");
+    }
 
     #[test]
     fn kernel_syntax() {

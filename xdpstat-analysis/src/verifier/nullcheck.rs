@@ -32,7 +32,7 @@ type State = HashMap<Place, u32>;
 fn jump_target(index: u32, text: &str) -> Option<u32> {
     let rel = text.rsplit_once("pc")?.1;
     let rel: i64 = rel.trim_start_matches('+').parse().ok()?;
-    u32::try_from(i64::from(index) + 1 + rel).ok()
+    u32::try_from(i64::from(index).checked_add(1)?.checked_add(rel)?).ok()
 }
 
 /// Finds every dereference of a possibly-NULL helper result before it is
