@@ -16,7 +16,7 @@ use crate::model::inspect::{
     progs::{self, ListOptions},
     status,
 };
-use crate::output::tables::{describe, local_offset, map_text, program_text, status_table};
+use crate::output::tables::{describe, map_text, program_text, status_table};
 
 /// `xdpstat status`.
 #[derive(Debug, Args)]
@@ -160,4 +160,10 @@ pub(super) fn map_unpin_cmd(args: &UnpinArgs) -> Result<()> {
         describe(&unpinned),
         unpinned.path.display()
     ))
+}
+
+/// The local time zone's offset from UTC at `secs` since the epoch, in
+/// seconds east: bpftool prints `loaded_at` in local time.
+fn local_offset(secs: u64) -> i64 {
+    crate::kernel::sys::time::utc_offset(secs).unwrap_or(0)
 }

@@ -8,7 +8,7 @@
 use std::{
     io::{self, IsTerminal, Write},
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::error::{Error, Result};
@@ -113,7 +113,7 @@ fn live(
     stop: &AtomicBool,
 ) -> Result<()> {
     let mut app = App::new(names, args.interval, Instant::now());
-    app.update(sample_all(watches), Instant::now(), &tui::clock());
+    app.update(sample_all(watches), Instant::now(), &clock());
     let mut guard = TerminalGuard::enter()?;
     let start = Instant::now();
     let mut n = 0u64;
@@ -131,7 +131,7 @@ fn live(
         let deadline = start + args.interval.mul_f64((n + 1) as f64);
         let now = Instant::now();
         if now >= deadline {
-            app.update(sample_all(watches), now, &tui::clock());
+            app.update(sample_all(watches), now, &clock());
             dirty = true;
             n += 1;
             if args.count.is_some_and(|count| n >= count) {
@@ -156,6 +156,21 @@ fn live(
                 Event::Resize(..) => dirty = true,
                 _ => {}
             }
+        }
+    }
+}
+
+/// Local wall-clock time, `HH:MM:SS`, for notices (UTC, marked `Z`, when
+/// the local time is unknown).
+fn clock() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match crate::kernel::sys::time::local_hms(secs) {
+        Some((h, m, s)) => format!("{h:02}:{m:02}:{s:02}"),
+        None => {
+            let day = secs % 86_400;
+            format!("{:02}:{:02}:{:02}Z", day / 3600, day % 3600 / 60, day % 60)
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What xdpstat does, as typed records: attachments and their pins
-//! ([`attach`], [`record`]), counters and their rates ([`counters`],
+//! ([`attach`], and its `record` of an interface's pins), counters and their rates ([`counters`],
 //! [`monitor`]), the counter layouts ([`layout`]), and the bpftool part of
 //! the workflow ([`inspect`]). It asks the kernel through [`crate::kernel`]
 //! and prints nothing: [`crate::output`] does.
@@ -9,6 +9,5 @@ pub mod counters;
 pub mod inspect;
 pub mod layout;
 pub mod monitor;
-pub mod record;
 pub mod scrape;
 pub mod workbench;

@@ -130,7 +130,7 @@ impl Watch {
                 self.map = None;
                 self.last = None;
                 sample.notice.get_or_insert(Notice::ReadError {
-                    message: crate::error::chain(&e),
+                    message: xdpstat_analysis::error::chain(&e),
                 });
                 return sample;
             }

@@ -56,7 +56,7 @@ impl Reading {
                 notice: Some(monitor::Notice::ReadError {
                     message: format!(
                         "listing xdpstat's attachments: {}",
-                        crate::error::chain(error)
+                        xdpstat_analysis::error::chain(error)
                     ),
                 }),
                 present: false,

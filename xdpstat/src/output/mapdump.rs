@@ -16,7 +16,7 @@ use std::io::{self, Write};
 
 use crate::error::Result;
 
-use crate::kernel::sys::maps::MapInfo;
+use crate::kernel::map::MapInfo;
 use crate::model::inspect::dump::{DumpError, Entry, MapBtf, Values};
 use xdpstat_analysis::btf::BtfValue;
 
@@ -416,7 +416,7 @@ const fn hex_digits(b: u8) -> [u8; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::sys::maps::MapInfo;
+    use crate::kernel::map::MapInfo;
     use xdpstat_analysis::btf::Btf;
 
     fn info(map_type: u32, key_size: u32, value_size: u32) -> MapInfo {

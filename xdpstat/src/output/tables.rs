@@ -78,12 +78,6 @@ pub fn status_table(found: &[XdpStatus]) -> String {
     )
 }
 
-/// The local time zone's offset from UTC at `secs` since the epoch, in
-/// seconds east: bpftool prints `loaded_at` in local time.
-pub fn local_offset(secs: u64) -> i64 {
-    crate::kernel::sys::time::utc_offset(secs).unwrap_or(0)
-}
-
 /// `secs` since the epoch as bpftool prints it (`%FT%T%z`), at `offset`
 /// seconds east of UTC: `2019-05-17T14:33:49+0000`.
 pub fn format_time(secs: u64, offset: i64) -> String {

@@ -1,10 +1,7 @@
 //! Drawing an [`App`] into a ratatui [`Frame`], and nothing else, so that a
 //! `TestBackend` shows exactly what a terminal would.
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
@@ -500,21 +497,6 @@ fn render_keys(frame: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(line).style(Style::new().fg(Color::Gray)),
         area,
     );
-}
-
-/// Local wall-clock time, `HH:MM:SS`, for notices (UTC, marked `Z`, when
-/// the local time is unknown).
-pub fn clock() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    match crate::kernel::sys::time::local_hms(secs) {
-        Some((h, m, s)) => format!("{h:02}:{m:02}:{s:02}"),
-        None => {
-            let day = secs % 86_400;
-            format!("{:02}:{:02}:{:02}Z", day / 3600, day % 3600 / 60, day % 60)
-        }
-    }
 }
 
 /// A severity's colour.

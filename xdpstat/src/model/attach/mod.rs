@@ -37,7 +37,9 @@ use crate::kernel::netlink::{self, AttachedMode, AttachedProgram, NetlinkError};
 use crate::kernel::privileges::{self, Capability, PrivilegeError};
 use crate::kernel::sys::{self, SyscallError};
 use crate::model::layout::Layout;
-use crate::model::record::{self, Held, Live, PinKind, Record};
+pub mod record;
+
+use record::{Held, Live, PinKind, Record};
 
 /// The XDP mode to attach in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -882,7 +884,7 @@ fn refused(iface: &str, mode: Mode, error: &ProgramError) -> AttachError {
         Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if mode == Mode::Offload => format!(
             "{iface} cannot offload BPF programs (offload needs a NIC that does, e.g. Netronome; use --mode native or generic)"
         ),
-        _ => crate::error::chain(error),
+        _ => xdpstat_analysis::error::chain(error),
     };
     AttachError::Refused {
         iface: iface.to_owned(),
@@ -905,7 +907,7 @@ fn find_errno(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
     None
 }
 
-use record::remove_pin;
+use self::record::remove_pin;
 
 /// xdpstat's attachment on `iface` in this network namespace, if its
 /// program runs there; its counters are those of the map that program

@@ -16,10 +16,10 @@ use std::{
 
 use xdpstat_common::{Counters, COUNTERS_MAP};
 
+use super::AttachError;
 use crate::kernel::bpffs::{self, NsDir, PinDir};
 use crate::kernel::netlink::AttachedProgram;
 use crate::kernel::sys::{self, maps::FdKind};
-use crate::model::attach::AttachError;
 
 /// What a pin holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
