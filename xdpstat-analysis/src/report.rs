@@ -231,7 +231,7 @@ pub fn warnings(program: &LinkedProgram, sources: &mut dyn Sources) -> Vec<Warni
             .map(|(_, t)| t.clone())
             .unwrap_or_default()
     };
-    nullcheck::find_unchecked(&texts)
+    nullcheck::find_unchecked(&program.insns, program)
         .into_iter()
         .map(|u| {
             let source = sources.source(u.insn);
