@@ -540,7 +540,7 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
     let reg_hint = log.messages.iter().find_map(|m| named_reg(m));
     let region = reg_hint
         .and_then(|r| log.reg_values.get(&r))
-        .map(|v| v.split('(').next().unwrap_or(v).to_owned());
+        .map(|v| v.name.clone());
     let kind = classify_with_region(&log.messages, error_text.as_deref(), region.as_deref());
     let site = ErrorSite {
         insn: error_insn,
@@ -562,14 +562,7 @@ pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
 
     // The verifier's own id for the value, when its state shows one.
     let id_origin = || -> Option<u32> {
-        let value = log.reg_values.get(&reg?)?;
-        let id: u32 = value
-            .split("id=")
-            .nth(1)?
-            .split([',', ')'])
-            .next()?
-            .parse()
-            .ok()?;
+        let id = log.reg_values.get(&reg?)?.identity()?;
         log.births.get(&id).map(|b| b.insn)
     };
     let trace = reg.map(|r| trace_back(log, &path, end.saturating_sub(1), Place::Reg(r)));
