@@ -296,12 +296,14 @@ pub fn report(input: ReportInput<'_>) -> ProgramReport {
         src_dirs,
     } = input;
     let mut sources = SourceMap::new(program, log, src_dirs);
-    let texts = program.map(insn_texts);
     let diagnosis = log.and_then(|l| {
         diagnose::diagnose(diagnose::Input {
             log: l,
             sources: &mut sources,
-            program: texts.as_deref(),
+            program: program.map(|p| diagnose::Program {
+                insns: &p.insns,
+                names: p,
+            }),
         })
     });
     let mut warnings = program
