@@ -231,7 +231,7 @@ pub fn warnings(program: &LinkedProgram, sources: &mut dyn Sources) -> Vec<Warni
             .map(|(_, t)| t.clone())
             .unwrap_or_default()
     };
-    nullcheck::find_unchecked(&texts)
+    nullcheck::find_unchecked(&program.insns, program)
         .into_iter()
         .map(|u| {
             let source = sources.source(u.insn);
@@ -296,12 +296,14 @@ pub fn report(input: ReportInput<'_>) -> ProgramReport {
         src_dirs,
     } = input;
     let mut sources = SourceMap::new(program, log, src_dirs);
-    let texts = program.map(insn_texts);
     let diagnosis = log.and_then(|l| {
         diagnose::diagnose(diagnose::Input {
             log: l,
             sources: &mut sources,
-            program: texts.as_deref(),
+            program: program.map(|p| diagnose::Program {
+                insns: &p.insns,
+                names: p,
+            }),
         })
     });
     let mut warnings = program

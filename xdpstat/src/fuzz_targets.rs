@@ -188,7 +188,6 @@ pub fn insns(data: &[u8]) {
     };
     let encoded: Vec<u8> = program.iter().flat_map(|(_, i)| i.to_bytes()).collect();
     assert_eq!(encoded, data, "decoding then encoding changed the bytes");
-    let mut texts = Vec::with_capacity(program.len());
     for (index, insn) in &program {
         let text = one_insn(*index, insn);
         assert!(
@@ -197,9 +196,10 @@ pub fn insns(data: &[u8]) {
         );
         let effect = Effect::parse(&text);
         let _ = (effect.defines(), effect.deref_base());
-        texts.push((u32::try_from(*index).unwrap_or(u32::MAX), text));
+        // The instruction-side effect must not panic either.
+        let _ = Effect::from_insn(*index, insn, &NoNames);
     }
-    let _ = nullcheck::find_unchecked(&texts);
+    let _ = nullcheck::find_unchecked(&program, &NoNames);
 }
 
 fn one_insn(index: usize, insn: &Insn) -> String {

@@ -1,7 +1,24 @@
-//! What an instruction does to registers and the stack, read from its
-//! text in the kernel's syntax (`r2 = r10`, `*(u64 *)(r10 -8) = r1`,
-//! `call bpf_map_lookup_elem#1`). The verifier log prints exactly this
-//! syntax, and so does [`crate::insn`], so one reader serves both.
+//! What an instruction does to registers and the stack, in one vocabulary
+//! for both sides of the workbench:
+//!
+//! - the log side: [`Effect::parse`] reads an instruction's text in the
+//!   kernel's syntax (`r2 = r10`, `*(u64 *)(r10 -8) = r1`,
+//!   `call bpf_map_lookup_elem#1`), as the verifier log prints it;
+//! - the instruction side: [`Effect::from_insn`] reads a decoded
+//!   [`Insn`]'s fields, for the passes that run on an object without a log.
+//!
+//! The two agree on every instruction form (see the tests here, and the
+//! corpus test `tests/effect_agreement.rs`): what the text cannot say, the
+//! decoded side does not say either. The vocabulary is about value flow,
+//! so a few forms fall outside it on both sides: the fetching atomics,
+//! xchg, cmpxchg and load-acquire are a [`Effect::Def`] of the register
+//! they write (their memory access is not modelled), store-release is an
+//! [`Effect::Atomic`], and the legacy packet loads, `may_goto`, `callx`
+//! and `nospec` are [`Effect::Other`]. Control flow (jump targets, fall
+//! through) is not an effect: take it from [`Insn::jump_target`] and
+//! [`Insn::falls_through`].
+
+use crate::insn::{Insn, Resolver};
 
 /// A place a value can live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -244,6 +261,164 @@ impl Effect {
     }
 }
 
+// Instruction classes and fields, as in `crate::insn`.
+const CLASS_LD: u8 = 0x00;
+const CLASS_LDX: u8 = 0x01;
+const CLASS_ST: u8 = 0x02;
+const CLASS_STX: u8 = 0x03;
+const CLASS_ALU: u8 = 0x04;
+const CLASS_JMP: u8 = 0x05;
+const CLASS_JMP32: u8 = 0x06;
+const CLASS_ALU64: u8 = 0x07;
+const SRC_X: u8 = 0x08;
+const MODE_MEM: u8 = 0x60;
+const MODE_MEMSX: u8 = 0x80;
+const MODE_ATOMIC: u8 = 0xc0;
+const SIZE_DW: u8 = 0x18;
+const LD_IMM64: u8 = 0x18;
+
+/// `n` as a register the kernel's syntax can name (r0–r10).
+fn known_reg(n: u8) -> Option<u8> {
+    (n <= 10).then_some(n)
+}
+
+/// The comparison of a conditional jump (`code & 0xf0`).
+fn cond_op(op: u8) -> Option<&'static str> {
+    Some(match op {
+        0x10 => "==",
+        0x20 => ">",
+        0x30 => ">=",
+        0x40 => "&",
+        0x50 => "!=",
+        0x60 => "s>",
+        0x70 => "s>=",
+        0xa0 => "<",
+        0xb0 => "<=",
+        0xc0 => "s<",
+        0xd0 => "s<=",
+        _ => return None,
+    })
+}
+
+impl Effect {
+    /// What a decoded instruction does, in the same terms as
+    /// [`Effect::parse`] gives for its text. `index` is its slot index and
+    /// `names` names its helpers and kfuncs, as for [`Insn::display`].
+    pub fn from_insn(index: usize, insn: &Insn, names: &dyn Resolver) -> Self {
+        match insn.class() {
+            CLASS_JMP | CLASS_JMP32 => Self::of_jump(index, insn, names),
+            CLASS_ALU | CLASS_ALU64 => Self::of_alu(insn),
+            CLASS_LDX | CLASS_ST | CLASS_STX => Self::of_memory(insn),
+            CLASS_LD if insn.code == LD_IMM64 => {
+                known_reg(insn.dst).map_or(Self::Other, |dst| Self::Const { dst })
+            }
+            _ => Self::Other,
+        }
+    }
+
+    fn of_jump(index: usize, insn: &Insn, names: &dyn Resolver) -> Self {
+        let jmp32 = insn.class() == CLASS_JMP32;
+        let x = insn.code & SRC_X != 0;
+        match (insn.code & 0xf0, jmp32, x) {
+            // goto, gotox, gotol.
+            (0x00, false, _) | (0x00, true, false) => Self::Goto,
+            (0x80, false, false) => match insn.src {
+                0 => Self::Call {
+                    name: names
+                        .helper_name(insn.imm)
+                        .unwrap_or_else(|| "unknown".to_owned()),
+                    id: Some(insn.imm),
+                },
+                1 => Self::SubCall,
+                2 => Self::Call {
+                    name: names
+                        .kfunc_name(index, insn)
+                        .unwrap_or_else(|| "kernel-function".to_owned()),
+                    id: Some(insn.imm),
+                },
+                _ => Self::Call {
+                    name: "unknown".to_owned(),
+                    id: Some(insn.imm),
+                },
+            },
+            (0x90, false, false) => Self::Exit,
+            (op, _, _) => match (cond_op(op), known_reg(insn.dst)) {
+                (Some(op), Some(reg)) => Self::Branch {
+                    reg,
+                    other: if x { known_reg(insn.src) } else { None },
+                    op: op.to_owned(),
+                    imm: (!x).then_some(i64::from(insn.imm as u32)),
+                },
+                // may_goto, callx, and the encodings the kernel rejects.
+                _ => Self::Other,
+            },
+        }
+    }
+
+    fn of_alu(insn: &Insn) -> Self {
+        let Some(dst) = known_reg(insn.dst) else {
+            return Self::Other;
+        };
+        let x = insn.code & SRC_X != 0;
+        match insn.code & 0xf0 {
+            // Invalid operations.
+            0xe0 | 0xf0 => Self::Other,
+            // neg, byte swaps.
+            0x80 | 0xd0 => Self::Def { dst },
+            0xb0 if !x => Self::Const { dst },
+            // Sign extension, and (ALU64 only) the address-space casts.
+            0xb0 if matches!(insn.off, 8 | 16 | 32)
+                || insn.class() == CLASS_ALU64 && matches!(insn.off, 1 | -1) =>
+            {
+                Self::Def { dst }
+            }
+            0xb0 => known_reg(insn.src).map_or(Self::Def { dst }, |src| Self::Move { dst, src }),
+            _ => Self::Alu {
+                dst,
+                src: if x { known_reg(insn.src) } else { None },
+            },
+        }
+    }
+
+    fn of_memory(insn: &Insn) -> Self {
+        let mode = insn.code & 0xe0;
+        let (dst, src) = (known_reg(insn.dst), known_reg(insn.src));
+        let off = i32::from(insn.off);
+        match (insn.class(), mode) {
+            (CLASS_LDX, MODE_MEM) => Self::load(dst, src, off),
+            (CLASS_LDX, MODE_MEMSX) if insn.code & 0x18 != SIZE_DW => Self::load(dst, src, off),
+            (CLASS_ST, MODE_MEM) => dst.map_or(Self::Other, |base| Self::Store {
+                base,
+                off,
+                src: None,
+            }),
+            (CLASS_STX, MODE_MEM) => dst.map_or(Self::Other, |base| Self::Store { base, off, src }),
+            (CLASS_STX, MODE_ATOMIC) => match insn.imm {
+                // `lock` ops, and store-release.
+                0x00 | 0x40 | 0x50 | 0xa0 | 0x110 => {
+                    dst.map_or(Self::Other, |base| Self::Atomic { base, off })
+                }
+                // The fetching forms and xchg write the source register,
+                // cmpxchg r0, load-acquire the destination.
+                0x01 | 0x41 | 0x51 | 0xa1 | 0xe1 => {
+                    src.map_or(Self::Other, |dst| Self::Def { dst })
+                }
+                0xf1 => Self::Def { dst: 0 },
+                0x100 => dst.map_or(Self::Other, |dst| Self::Def { dst }),
+                _ => Self::Other,
+            },
+            _ => Self::Other,
+        }
+    }
+
+    fn load(dst: Option<u8>, base: Option<u8>, off: i32) -> Self {
+        match (dst, base) {
+            (Some(dst), Some(base)) => Self::Load { dst, base, off },
+            _ => Self::Other,
+        }
+    }
+}
+
 /// Helpers whose result may be NULL and must be tested before use.
 pub fn returns_or_null(helper: &str) -> bool {
     matches!(
@@ -392,5 +567,45 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(Effect::parse(text), want, "{text}");
         }
+    }
+
+    /// Every opcode, with registers, offsets and immediates that select
+    /// each form: the decoded side says what the printed text says.
+    #[test]
+    fn the_decoded_side_agrees_with_the_text_on_every_form() {
+        use crate::insn::NoNames;
+        let regs = [0u8, 6, 10, 11];
+        let offs = [0i16, -8, 1, -1, 8, 16, 32];
+        let imms = [
+            0i32, 1, -4, 0x40, 0x50, 0xa0, 0x01, 0x41, 0x51, 0xa1, 0xe1, 0xf1, 0x100, 0x110, 0x02,
+            212,
+        ];
+        let mut checked = 0;
+        for code in 0..=u8::MAX {
+            for &dst in &regs {
+                for &src in &regs {
+                    for &off in &offs {
+                        for &imm in &imms {
+                            let insn = Insn {
+                                code,
+                                dst,
+                                src,
+                                off,
+                                imm,
+                                imm_hi: imm,
+                            };
+                            let text = insn.display(0, &NoNames).to_string();
+                            assert_eq!(
+                                Effect::from_insn(0, &insn, &NoNames),
+                                Effect::parse(&text),
+                                "{insn:?}: {text}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000);
     }
 }

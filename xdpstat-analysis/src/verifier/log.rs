@@ -18,6 +18,8 @@ use std::{
 use serde::Serialize;
 use thiserror::Error;
 
+use super::{effect::Effect, regstate::RegState};
+
 /// The longest line kept; the rest of a longer line is skipped. The kernel
 /// prints at most 1 KiB per call and a line in a few calls: a level-2
 /// state with a full 512-byte stack is a few KiB.
@@ -221,6 +223,8 @@ pub struct LoaderHeader {
 pub struct ParsedLog {
     /// Instruction text by index, as the log prints it after `(op)`.
     pub insns: HashMap<u32, String>,
+    /// What each instruction does, read once from its text.
+    pub effects: HashMap<u32, Effect>,
     /// The opcode byte printed in `(op)`, by index.
     pub opcodes: HashMap<u32, u8>,
     /// Source annotations, by the index of the instruction they precede.
@@ -239,7 +243,7 @@ pub struct ParsedLog {
     pub last_state_insn: Option<u32>,
     /// The latest value the log shows for each register (`map_value_or_null(id=1,…)`),
     /// as of the error.
-    pub reg_values: HashMap<u8, String>,
+    pub reg_values: HashMap<u8, RegState>,
     /// The lines after the last instruction, which hold the error.
     pub messages: Vec<String>,
     /// The statistics, if the log got that far.
@@ -438,24 +442,14 @@ fn is_noise(line: &str) -> bool {
     line.is_empty() || PREFIXES.iter().any(|p| line.starts_with(p))
 }
 
-/// Ids in a state string (`R0_w=map_value_or_null(id=1,…)`), with their
-/// register and type, for values that can be NULL or hold a reference.
-fn births_in(state: &str) -> impl Iterator<Item = (u32, u8, String)> + '_ {
+/// The registers of a state string (`R0_w=map_value_or_null(id=1,…) R10=fp0`),
+/// each with its value. Tokens that are no register (`fp-8=…`) are skipped.
+fn registers(state: &str) -> impl Iterator<Item = (u8, RegState)> + '_ {
     state.split_whitespace().filter_map(|token| {
         let (reg, value) = token.split_once('=')?;
         let reg = reg.strip_prefix('R')?;
         let reg: u8 = reg.split('_').next()?.parse().ok()?;
-        let (kind, args) = value.split_once('(')?;
-        let tracked =
-            kind.contains("or_null") || args.contains("ref_obj_id=") || kind.contains("ringbuf");
-        if !tracked {
-            return None;
-        }
-        let id = args.split([',', ')']).find_map(|kv| {
-            kv.strip_prefix("id=")
-                .or_else(|| kv.strip_prefix("ref_obj_id="))
-        })?;
-        Some((id.parse().ok()?, reg, kind.to_owned()))
+        Some((reg, RegState::parse(value)))
     })
 }
 
@@ -475,28 +469,22 @@ impl LogParser {
         if full {
             self.log.reg_values.clear();
         }
-        for token in state.split_whitespace() {
-            let Some((reg, value)) = token.split_once('=') else {
-                continue;
-            };
-            let Some(reg) = reg.strip_prefix('R') else {
-                continue;
-            };
-            let Ok(reg) = reg.split('_').next().unwrap_or(reg).parse::<u8>() else {
-                continue;
-            };
-            self.log.reg_values.insert(reg, value.to_owned());
+        for (reg, value) in registers(state) {
+            // Values that can be NULL or hold a reference: where each id
+            // first appears.
+            if let Some(id) = value.identity().filter(|_| value.is_tracked()) {
+                self.log.births.entry(id).or_insert(Birth {
+                    insn,
+                    reg,
+                    kind: value.name.clone(),
+                });
+            }
+            self.log.reg_values.insert(reg, value);
         }
         self.log.last_state = Some(state.to_owned());
         self.log.last_state_insn = Some(insn);
         if state.contains("id=") {
             self.log.has_ids = true;
-        }
-        for (id, reg, kind) in births_in(state) {
-            self.log
-                .births
-                .entry(id)
-                .or_insert(Birth { insn, reg, kind });
         }
     }
 
@@ -582,6 +570,10 @@ impl LogParser {
                 .insns
                 .entry(index)
                 .or_insert_with(|| insn.text.to_owned());
+            self.log
+                .effects
+                .entry(index)
+                .or_insert_with(|| Effect::parse(insn.text));
             self.log.opcodes.insert(index, insn.op);
             if let Some(annotation) = self.pending_annotation.take() {
                 self.log.annotations.entry(index).or_insert(annotation);

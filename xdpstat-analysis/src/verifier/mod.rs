@@ -5,3 +5,4 @@ pub mod diagnose;
 pub mod effect;
 pub mod log;
 pub mod nullcheck;
+pub mod regstate;

@@ -8,10 +8,16 @@
 //! itself: a forward dataflow over the instructions tracks each result of
 //! a helper that may return NULL through moves and stack spills, until a
 //! comparison with 0 tests it; a dereference before that is a warning.
+//!
+//! The pass reads decoded instructions: their effects come from
+//! [`Effect::from_insn`] (the same vocabulary the diagnoses read from the
+//! log), their successors from [`Insn::falls_through`] and
+//! [`Insn::jump_target`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{hash_map::Entry, BTreeMap, HashMap, VecDeque};
 
 use super::effect::{returns_or_null, Effect, Place};
+use crate::insn::{Insn, Resolver};
 
 /// A possibly-NULL pointer used without a test.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,40 +32,58 @@ pub struct Unchecked {
     pub helper: String,
 }
 
+/// Which call's result each place may hold, untested.
 type State = HashMap<Place, u32>;
 
-/// The jump target of `text` at `index`: `goto pc+N`, `if … goto pc-N`.
-fn jump_target(index: u32, text: &str) -> Option<u32> {
-    let rel = text.rsplit_once("pc")?.1;
-    let rel: i64 = rel.trim_start_matches('+').parse().ok()?;
-    u32::try_from(i64::from(index).checked_add(1)?.checked_add(rel)?).ok()
+/// One instruction: what it does, and where execution goes next.
+struct Node {
+    effect: Effect,
+    successors: Vec<u32>,
+}
+
+/// The program as the pass walks it: a node per verifier index.
+fn nodes(insns: &[(usize, Insn)], names: &dyn Resolver) -> BTreeMap<u32, Node> {
+    let index = |i: usize| u32::try_from(i).ok();
+    let present: std::collections::HashSet<usize> = insns.iter().map(|(i, _)| *i).collect();
+    insns
+        .iter()
+        .filter_map(|(i, insn)| {
+            let next = insn.falls_through().then(|| i + insn.width());
+            let successors = next
+                .into_iter()
+                .chain(insn.jump_target(*i))
+                .filter(|s| present.contains(s))
+                .filter_map(index)
+                .collect();
+            let effect = Effect::from_insn(*i, insn, names);
+            Some((index(*i)?, Node { effect, successors }))
+        })
+        .collect()
 }
 
 /// Finds every dereference of a possibly-NULL helper result before it is
-/// tested, in a program given as (verifier index, kernel-syntax text).
-pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
-    let effects: BTreeMap<u32, (Effect, &str)> = insns
+/// tested, in a program given as (verifier index, instruction), with
+/// `names` for its helpers.
+pub fn find_unchecked(insns: &[(usize, Insn)], names: &dyn Resolver) -> Vec<Unchecked> {
+    let nodes = nodes(insns, names);
+    let helpers: HashMap<u32, String> = nodes
         .iter()
-        .map(|(i, t)| (*i, (Effect::parse(t), t.as_str())))
-        .collect();
-    let next_of: HashMap<u32, u32> = insns.windows(2).map(|w| (w[0].0, w[1].0)).collect();
-    let helpers: HashMap<u32, String> = effects
-        .iter()
-        .filter_map(|(i, (e, _))| match e {
+        .filter_map(|(i, n)| match &n.effect {
             Effect::Call { name, .. } if returns_or_null(name) => Some((*i, name.clone())),
             _ => None,
         })
         .collect();
+    let Some(&first) = nodes.keys().next() else {
+        return Vec::new();
+    };
     if helpers.is_empty() {
         return Vec::new();
     }
-
-    let mut in_states: HashMap<u32, State> = HashMap::new();
-    let mut found: BTreeMap<(u32, u32), Unchecked> = BTreeMap::new();
-    let Some(&first) = effects.keys().next() else {
-        return Vec::new();
+    let mut pass = Pass {
+        helpers: &helpers,
+        found: BTreeMap::new(),
     };
-    in_states.insert(first, State::new());
+    let mut in_states: HashMap<u32, State> = HashMap::from([(first, State::new())]);
     let mut work: VecDeque<u32> = VecDeque::from([first]);
     // Each pass can only add tags, so this terminates; the cap guards
     // against a malformed program.
@@ -69,58 +93,70 @@ pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
             break;
         }
         budget -= 1;
-        let Some((effect, text)) = effects.get(&index) else {
+        let Some(node) = nodes.get(&index) else {
             continue;
         };
         let mut state = in_states.get(&index).cloned().unwrap_or_default();
+        pass.step(index, &node.effect, &mut state);
+        for &succ in &node.successors {
+            if join(&mut in_states, succ, &state) && !work.contains(&succ) {
+                work.push_back(succ);
+            }
+        }
+    }
+    pass.found.into_values().collect()
+}
 
-        if let Some(base) = effect.deref_base() {
-            if let Some(&origin) = state.get(&Place::Reg(base)) {
-                found.entry((index, origin)).or_insert_with(|| Unchecked {
+/// What the walk has found so far.
+struct Pass<'a> {
+    helpers: &'a HashMap<u32, String>,
+    found: BTreeMap<(u32, u32), Unchecked>,
+}
+
+impl Pass<'_> {
+    /// Reports the use of `reg` at `index` if it holds an untested result,
+    /// and forgets that result (one warning per use and origin).
+    fn use_of(&mut self, index: u32, reg: u8, state: &mut State) {
+        if let Some(&origin) = state.get(&Place::Reg(reg)) {
+            let helpers = self.helpers;
+            self.found
+                .entry((index, origin))
+                .or_insert_with(|| Unchecked {
                     insn: index,
-                    reg: base,
+                    reg,
                     origin,
                     helper: helpers.get(&origin).cloned().unwrap_or_default(),
                 });
-                forget_origin(&mut state, origin);
-            }
+            forget_origin(state, origin);
+        }
+    }
+
+    /// The state after the instruction at `index`.
+    fn step(&mut self, index: u32, effect: &Effect, state: &mut State) {
+        if let Some(base) = effect.deref_base() {
+            self.use_of(index, base, state);
         }
         match effect {
-            Effect::Call { name, .. } => {
+            Effect::Call { .. } | Effect::SubCall => {
                 for r in 0..=5 {
                     state.remove(&Place::Reg(r));
                 }
-                if returns_or_null(name) {
+                if self.helpers.contains_key(&index) {
                     state.insert(Place::Reg(0), index);
                 }
             }
-            Effect::SubCall => {
-                for r in 0..=5 {
-                    state.remove(&Place::Reg(r));
-                }
-            }
-            Effect::Move { dst, src } => copy(&mut state, Place::Reg(*src), Place::Reg(*dst)),
+            Effect::Move { dst, src } => copy(state, Place::Reg(*src), Place::Reg(*dst)),
             Effect::Load { dst, base: 10, off } => {
-                copy(&mut state, Place::Stack(*off), Place::Reg(*dst))
+                copy(state, Place::Stack(*off), Place::Reg(*dst))
             }
             Effect::Store { base: 10, off, src } => match src {
-                Some(src) => copy(&mut state, Place::Reg(*src), Place::Stack(*off)),
+                Some(src) => copy(state, Place::Reg(*src), Place::Stack(*off)),
                 None => {
                     state.remove(&Place::Stack(*off));
                 }
             },
-            Effect::Alu { dst, .. } => {
-                // Arithmetic on a NULL-able pointer is refused as well.
-                if let Some(&origin) = state.get(&Place::Reg(*dst)) {
-                    found.entry((index, origin)).or_insert_with(|| Unchecked {
-                        insn: index,
-                        reg: *dst,
-                        origin,
-                        helper: helpers.get(&origin).cloned().unwrap_or_default(),
-                    });
-                    forget_origin(&mut state, origin);
-                }
-            }
+            // Arithmetic on a NULL-able pointer is refused as well.
+            Effect::Alu { dst, .. } => self.use_of(index, *dst, state),
             Effect::Branch {
                 reg,
                 other: None,
@@ -130,7 +166,7 @@ pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
                 // Any comparison with 0 tests it, and, as in the verifier,
                 // tests every copy of it.
                 if let Some(&origin) = state.get(&Place::Reg(*reg)) {
-                    forget_origin(&mut state, origin);
+                    forget_origin(state, origin);
                 }
             }
             other => {
@@ -139,42 +175,29 @@ pub fn find_unchecked(insns: &[(u32, String)]) -> Vec<Unchecked> {
                 }
             }
         }
+    }
+}
 
-        let mut successors = Vec::with_capacity(2);
-        match effect {
-            Effect::Exit => {}
-            Effect::Goto => successors.extend(jump_target(index, text)),
-            Effect::Branch { .. } => {
-                successors.extend(next_of.get(&index).copied());
-                successors.extend(jump_target(index, text));
-            }
-            _ => successors.extend(next_of.get(&index).copied()),
+/// Merges `state` into the state on entry to `succ`: a place keeps the
+/// first origin that reached it. Whether anything was added.
+fn join(in_states: &mut HashMap<u32, State>, succ: u32, state: &State) -> bool {
+    match in_states.entry(succ) {
+        Entry::Vacant(v) => {
+            v.insert(state.clone());
+            true
         }
-        for succ in successors {
-            let entry = in_states.entry(succ);
-            let changed = match entry {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(state.clone());
-                    true
+        Entry::Occupied(mut o) => {
+            let target = o.get_mut();
+            let mut changed = false;
+            for (place, origin) in state {
+                if !target.contains_key(place) {
+                    target.insert(*place, *origin);
+                    changed = true;
                 }
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    let target = o.get_mut();
-                    let mut changed = false;
-                    for (place, origin) in &state {
-                        if target.get(place) != Some(origin) && !target.contains_key(place) {
-                            target.insert(*place, *origin);
-                            changed = true;
-                        }
-                    }
-                    changed
-                }
-            };
-            if changed && !work.contains(&succ) {
-                work.push_back(succ);
             }
+            changed
         }
     }
-    found.into_values().collect()
 }
 
 fn copy(state: &mut State, from: Place, to: Place) {
@@ -196,12 +219,120 @@ fn forget_origin(state: &mut State, origin: u32) {
 mod tests {
     use super::*;
 
-    fn program(lines: &[&str]) -> Vec<(u32, String)> {
+    /// Names the one map the tests use.
+    struct Counters;
+
+    impl Resolver for Counters {
+        fn ld_imm64(&self, _: usize, _: &Insn) -> Option<String> {
+            Some("map[counters]".to_owned())
+        }
+    }
+
+    fn ins(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+        Insn {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+            imm_hi: 0,
+        }
+    }
+
+    /// `rN` or `wN`.
+    fn r(token: &str) -> u8 {
+        token
+            .trim_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap()
+    }
+
+    /// `*(u64 *)(r10 -8)` → (size bits, base, off).
+    fn operand(text: &str) -> (u8, u8, i16) {
+        let (ty, rest) = text.trim_start_matches("*(").split_once(" *)(").unwrap();
+        let (base, off) = rest.trim_end_matches(')').split_once(' ').unwrap();
+        let size = match ty {
+            "u32" => 0x00,
+            "u16" => 0x08,
+            "u8" => 0x10,
+            _ => 0x18,
+        };
+        (size, r(base), off.trim_start_matches('+').parse().unwrap())
+    }
+
+    /// The few forms these tests write, in the kernel's syntax.
+    fn assemble(text: &str) -> Insn {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let imm = |w: &str| -> i32 {
+            match w.strip_prefix("0x") {
+                Some(hex) => i32::from_str_radix(hex, 16).unwrap(),
+                None => w.parse().unwrap(),
+            }
+        };
+        let jump = |w: &str| -> i16 { w.trim_start_matches("pc").parse().unwrap() };
+        match words.as_slice() {
+            ["exit"] => ins(0x95, 0, 0, 0, 0),
+            ["goto", pc] => ins(0x05, 0, 0, jump(pc), 0),
+            ["call", f] => ins(
+                0x85,
+                0,
+                0,
+                0,
+                f.rsplit('#').next().unwrap().parse().unwrap(),
+            ),
+            ["if", a, op, b, "goto", pc] => {
+                let op = match *op {
+                    "==" => 0x10,
+                    ">" => 0x20,
+                    _ => panic!("{text}"),
+                };
+                ins(0x05 | op, r(a), 0, jump(pc), imm(b))
+            }
+            ["lock", ..] => {
+                let (size, base, off) = operand(&words[1..4].join(" "));
+                ins(0xc3 | size, base, r(words[5]), off, 0)
+            }
+            [m, _, _, "=", v] if m.starts_with("*(") => {
+                let (size, base, off) = operand(&words[..3].join(" "));
+                match v.strip_prefix('r') {
+                    Some(src) => ins(0x63 | size, base, src.parse().unwrap(), off, 0),
+                    None => ins(0x62 | size, base, 0, off, imm(v)),
+                }
+            }
+            [d, "=", m, _, _] if m.starts_with("*(") => {
+                let (size, base, off) = operand(&words[2..].join(" "));
+                ins(0x61 | size, r(d), base, off, 0)
+            }
+            [d, "=", v] if v.starts_with("map[") => Insn {
+                imm_hi: 0,
+                ..ins(0x18, r(d), 1, 0, 0)
+            },
+            [d, op, v] => {
+                let alu = match *op {
+                    "=" => 0xb0,
+                    "+=" => 0x00,
+                    "-=" => 0x10,
+                    _ => panic!("{text}"),
+                };
+                match v.strip_prefix('r') {
+                    Some(src) => ins(0x0f | alu, r(d), src.parse().unwrap(), 0, 0),
+                    None => ins(0x07 | alu, r(d), 0, 0, imm(v)),
+                }
+            }
+            _ => panic!("cannot assemble {text}"),
+        }
+    }
+
+    /// A program written as `index: text` lines, decoded as the pass
+    /// reads it; each instruction must print back as its line.
+    fn program(lines: &[&str]) -> Vec<(usize, Insn)> {
         lines
             .iter()
             .map(|l| {
                 let (i, t) = l.split_once(": ").unwrap();
-                (i.parse().unwrap(), t.to_owned())
+                let (i, insn) = (i.parse().unwrap(), assemble(t));
+                assert_eq!(insn.display(i, &Counters).to_string(), t);
+                (i, insn)
             })
             .collect()
     }
@@ -224,7 +355,7 @@ mod tests {
             "13: r0 = 2",
             "14: exit",
         ]);
-        let found = find_unchecked(&p);
+        let found = find_unchecked(&p, &Counters);
         assert_eq!(
             found,
             vec![Unchecked {
@@ -250,7 +381,7 @@ mod tests {
             "7: r0 = 2",
             "8: exit",
         ]);
-        assert!(find_unchecked(&p).is_empty());
+        assert!(find_unchecked(&p, &Counters).is_empty());
     }
 
     #[test]
@@ -266,7 +397,7 @@ mod tests {
             "7: r0 = 2",
             "8: exit",
         ]);
-        let found = find_unchecked(&p);
+        let found = find_unchecked(&p, &Counters);
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].insn, found[0].reg, found[0].origin), (6, 1, 0));
         assert_eq!(found[0].helper, "bpf_ringbuf_reserve");
@@ -283,7 +414,7 @@ mod tests {
             "5: r0 = 2",
             "6: exit",
         ]);
-        let found = find_unchecked(&p);
+        let found = find_unchecked(&p, &Counters);
         assert_eq!(found.iter().map(|u| u.insn).collect::<Vec<_>>(), vec![4]);
     }
 
@@ -295,6 +426,6 @@ mod tests {
             "2: r0 = r1",
             "3: goto pc-3",
         ]);
-        let _ = find_unchecked(&p);
+        let _ = find_unchecked(&p, &Counters);
     }
 }

@@ -216,7 +216,7 @@ pub fn check(
             let needs_more = r
                 .diagnosis
                 .as_ref()
-                .is_some_and(|d| d.origin.is_none() && d.lacks_state);
+                .is_some_and(|d| d.origin.is_none() && d.lacks_state());
             if needs_more {
                 if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2)
                 {

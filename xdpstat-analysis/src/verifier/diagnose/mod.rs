@@ -1,0 +1,390 @@
+//! Diagnoses: from a parsed verifier log to what went wrong, where the
+//! offending value was born, and how to fix it.
+//!
+//! The origin comes from the verifier's own bookkeeping, not from the
+//! message text: first the `id` the verifier gave the value (where the log
+//! carries ids), then a backward walk along the path the verifier took,
+//! following the value through moves and stack spills to the instruction
+//! that produced it ([`trace`]).
+//!
+//! # How it works
+//!
+//! [`diagnose`] reads what every rule needs once ([`facts::Facts`]: the
+//! error's lines, the failing instruction and its effect, the register the
+//! error is about and its type, the backward walk), then walks the rule
+//! table ([`rules::RULES`]): the first row whose test fits the error
+//! explains it. [`classify`] walks the same table with the message alone.
+//!
+//! # Adding a diagnosis kind
+//!
+//! 1. Add its variant to [`Kind`] (with its kebab-case name in
+//!    [`Kind::name`]).
+//! 2. Write `rules/<kind>.rs`: a `pub const RULE: Rule` with the kind, a
+//!    `fits` test over [`rules::Clues`] (usually `c.any(&[...messages])`)
+//!    and an `explain` that turns [`facts::Facts`] into a
+//!    [`rules::Finding`] (summary, origin, fix, [`Evidence`]; add an
+//!    `Evidence` variant only if none says how your rule found the
+//!    origin).
+//! 3. Add one row, `<kind>::RULE`, to [`rules::RULES`], after the rows
+//!    whose messages it must not shadow.
+//! 4. Add one fixture: `fixtures/c/<kind>_….c` that the verifier rejects
+//!    with that message, with its entry in `fixtures/expected.json`
+//!    (the corpus test loads it and checks kind, message and lines).
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::insn::{Insn, Resolver};
+
+use super::{effect::Effect, log::ParsedLog, regstate::Region};
+
+mod evidence;
+mod facts;
+mod kind;
+mod messages;
+mod rules;
+mod trace;
+
+pub use evidence::Evidence;
+pub use kind::Kind;
+
+/// A source line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SourceRef {
+    /// File, as recorded in the object or log.
+    pub file: String,
+    /// Line number.
+    pub line: u32,
+    /// The line's text, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl fmt::Display for SourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.rsplit('/').next().unwrap_or(&self.file);
+        write!(f, "{file}:{}", self.line)
+    }
+}
+
+/// Where instruction indexes come from in source.
+pub trait Sources {
+    /// The source line of instruction `insn`.
+    fn source(&mut self, insn: u32) -> Option<SourceRef>;
+}
+
+/// The instruction an error is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ErrorSite {
+    /// Verifier index.
+    pub insn: Option<u32>,
+    /// The instruction, in the kernel's syntax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The verifier's message (first line).
+    pub message: String,
+    /// Its source line.
+    pub source: Option<SourceRef>,
+}
+
+/// Where the offending value was born.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// Verifier index.
+    pub insn: u32,
+    /// The instruction.
+    pub text: String,
+    /// Its source line.
+    pub source: Option<SourceRef>,
+    /// How the value got from there to the error, e.g. `r0 ← r7 ← fp-8`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
+}
+
+/// What went wrong, in words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnosis {
+    /// The kind.
+    pub kind: Kind,
+    /// One sentence: what the verifier proved could go wrong.
+    pub summary: String,
+    /// The origin, when the kind has one and it could be found.
+    pub origin: Option<Origin>,
+    /// A concrete fix.
+    pub fix: String,
+    /// How the origin was found, or why it could not be.
+    pub evidence: Evidence,
+}
+
+impl Diagnosis {
+    /// The log lacked the state to find the origin: a log-level-2 log may
+    /// have it.
+    pub fn lacks_state(&self) -> bool {
+        self.evidence == Evidence::LacksState
+    }
+}
+
+/// A program's decoded instructions, when the object is at hand.
+#[derive(Clone, Copy)]
+pub struct Program<'a> {
+    /// The instructions, by verifier index.
+    pub insns: &'a [(usize, Insn)],
+    /// Names for its helpers, kfuncs and maps.
+    pub names: &'a dyn Resolver,
+}
+
+impl Program<'_> {
+    fn insn(&self, index: u32) -> Option<(usize, &Insn)> {
+        let index = usize::try_from(index).ok()?;
+        self.insns
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(i, insn)| (*i, insn))
+    }
+
+    /// Instruction `index` in the kernel's syntax.
+    fn text(&self, index: u32) -> Option<String> {
+        let (i, insn) = self.insn(index)?;
+        Some(insn.display(i, self.names).to_string())
+    }
+
+    /// What instruction `index` does.
+    fn effect(&self, index: u32) -> Option<Effect> {
+        let (i, insn) = self.insn(index)?;
+        Some(Effect::from_insn(i, insn, self.names))
+    }
+}
+
+/// Everything a diagnosis needs.
+pub struct Input<'a> {
+    /// The parsed log.
+    pub log: &'a ParsedLog,
+    /// Source lines for instruction indexes.
+    pub sources: &'a mut dyn Sources,
+    /// The program, when the object is at hand: for errors the log ties
+    /// to no instruction.
+    pub program: Option<Program<'a>>,
+}
+
+/// Diagnoses a rejection. `None` when the log shows no rejection.
+pub fn diagnose(input: Input<'_>) -> Option<(ErrorSite, Diagnosis)> {
+    let mut facts = facts::Facts::gather(input)?;
+    let rule = rules::find(&rules::Clues {
+        messages: &facts.messages,
+        failing: facts.error_effect.as_ref(),
+        region: facts.region,
+        trace: facts.trace.as_ref(),
+    });
+    let rules::Finding {
+        summary,
+        origin,
+        fix,
+        evidence,
+    } = (rule.explain)(&mut facts);
+    let diagnosis = Diagnosis {
+        kind: rule.kind,
+        summary,
+        origin,
+        fix,
+        evidence,
+    };
+    Some((facts.site(), diagnosis))
+}
+
+/// Classifies an error message by the rule table, knowing only the
+/// messages and the failing instruction's text.
+pub fn classify(messages: &[String], failing_insn_text: Option<&str>) -> Kind {
+    classify_with_region(messages, failing_insn_text, None)
+}
+
+/// [`classify`], knowing the region the register the message is about
+/// points into, when the log says: some messages (`R0 min value is
+/// negative`) name the memory only by the register's type.
+pub fn classify_with_region(
+    messages: &[String],
+    failing_insn_text: Option<&str>,
+    region: Option<Region>,
+) -> Kind {
+    let messages = messages::Messages::new(messages);
+    let failing = failing_insn_text.map(Effect::parse);
+    rules::find(&rules::Clues {
+        messages: &messages,
+        failing: failing.as_ref(),
+        region,
+        trace: None,
+    })
+    .kind
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verifier::log::parse_str;
+
+    struct NoSources;
+    impl Sources for NoSources {
+        fn source(&mut self, _: u32) -> Option<SourceRef> {
+            None
+        }
+    }
+
+    fn run(text: &str) -> (ErrorSite, Diagnosis) {
+        let log = parse_str(text);
+        diagnose(Input {
+            log: &log,
+            sources: &mut NoSources,
+            program: None,
+        })
+        .expect("a rejection")
+    }
+
+    #[test]
+    fn null_check_through_a_move_and_a_spill_without_ids() {
+        let (site, d) = run("0: (b7) r1 = 0
+1: (63) *(u32 *)(r10 -4) = r1
+2: (bf) r2 = r10
+3: (07) r2 += -4
+4: (18) r1 = 0xffff9c97f6e41a00
+6: (85) call bpf_map_lookup_elem#1
+7: (bf) r7 = r0
+8: (7b) *(u64 *)(r10 -16) = r7
+9: (79) r3 = *(u64 *)(r10 -16)
+10: (b7) r1 = 1
+11: (db) lock *(u64 *)(r3 +0) += r1
+R3 invalid mem access 'map_value_or_null'
+");
+        assert_eq!(site.insn, Some(11));
+        assert_eq!(d.kind, Kind::NullCheck);
+        let origin = d.origin.unwrap();
+        assert_eq!(origin.insn, 6);
+        assert_eq!(origin.path.len(), 3, "{:?}", origin.path);
+        assert!(d.fix.contains("if (!ptr) return XDP_ABORTED;"), "{}", d.fix);
+    }
+
+    #[test]
+    fn the_walk_follows_pops_back_to_the_branch() {
+        let (_, d) = run("0: (85) call bpf_map_lookup_elem#1
+1: (bf) r6 = r0
+2: (15) if r1 == 0x0 goto pc+2
+3: (b7) r0 = 2
+4: (95) exit
+from 2 to 5: R6=map_value_or_null R10=fp0
+5: (79) r2 = *(u64 *)(r6 +0)
+R6 invalid mem access 'map_value_or_null'
+");
+        assert_eq!(d.kind, Kind::NullCheck);
+        assert_eq!(d.origin.unwrap().insn, 0);
+    }
+
+    #[test]
+    fn classification_of_known_messages() {
+        let k = |m: &str| classify(&[m.to_owned()], None);
+        assert_eq!(
+            k("R0 invalid mem access 'map_value_or_null'"),
+            Kind::NullCheck
+        );
+        assert_eq!(
+            k("R1 invalid mem access 'ringbuf_mem_or_null'"),
+            Kind::NullCheck
+        );
+        assert_eq!(
+            k("invalid access to packet, off=0 size=2, R1(id=0,off=0,r=0)"),
+            Kind::PacketBounds
+        );
+        assert_eq!(
+            k("invalid access to map value, value_size=16 off=16 size=8"),
+            Kind::MapValueBounds
+        );
+        assert_eq!(
+            k("invalid bpf_context access off=24 size=4"),
+            Kind::CtxAccess
+        );
+        assert_eq!(
+            k("unknown func bpf_get_current_pid_tgid#14"),
+            Kind::HelperUnavailable
+        );
+        assert_eq!(
+            k("program of this type cannot use helper bpf_probe_read#4"),
+            Kind::HelperUnavailable
+        );
+        assert_eq!(
+            k("cannot call GPL-restricted function from non-GPL compatible program"),
+            Kind::HelperUnavailable
+        );
+        assert_eq!(
+            k("Unreleased reference id=2 alloc_insn=7"),
+            Kind::ReferenceLeak
+        );
+        assert_eq!(
+            k("combined stack size of 2 calls is 576. Too large"),
+            Kind::StackLimit
+        );
+        assert_eq!(
+            k("BPF program is too large. Processed 1000001 insn"),
+            Kind::Complexity
+        );
+        assert_eq!(k("infinite loop detected at insn 5"), Kind::Complexity);
+        assert_eq!(k("R2 !read_ok"), Kind::Uninit);
+        assert_eq!(
+            k("invalid read from stack R2 off -8+0 size 8"),
+            Kind::Uninit
+        );
+        assert_eq!(
+            classify(&["R0 !read_ok".to_owned()], Some("exit")),
+            Kind::InvalidReturn
+        );
+        assert_eq!(
+            k("At program exit the register R0 has smin=5 smax=5 should have been in [0, 4]"),
+            Kind::InvalidReturn
+        );
+        assert_eq!(k("something new"), Kind::Unknown);
+    }
+
+    #[test]
+    fn reference_leak_origin_is_alloc_insn() {
+        let (site, d) = run("7: (85) call bpf_ringbuf_reserve#131\n8: (b7) r0 = 2\n9: (95) exit\nUnreleased reference id=2 alloc_insn=7\n");
+        assert_eq!(site.insn, Some(9));
+        assert_eq!(d.kind, Kind::ReferenceLeak);
+        assert_eq!(d.origin.unwrap().insn, 7);
+        assert!(d.fix.contains("bpf_ringbuf_submit"));
+    }
+
+    #[test]
+    fn stale_packet_pointer_is_told_apart_from_a_plain_scalar() {
+        let (_, d) = run("0: (bf) r6 = r1
+1: (61) r7 = *(u32 *)(r6 +0)
+2: (bf) r1 = r6
+3: (b7) r2 = 4
+4: (85) call bpf_xdp_adjust_head#44
+5: (71) r0 = *(u8 *)(r7 +0)
+R7 invalid mem access 'scalar'
+");
+        assert_eq!(d.kind, Kind::StalePacketPointer);
+        assert_eq!(d.origin.unwrap().insn, 4);
+    }
+
+    /// Found by the seeded fuzz test (xdpstat/tests/fuzz.rs): offsets and
+    /// sizes whose sum overflowed an i64 panicked the summary.
+    #[test]
+    fn numbers_whose_sum_overflows_are_no_byte_counts() {
+        let (_, d) = run("0: (71) r3 = *(u8 *)(r1 +12)
+invalid access to packet, off=9223372036854775807 size=1, R1(id=0,off=0,r=0)
+");
+        assert_eq!(d.kind, Kind::PacketBounds);
+        assert!(
+            d.summary.contains("is not proven to stay inside"),
+            "{}",
+            d.summary
+        );
+        let (_, d) = run("0: (79) r1 = *(u64 *)(r0 +64)
+invalid access to map value, value_size=16 off=-9223372036854775808 size=-8
+");
+        assert_eq!(d.kind, Kind::MapValueBounds);
+        assert!(
+            d.summary.contains("may fall outside the map value"),
+            "{}",
+            d.summary
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! `helper-unavailable`: a call to a helper or kfunc that XDP programs,
+//! this kernel, or this program's license do not allow.
+
+use super::{Clues, Finding, Rule};
+use crate::verifier::diagnose::{facts::Facts, Evidence, Kind};
+
+/// The row.
+pub const RULE: Rule = Rule {
+    kind: Kind::HelperUnavailable,
+    fits,
+    explain,
+};
+
+fn fits(c: &Clues<'_>) -> bool {
+    c.any(&[
+        "unknown func",
+        "cannot use helper",
+        "GPL-restricted",
+        "calling kernel function",
+        "helper call is not allowed",
+    ]) || c.has("is not allowed") && c.any(&["helper", "kernel function", "kfunc"])
+}
+
+fn explain(f: &mut Facts<'_>) -> Finding {
+    let helper = f
+        .error_insn
+        .and_then(|i| f.call_name(i))
+        .or_else(|| f.messages.helper())
+        .unwrap_or_else(|| "this helper".to_owned());
+    let gpl = f.messages.has("GPL");
+    let summary = if gpl {
+        format!("{helper} is GPL-only, and this program's license is not GPL-compatible")
+    } else {
+        format!("XDP programs may not call {helper} on this kernel")
+    };
+    let fix = if gpl {
+        "declare a GPL-compatible license: `char _license[] SEC(\"license\") = \"GPL\";`".to_owned()
+    } else {
+        format!("remove the call to {helper} at {}, or use a helper that XDP programs may call (see `bpftool feature probe | grep -A200 xdp`)", f.here)
+    };
+    Finding {
+        summary,
+        origin: f.error_insn.map(|i| f.origin_at(i)),
+        fix,
+        evidence: Evidence::FailingCall,
+    }
+}

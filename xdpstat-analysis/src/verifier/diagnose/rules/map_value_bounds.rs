@@ -1,0 +1,65 @@
+//! `map-value-bounds`: an access outside the value a map lookup returned.
+
+use super::{Clues, Finding, Rule};
+use crate::verifier::diagnose::{facts::Facts, trace::Trace, Evidence, Kind};
+
+/// The row.
+pub const RULE: Rule = Rule {
+    kind: Kind::MapValueBounds,
+    fits,
+    explain,
+};
+
+/// The row for an out-of-range value that points anywhere else (a map
+/// value, other memory, or no register the log shows): after the other
+/// `OUT_OF_RANGE` rows.
+pub const OUT_OF_RANGE: Rule = Rule {
+    kind: Kind::MapValueBounds,
+    fits: |c| c.out_of_range(),
+    explain,
+};
+
+fn fits(c: &Clues<'_>) -> bool {
+    c.any(&[
+        "invalid access to map value",
+        "invalid variable-offset access to map",
+        "between map_value pointer",
+        "invalid access to memory",
+    ])
+}
+
+fn explain(f: &mut Facts<'_>) -> Finding {
+    let m = &f.messages;
+    let (value_size, off, size) = (m.number("value_size="), m.number("off="), m.number("size="));
+    let unbounded = m.has("unbounded") || m.has("min value");
+    let by_path = f.trace.as_ref().and_then(Trace::nullable_call);
+    let origin = f.id_origin().or(by_path).map(|i| f.origin_via_trace(i));
+    let here = &f.here;
+    let end = off.zip(size).and_then(|(o, s)| o.checked_add(s));
+    let summary = match (value_size, off, end) {
+        (Some(v), Some(o), Some(end)) => format!(
+            "the access at {here} touches bytes {o}..{end} of a map value that is only {v} bytes long"
+        ),
+        _ if unbounded => format!(
+            "the offset into the map value at {here} has no proven bound, so the access could land outside the value"
+        ),
+        _ => format!("the access at {here} may fall outside the map value"),
+    };
+    let fix = match (value_size, size) {
+        (Some(v), Some(s)) => format!(
+            "bound the index or offset before the access so that offset + {s} <= {v} (e.g. `if (idx >= N) return XDP_ABORTED;` with N elements), then index the value"
+        ),
+        _ => "compare the index or offset against the value size (an unsigned check like `if (idx >= N) return XDP_ABORTED;`) before using it".to_owned(),
+    };
+    let evidence = if origin.is_some() {
+        Evidence::MapValueIdOrPath
+    } else {
+        Evidence::LacksState
+    };
+    Finding {
+        summary,
+        origin,
+        fix,
+        evidence,
+    }
+}
