@@ -365,4 +365,21 @@ R7 invalid mem access 'scalar'
         assert_eq!(d.kind, Kind::StalePacketPointer);
         assert_eq!(d.origin.unwrap().insn, 4);
     }
+
+    #[test]
+    fn a_log_without_state_says_so_in_its_evidence() {
+        let (_, d) = run("R0 invalid mem access 'map_value_or_null'\n");
+        assert_eq!(d.kind, Kind::NullCheck);
+        assert_eq!(d.evidence, Evidence::LacksState);
+        assert!(d.lacks_state());
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["evidence"], Evidence::LacksState.text());
+        assert!(json["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("load it with log level 2 to get more"));
+        let (_, d) = run("0: (b7) r0 = 0\nsomething new\n");
+        assert_eq!((d.kind, d.evidence), (Kind::Unknown, Evidence::NoRule));
+        assert!(!d.lacks_state());
+    }
 }
