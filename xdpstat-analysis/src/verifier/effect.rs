@@ -176,18 +176,7 @@ impl Effect {
             return Self::Goto;
         }
         if let Some(rest) = text.strip_prefix("if ") {
-            let cond = rest.split(" goto").next().unwrap_or(rest);
-            let mut parts = cond.split_whitespace();
-            let (Some(a), Some(op), Some(b)) = (parts.next(), parts.next(), parts.next()) else {
-                return Self::Other;
-            };
-            let Some(a) = reg(a) else { return Self::Other };
-            return Self::Branch {
-                reg: a,
-                other: reg(b),
-                op: op.to_owned(),
-                imm: imm(b),
-            };
+            return Self::parse_branch(rest);
         }
         if let Some(rest) = text.strip_prefix("lock ") {
             return mem(rest).map_or(Self::Other, |(base, off)| Self::Atomic { base, off });
@@ -202,6 +191,27 @@ impl Effect {
         if let Some(rest) = text.strip_prefix("store_release(") {
             return mem(rest).map_or(Self::Other, |(base, off)| Self::Atomic { base, off });
         }
+        Self::parse_assignment(text)
+    }
+
+    /// `rA op b goto pc+N`, without the `if `.
+    fn parse_branch(cond: &str) -> Self {
+        let cond = cond.split(" goto").next().unwrap_or(cond);
+        let mut parts = cond.split_whitespace();
+        let (Some(a), Some(op), Some(b)) = (parts.next(), parts.next(), parts.next()) else {
+            return Self::Other;
+        };
+        let Some(a) = reg(a) else { return Self::Other };
+        Self::Branch {
+            reg: a,
+            other: reg(b),
+            op: op.to_owned(),
+            imm: imm(b),
+        }
+    }
+
+    /// `rD = …` and `rD op= …`.
+    fn parse_assignment(text: &str) -> Self {
         let Some((lhs, rhs)) = text.split_once(' ') else {
             return Self::Other;
         };

@@ -531,63 +531,12 @@ impl LogParser {
         self.log.lines += 1;
         self.log.bytes += raw.len() as u64 + 1;
         let line = raw.trim_end_matches(['\r', '\n']);
-        // Loader chatter around the log.
-        if line.starts_with("libbpf: ")
-            || line.starts_with("Warning: bpftool")
-            || line.starts_with("If it used to work")
-        {
-            return;
-        }
-        if self.header_line(line) {
-            self.log.recognized += 1;
-            return;
-        }
-        if self.in_live_regs {
-            // `      0: .1........ (61) r6 = …` until the block ends.
-            if line.starts_with(' ')
-                && line
-                    .trim_start()
-                    .split_once(": ")
-                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
-            {
-                return;
-            }
-            self.in_live_regs = false;
-        }
-        if line.starts_with("Live regs before insn:") {
-            self.in_live_regs = true;
-            self.log.recognized += 1;
-            return;
-        }
-        if line.starts_with("func#") {
-            self.log.recognized += 1;
+        if self.preamble_line(line) {
             return;
         }
         if let Some(insn) = insn_line(line) {
             self.log.recognized += 1;
-            let index = insn.index;
-            self.log
-                .insns
-                .entry(index)
-                .or_insert_with(|| insn.text.to_owned());
-            self.log
-                .effects
-                .entry(index)
-                .or_insert_with(|| Effect::parse(insn.text));
-            self.log.opcodes.insert(index, insn.op);
-            if let Some(annotation) = self.pending_annotation.take() {
-                self.log.annotations.entry(index).or_insert(annotation);
-            }
-            self.log.last_insn = Some(index);
-            self.log.messages.clear();
-            self.push_step(Step::Insn(index));
-            if let Some(state) = insn.state.filter(|s| !s.starts_with('@')) {
-                self.log.has_states = true;
-                self.note_state(index, state, false);
-            }
-            if let Some((next, state)) = insn.next_state {
-                self.note_state(next, state, true);
-            }
+            self.insn_seen(&insn);
             return;
         }
         if let Some(annotation) = annotation_line(line) {
@@ -606,34 +555,8 @@ impl LogParser {
             self.note_state(index, state, true);
             return;
         }
-        if let Some(rest) = line.strip_prefix("processed ") {
+        if self.stats_line(line) {
             self.log.recognized += 1;
-            let stats = self.log.stats.get_or_insert_with(Default::default);
-            stats.insns_processed = parse_u64_after(rest, "").unwrap_or(0);
-            stats.insn_limit = parse_u64_after(rest, "(limit");
-            stats.max_states_per_insn = parse_u64_after(rest, "max_states_per_insn");
-            stats.total_states = parse_u64_after(rest, "total_states");
-            stats.peak_states = parse_u64_after(rest, "peak_states");
-            stats.mark_read = parse_u64_after(rest, "mark_read");
-            return;
-        }
-        if let Some(rest) = line.strip_prefix("verification time ") {
-            self.log.recognized += 1;
-            self.log
-                .stats
-                .get_or_insert_with(Default::default)
-                .verification_time_usec = parse_u64_after(rest, "");
-            return;
-        }
-        if let Some(rest) = line.strip_prefix("stack depth ") {
-            self.log.recognized += 1;
-            self.log
-                .stats
-                .get_or_insert_with(Default::default)
-                .stack_depth = rest
-                .split('+')
-                .filter_map(|d| d.trim().parse().ok())
-                .collect();
             return;
         }
         // Anything else after the last instruction is the error: the kernel
@@ -641,6 +564,101 @@ impl LogParser {
         if !is_noise(line) && self.log.messages.len() < MAX_MESSAGE_LINES {
             self.log.messages.push(line.trim().to_owned());
         }
+    }
+
+    /// Lines around the instructions: a loader's chatter and header, the
+    /// live-registers table, `func#N`. Whether `line` was one.
+    fn preamble_line(&mut self, line: &str) -> bool {
+        // Loader chatter around the log.
+        if line.starts_with("libbpf: ")
+            || line.starts_with("Warning: bpftool")
+            || line.starts_with("If it used to work")
+        {
+            return true;
+        }
+        if self.header_line(line) {
+            self.log.recognized += 1;
+            return true;
+        }
+        if self.in_live_regs {
+            // `      0: .1........ (61) r6 = …` until the block ends.
+            if line.starts_with(' ')
+                && line
+                    .trim_start()
+                    .split_once(": ")
+                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+            {
+                return true;
+            }
+            self.in_live_regs = false;
+        }
+        if line.starts_with("Live regs before insn:") {
+            self.in_live_regs = true;
+            self.log.recognized += 1;
+            return true;
+        }
+        if line.starts_with("func#") {
+            self.log.recognized += 1;
+            return true;
+        }
+        false
+    }
+
+    /// An instruction the verifier processed, with the state after it.
+    fn insn_seen(&mut self, insn: &InsnLine<'_>) {
+        let index = insn.index;
+        self.log
+            .insns
+            .entry(index)
+            .or_insert_with(|| insn.text.to_owned());
+        self.log
+            .effects
+            .entry(index)
+            .or_insert_with(|| Effect::parse(insn.text));
+        self.log.opcodes.insert(index, insn.op);
+        if let Some(annotation) = self.pending_annotation.take() {
+            self.log.annotations.entry(index).or_insert(annotation);
+        }
+        self.log.last_insn = Some(index);
+        self.log.messages.clear();
+        self.push_step(Step::Insn(index));
+        if let Some(state) = insn.state.filter(|s| !s.starts_with('@')) {
+            self.log.has_states = true;
+            self.note_state(index, state, false);
+        }
+        if let Some((next, state)) = insn.next_state {
+            self.note_state(next, state, true);
+        }
+    }
+
+    /// The statistics lines (`processed N insns …`, `verification time`,
+    /// `stack depth`). Whether `line` was one.
+    fn stats_line(&mut self, line: &str) -> bool {
+        if let Some(rest) = line.strip_prefix("processed ") {
+            let stats = self.log.stats.get_or_insert_with(Default::default);
+            stats.insns_processed = parse_u64_after(rest, "").unwrap_or(0);
+            stats.insn_limit = parse_u64_after(rest, "(limit");
+            stats.max_states_per_insn = parse_u64_after(rest, "max_states_per_insn");
+            stats.total_states = parse_u64_after(rest, "total_states");
+            stats.peak_states = parse_u64_after(rest, "peak_states");
+            stats.mark_read = parse_u64_after(rest, "mark_read");
+        } else if let Some(rest) = line.strip_prefix("verification time ") {
+            self.log
+                .stats
+                .get_or_insert_with(Default::default)
+                .verification_time_usec = parse_u64_after(rest, "");
+        } else if let Some(rest) = line.strip_prefix("stack depth ") {
+            self.log
+                .stats
+                .get_or_insert_with(Default::default)
+                .stack_depth = rest
+                .split('+')
+                .filter_map(|d| d.trim().parse().ok())
+                .collect();
+        } else {
+            return false;
+        }
+        true
     }
 
     /// Marks whether the input's last line had its newline; a log cut in

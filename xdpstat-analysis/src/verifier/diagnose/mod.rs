@@ -5,31 +5,33 @@
 //! message text: first the `id` the verifier gave the value (where the log
 //! carries ids), then a backward walk along the path the verifier took,
 //! following the value through moves and stack spills to the instruction
-//! that produced it ([`trace`]).
+//! that produced it (`trace.rs`).
 //!
 //! # How it works
 //!
-//! [`diagnose`] reads what every rule needs once ([`facts::Facts`]: the
-//! error's lines, the failing instruction and its effect, the register the
-//! error is about and its type, the backward walk), then walks the rule
-//! table ([`rules::RULES`]): the first row whose test fits the error
-//! explains it. [`classify`] walks the same table with the message alone.
+//! [`diagnose`] first reads what every rule needs, once (`Facts` in
+//! `facts.rs`: the error's lines, the failing instruction and its
+//! effect, the register the error is about and its type, the backward
+//! walk). Then it walks the rule table, `RULES` in `rules/mod.rs`: the
+//! first row whose test fits the error explains it. [`classify`] walks the
+//! same table knowing only the message.
 //!
 //! # Adding a diagnosis kind
 //!
 //! 1. Add its variant to [`Kind`] (with its kebab-case name in
 //!    [`Kind::name`]).
-//! 2. Write `rules/<kind>.rs`: a `pub const RULE: Rule` with the kind, a
-//!    `fits` test over [`rules::Clues`] (usually `c.any(&[...messages])`)
-//!    and an `explain` that turns [`facts::Facts`] into a
-//!    [`rules::Finding`] (summary, origin, fix, [`Evidence`]; add an
-//!    `Evidence` variant only if none says how your rule found the
-//!    origin).
-//! 3. Add one row, `<kind>::RULE`, to [`rules::RULES`], after the rows
-//!    whose messages it must not shadow.
-//! 4. Add one fixture: `fixtures/c/<kind>_….c` that the verifier rejects
-//!    with that message, with its entry in `fixtures/expected.json`
-//!    (the corpus test loads it and checks kind, message and lines).
+//! 2. Write `rules/<kind>.rs` with `pub const RULE: Rule`: the kind, a
+//!    `fits` test over `Clues` (usually `c.any(&[…messages…])`), and an
+//!    `explain` that turns `Facts` into a `Finding` (summary, origin, fix
+//!    and [`Evidence`]; add an `Evidence` variant only if none says how
+//!    the rule found the origin). `rules/ctx_access.rs` is a short one to
+//!    copy.
+//! 3. Add the row, `<kind>::RULE`, to `RULES`, after the rows whose
+//!    messages it must not shadow.
+//! 4. Add one fixture: `fixtures/c/<kind>_….c`, which the verifier rejects
+//!    with that message, and its entry in `fixtures/expected.json`; the
+//!    corpus test (`xdpstat/tests/corpus.rs`) loads it and checks the
+//!    kind, the message and the source lines.
 
 use std::fmt;
 
@@ -386,5 +388,22 @@ invalid access to map value, value_size=16 off=-9223372036854775808 size=-8
             "{}",
             d.summary
         );
+    }
+
+    #[test]
+    fn a_log_without_state_says_so_in_its_evidence() {
+        let (_, d) = run("R0 invalid mem access 'map_value_or_null'\n");
+        assert_eq!(d.kind, Kind::NullCheck);
+        assert_eq!(d.evidence, Evidence::LacksState);
+        assert!(d.lacks_state());
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["evidence"], Evidence::LacksState.text());
+        assert!(json["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("load it with log level 2 to get more"));
+        let (_, d) = run("0: (b7) r0 = 0\nsomething new\n");
+        assert_eq!((d.kind, d.evidence), (Kind::Unknown, Evidence::NoRule));
+        assert!(!d.lacks_state());
     }
 }
