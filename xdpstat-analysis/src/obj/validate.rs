@@ -2,13 +2,15 @@
 //! making them, so that a malformed object gets a reason instead of a
 //! panic inside aya-obj: symbols inside their sections (aya-obj slices the
 //! section with the symbol's value and size), a `.bss` of a size that can
-//! be allocated, and `.BTF.ext` records inside their section, of a size
-//! that can hold them, naming their section by a string `.BTF` has.
+//! be allocated, relocations in code that point at a function or at the
+//! section with an address that can be computed, `.BTF` whose names are in
+//! its string section and whose sizes fit in 32 bits, and `.BTF.ext`
+//! records inside their section, of a size that can hold them, in
+//! instruction order, naming strings `.BTF` has.
 //!
-//! The kernel makes the same checks when it loads the program or its BTF
-//! (string offsets inside the string section, type sizes that fit in 32
-//! bits, line info in instruction order), so no object the kernel would
-//! take is refused here.
+//! Every object clang or bpf-linker writes keeps these rules, and the BTF
+//! ones are the kernel's own (it refuses such BTF, and such line info), so
+//! no object that could load is refused here.
 //!
 //! Each check reads the fields as aya-obj does (the ELF's byte order; the
 //! record count of a `.BTF.ext` section in the host's, as aya-obj reads
