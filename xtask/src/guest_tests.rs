@@ -54,9 +54,25 @@ const PROFILE: [&str; 4] = [
     "--profile=guest",
 ];
 
-/// Exit codes: a test failed or timed out; a guest died or hung (worse).
-const TESTS_FAILED: u8 = 101;
-const GUEST_BROKE: u8 = 3;
+/// How a run went, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    Passed,
+    /// A test failed, or a binary timed out: exit code 101, as cargo test.
+    TestsFailed,
+    /// A guest died or hung, so some tests did not run: exit code 3.
+    GuestBroke,
+}
+
+impl Verdict {
+    fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            Self::Passed => 0,
+            Self::TestsFailed => 101,
+            Self::GuestBroke => 3,
+        })
+    }
+}
 
 pub struct Request {
     pub kernels: Vec<String>,
@@ -124,24 +140,24 @@ pub fn run(req: &Request) -> Result<ExitCode> {
             .map(|k| run_kernel(k, &binaries, subset, &opts))
             .collect()
     };
-    let mut code = 0;
+    let mut verdict = Verdict::Passed;
     println!();
     for report in reports {
         let report = report?;
         report.print();
-        code = code.max(report.code());
+        verdict = verdict.max(report.verdict());
     }
     println!(
         "xtask: {} kernel(s) in {:.0} s; {}",
         kernels.len(),
         started.elapsed().as_secs_f64(),
-        match code {
-            0 => "every test binary passed",
-            TESTS_FAILED => "TESTS FAILED",
-            _ => "A GUEST DIED OR HUNG",
+        match verdict {
+            Verdict::Passed => "every test binary passed",
+            Verdict::TestsFailed => "TESTS FAILED",
+            Verdict::GuestBroke => "A GUEST DIED OR HUNG",
         }
     );
-    Ok(ExitCode::from(code))
+    Ok(verdict.exit_code())
 }
 
 /// Variables the host's caller meant for the tests.
@@ -266,7 +282,7 @@ fn run_kernel(
             .count();
         if guest.end != End::Completed {
             println!(
-                "[{}] GUEST {} after {:.0} s; console log {}:\n{}",
+                "[{}] GUEST {} after {:.0} s (qemu: {}); console log {}:\n{}",
                 kernel.release,
                 if guest.end == End::Died {
                     "DIED"
@@ -274,6 +290,7 @@ fn run_kernel(
                     "HUNG"
                 },
                 guest.wall_secs,
+                guest.qemu_status,
                 guest.console.display(),
                 vm::console_excerpt(&guest.console, 40)
             );
@@ -285,7 +302,7 @@ fn run_kernel(
         let stop = guest.end == End::Completed || ran == 0;
         remaining.drain(..ran);
         guests.push(guest);
-        if stop {
+        if stop || remaining.is_empty() {
             break;
         }
         println!(
@@ -303,21 +320,23 @@ fn run_kernel(
 }
 
 impl Report {
-    fn code(&self) -> u8 {
-        let mut code = 0;
+    fn verdict(&self) -> Verdict {
+        let mut verdict = Verdict::Passed;
         for guest in &self.guests {
             if guest.end != End::Completed {
-                code = GUEST_BROKE;
+                verdict = Verdict::GuestBroke;
             }
             for r in &guest.results {
-                code = code.max(match r.outcome {
-                    Outcome::Passed => 0,
-                    Outcome::Failed(_) | Outcome::TimedOut => TESTS_FAILED,
-                    Outcome::GuestDied | Outcome::GuestHung | Outcome::NotRun => GUEST_BROKE,
+                verdict = verdict.max(match r.outcome {
+                    Outcome::Passed => Verdict::Passed,
+                    Outcome::Failed(_) | Outcome::TimedOut => Verdict::TestsFailed,
+                    Outcome::GuestDied | Outcome::GuestHung | Outcome::NotRun => {
+                        Verdict::GuestBroke
+                    }
                 });
             }
         }
-        code
+        verdict
     }
 
     fn print(&self) {
@@ -335,13 +354,14 @@ impl Report {
         );
         for (i, guest) in self.guests.iter().enumerate() {
             println!(
-                "  guest {}: {}, up after {}, {:.0} s",
+                "  guest {}: {} (qemu: {}), up after {}, {:.0} s",
                 i + 1,
                 match guest.end {
                     End::Completed => "completed",
                     End::Died => "DIED",
                     End::Hung => "HUNG (killed)",
                 },
+                guest.qemu_status,
                 guest
                     .boot_secs
                     .map_or_else(|| "never".to_owned(), |s| format!("{s:.1} s")),

@@ -18,7 +18,7 @@ use std::{
     fmt, fs,
     io::Write,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -112,6 +112,8 @@ pub enum End {
 /// What one guest did.
 pub struct Guest {
     pub end: End,
+    /// How qemu ended (`exit status: 0`, `signal: 9 (SIGKILL)`).
+    pub qemu_status: String,
     pub results: Vec<BinaryResult>,
     /// `uname -r`, as the guest reported it.
     pub uname: Option<String>,
@@ -139,11 +141,14 @@ pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) ->
     let mut qemu = spawn_qemu(kernel, &initrd, &dir, &console, opts.cpus)?;
     let mut results: Vec<BinaryResult> = Vec::new();
     let mut boot_secs = None;
+    // The binary running, and when it started.
     let mut current: Option<(usize, Instant)> = None;
-    let end = loop {
+    let mut last_event = started;
+    let (end, status) = loop {
         thread::sleep(Duration::from_millis(250));
         if boot_secs.is_none() && dir.join("uname").exists() {
             boot_secs = Some(started.elapsed().as_secs_f64());
+            last_event = Instant::now();
             println!(
                 "[{label}] guest up after {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -168,6 +173,7 @@ pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) ->
             print_result(label, &result);
             results.push(result);
             current = None;
+            last_event = Instant::now();
         }
         if let Some(binary) = binaries.get(results.len()) {
             if current.is_none_or(|(i, _)| i != results.len())
@@ -182,22 +188,23 @@ pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) ->
             }
         }
         if dir.join("done").exists() {
-            wait_or_kill(&mut qemu, Duration::from_secs(30));
-            break End::Completed;
+            break (
+                End::Completed,
+                wait_or_kill(&mut qemu, Duration::from_secs(30)),
+            );
         }
-        if qemu.try_wait()?.is_some() {
-            break End::Died;
+        if let Some(status) = qemu.try_wait()? {
+            break (End::Died, Some(status));
         }
         let deadline = match current {
             Some((_, since)) => since + opts.timeout + GRACE,
             None if boot_secs.is_none() => started + BOOT_TIMEOUT,
-            // Between two binaries.
-            None => started + BOOT_TIMEOUT + (opts.timeout + GRACE) * (results.len() as u32 + 1),
+            // Between two binaries, or after the last.
+            None => last_event + GRACE,
         };
         if Instant::now() > deadline {
             let _ = qemu.kill();
-            let _ = qemu.wait();
-            break End::Hung;
+            break (End::Hung, qemu.wait().ok());
         }
     };
     let wall_secs = started.elapsed().as_secs_f64();
@@ -206,15 +213,12 @@ pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) ->
         End::Died => Outcome::GuestDied,
         End::Hung => Outcome::GuestHung,
     };
-    for (i, binary) in binaries.iter().enumerate().skip(results.len()) {
+    for binary in binaries.iter().skip(results.len()) {
+        // Only the binary that was running has started.
         let ran = dir.join(format!("{}.start", binary.name)).exists();
         results.push(BinaryResult {
             name: binary.name.clone(),
-            outcome: if ran && i == results.len() {
-                broken
-            } else {
-                Outcome::NotRun
-            },
+            outcome: if ran { broken } else { Outcome::NotRun },
             secs: None,
             log: dir.join(format!("{}.log", binary.name)),
         });
@@ -225,6 +229,7 @@ pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) ->
     let complaints = complaints(&console);
     Ok(Guest {
         end,
+        qemu_status: status.map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
         results,
         uname,
         boot_secs,
@@ -291,16 +296,16 @@ fn spawn_qemu(
     cmd.spawn().context("starting qemu-system-x86_64")
 }
 
-fn wait_or_kill(child: &mut Child, patience: Duration) {
+fn wait_or_kill(child: &mut Child, patience: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + patience;
     while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
         }
         thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
-    let _ = child.wait();
+    child.wait().ok()
 }
 
 /// `<name>.rc` holds "<exit code> <milliseconds>" once the binary ended.
@@ -392,6 +397,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroo
 mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
 mount -t devtmpfs devtmpfs $R/dev
+mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts devpts $R/dev/pts
 mount -t tmpfs tmpfs $R/dev/shm
 # /var becomes a tmpfs that keeps the host's top-level symlinks (/var/run)
