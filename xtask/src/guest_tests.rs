@@ -21,14 +21,16 @@ use super::{
 /// The test binaries run in each guest unless `--test` names others: the
 /// kernel-facing ones that are worth their minutes under the emulator (see
 /// README, "Kernels tested"), with [`subset_filters`].
-pub const SUBSET: [&str; 7] = [
+pub const SUBSET: [&str; 9] = [
     "counting",
     "lifecycle",
     "namespaces",
     "test_run",
     "corpus",
+    "workbench",
     "tutorial",
     "map_dump",
+    "inspect",
 ];
 
 /// The subset's filters for a binary in a kernel. The corpus's two
