@@ -1,11 +1,12 @@
 //! `cargo xtask`: install the BPF toolchain, build the XDP objects that
 //! xdpstat embeds, prove the committed objects match their source, and run
-//! every test.
+//! every test, on this machine's kernel or inside other kernels under qemu.
 
 use std::{
     env, fs,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, ExitCode},
+    time::Duration,
 };
 
 use anyhow::{bail, ensure, Context, Result};
@@ -13,6 +14,10 @@ use clap::{Parser, Subcommand};
 use object::{Object, ObjectSection};
 
 mod fixtures;
+mod guest_tests;
+mod initramfs;
+mod kernel;
+mod vm;
 
 /// The objects `xdpstat-ebpf` builds, by binary name. The committed copies
 /// live in `xdpstat/bpf/<name>.o`.
@@ -41,60 +46,137 @@ enum Cmd {
     BuildFixtures,
     /// Install what is missing, check the objects and the lints, then run
     /// every test (as root: they load programs and make namespaces).
+    ///
+    /// With `--kernel`, run instead the kernel-facing test binaries inside
+    /// that kernel, booted under qemu's emulator (see README, "Kernels
+    /// tested").
     Test {
-        /// Extra arguments for `cargo test`.
+        /// `6.1` or `6.12` (Debian bookworm-security's newest image of that
+        /// line, fetched into target/kernels/), or a path: an unpacked tree
+        /// with boot/vmlinuz-* and lib/modules/*, or a kernel .deb.
+        /// Repeat to run several kernels.
+        #[arg(long, value_name = "6.1|6.12|PATH")]
+        kernel: Vec<String>,
+        /// With --kernel: a test binary to run (tests/NAME.rs); repeat for
+        /// several. Default: the subset in README, "Kernels tested".
+        #[arg(long = "test", value_name = "NAME", requires = "kernel")]
+        tests: Vec<String>,
+        /// With --kernel: seconds each test binary may take in the guest.
+        #[arg(long, default_value_t = 1200, requires = "kernel")]
+        timeout: u64,
+        /// With --kernel: the guest's CPUs.
+        #[arg(long, default_value_t = 2, requires = "kernel")]
+        cpus: u32,
+        /// With several --kernel: boot their guests at the same time.
+        #[arg(long, requires = "kernel")]
+        parallel: bool,
+        /// Extra arguments for `cargo test`; with --kernel, for each test
+        /// binary (filters, `--test-threads`, `--nocapture`).
         #[arg(last = true)]
         args: Vec<String>,
     },
     /// Run the per-packet cost benchmark (BPF_PROG_TEST_RUN).
     Bench,
+    /// Boot a kernel under qemu as `test --kernel` does and run one shell
+    /// command in it, as root on the host's files, read-only (a tmpfs on
+    /// /tmp, /run, /var, /root; bpffs on /sys/fs/bpf).
+    Guest {
+        #[arg(long, value_name = "6.1|6.12|PATH", required = true)]
+        kernel: Vec<String>,
+        /// Seconds the command may take.
+        #[arg(long, default_value_t = 1200)]
+        timeout: u64,
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// The command, for `sh -c`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
+    let done = |result: Result<()>| result.map(|()| ExitCode::SUCCESS);
     match Cli::parse().command {
-        Cmd::Deps => deps(),
-        Cmd::BuildEbpf => {
-            for (name, bytes) in build_ebpf()? {
-                let dest = root().join("xdpstat/bpf").join(format!("{name}.o"));
-                fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
-                println!("wrote {}", dest.display());
-            }
-            Ok(())
-        }
-        Cmd::CheckEbpf => check_ebpf(),
-        Cmd::BuildFixtures => fixtures::build(),
-        Cmd::Test { args } => {
-            deps()?;
-            check_ebpf()?;
-            run(Command::new(cargo())
-                .current_dir(root())
-                .args(["fmt", "--all", "--check"]))?;
-            run(Command::new(cargo()).current_dir(root()).args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))?;
-            fixtures::build()?;
-            let mut cmd = Command::new(cargo());
-            cmd.current_dir(root())
-                .args(["test", "--workspace", "--all-targets"])
-                .args(&args)
-                // Privileged tests fail rather than skip when this is set.
-                .env("XDPSTAT_REQUIRE_PRIVILEGED", "1");
-            run(&mut cmd)
-        }
-        Cmd::Bench => {
-            let mut cmd = Command::new(cargo());
-            cmd.current_dir(root()).args(["bench", "-p", "xdpstat"]);
-            for bench in ["prog_cost", "explain_log", "map_dump", "prog_list"] {
-                cmd.args(["--bench", bench]);
-            }
-            run(&mut cmd)
-        }
+        Cmd::Deps => done(deps()),
+        Cmd::BuildEbpf => done(write_ebpf()),
+        Cmd::CheckEbpf => done(check_ebpf()),
+        Cmd::BuildFixtures => done(fixtures::build()),
+        Cmd::Test { kernel, args, .. } if kernel.is_empty() => done(host_test(&args)),
+        Cmd::Test {
+            kernel,
+            tests,
+            timeout,
+            cpus,
+            parallel,
+            args,
+        } => guest_tests::run(&guest_tests::Request {
+            kernels: kernel,
+            tests,
+            args,
+            command: None,
+            timeout: Duration::from_secs(timeout),
+            cpus,
+            parallel,
+        }),
+        Cmd::Guest {
+            kernel,
+            timeout,
+            cpus,
+            command,
+        } => guest_tests::run(&guest_tests::Request {
+            kernels: kernel,
+            tests: Vec::new(),
+            args: Vec::new(),
+            command: Some(command.join(" ")),
+            timeout: Duration::from_secs(timeout),
+            cpus,
+            parallel: false,
+        }),
+        Cmd::Bench => done(bench()),
     }
+}
+
+fn write_ebpf() -> Result<()> {
+    for (name, bytes) in build_ebpf()? {
+        let dest = root().join("xdpstat/bpf").join(format!("{name}.o"));
+        fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
+        println!("wrote {}", dest.display());
+    }
+    Ok(())
+}
+
+/// `cargo xtask test` on this machine's kernel.
+fn host_test(args: &[String]) -> Result<()> {
+    deps()?;
+    check_ebpf()?;
+    run(Command::new(cargo())
+        .current_dir(root())
+        .args(["fmt", "--all", "--check"]))?;
+    run(Command::new(cargo()).current_dir(root()).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    fixtures::build()?;
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root())
+        .args(["test", "--workspace", "--all-targets"])
+        .args(args)
+        // Privileged tests fail rather than skip when this is set.
+        .env("XDPSTAT_REQUIRE_PRIVILEGED", "1");
+    run(&mut cmd)
+}
+
+fn bench() -> Result<()> {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root()).args(["bench", "-p", "xdpstat"]);
+    for bench in ["prog_cost", "explain_log", "map_dump", "prog_list"] {
+        cmd.args(["--bench", bench]);
+    }
+    run(&mut cmd)
 }
 
 fn root() -> PathBuf {
