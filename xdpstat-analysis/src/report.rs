@@ -10,7 +10,7 @@ use std::{
     path::PathBuf,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     obj::{BpfObject, LineTable, LinkedProgram, SourceFiles, XdpProgram},
@@ -27,7 +27,7 @@ pub const PROG_TYPE_XDP: u32 = aya_obj::generated::bpf_prog_type::BPF_PROG_TYPE_
 pub const MAXINSNS: usize = 4096;
 
 /// A warning: something the kernel accepted here that older kernels reject.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     /// Its kind (`null-check`).
     pub kind: Kind,
@@ -46,7 +46,7 @@ pub struct Warning {
 }
 
 /// The origin of a warning's value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WarningOrigin {
     /// Verifier index.
     pub insn: u32,
@@ -57,7 +57,7 @@ pub struct WarningOrigin {
 }
 
 /// Everything known about one program's verification.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProgramReport {
     /// The ELF section.
     pub section: String,
@@ -95,7 +95,7 @@ pub struct ProgramReport {
 }
 
 /// Verifier statistics, for JSON.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StatsReport {
     /// Instructions the verifier processed.
     pub insns_processed: Option<u64>,
@@ -115,7 +115,7 @@ pub struct StatsReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification_time_usec: Option<u64>,
     /// Stack depth per subprogram.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stack_depth: Vec<u64>,
 }
 

@@ -41,6 +41,9 @@ pub enum Error {
     /// bpffs.
     #[error(transparent)]
     Bpffs(#[from] BpffsError),
+    /// Booting another kernel.
+    #[error(transparent)]
+    Vm(#[from] crate::vm::VmError),
     /// Missing privileges.
     #[error(transparent)]
     Privilege(#[from] PrivilegeError),
@@ -79,6 +82,7 @@ impl Error {
             Self::Pin(e) => e.is_usage(),
             Self::Object(e) => e.is_usage(),
             Self::Workbench(e) => e.is_usage(),
+            Self::Vm(e) => e.is_usage(),
             Self::Bpffs(e) => matches!(e, BpffsError::Ephemeral),
             Self::Usage(_) => true,
             Self::Context { source, .. } => source.is_usage(),

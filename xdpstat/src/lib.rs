@@ -17,3 +17,4 @@ pub mod kernel;
 pub mod model;
 pub mod output;
 pub mod server;
+pub mod vm;

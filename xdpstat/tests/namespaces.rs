@@ -154,7 +154,10 @@ fn counters_follow_a_renamed_interface_and_a_newcomer_starts_from_zero() {
     ns.send_frames(frames, None);
     assert_eq!(settle(&(7, bytes), || packets(&ns, "x0")), (7, bytes));
 
+    // Before 6.2 a running interface cannot be renamed (EBUSY).
+    ns.ip(&["link", "set", "x0", "down"]);
     ns.ip(&["link", "set", "x0", "name", "y0"]);
+    ns.ip(&["link", "set", "y0", "up"]);
     let out = ns.xdpstat(&["detach", "x0"]);
     assert_fails(&out, 2, &["renamed to 'y0'", "xdpstat detach y0"]);
     assert_eq!(packets(&ns, "y0"), (7, bytes), "show NEWNAME finds them");

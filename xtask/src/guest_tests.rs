@@ -10,11 +10,13 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use xdpstat::vm::{
+    image::{self, Kernel},
+    qemu,
+};
 
 use super::{
-    apt_install, cargo, deps, fixtures,
-    kernel::{self, Kernel},
-    root,
+    apt_install, cargo, deps, fixtures, root,
     vm::{self, Binary, End, Guest, Options, Outcome},
 };
 
@@ -96,7 +98,10 @@ pub fn run(req: &Request) -> Result<ExitCode> {
     let kernels = req
         .kernels
         .iter()
-        .map(|k| kernel::resolve(k))
+        .map(|k| {
+            image::resolve(k, &mut |msg| println!("xtask: --kernel {k}: {msg}"))
+                .map_err(anyhow::Error::from)
+        })
         .collect::<Result<Vec<_>>>()?;
     let binaries = match &req.command {
         Some(command) => vec![Binary {
@@ -251,7 +256,7 @@ fn run_kernel(
     opts: &Options,
 ) -> Result<Report> {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let runs = kernel::cache_dir().join("runs").join(&kernel.release);
+    let runs = image::cache_dir().join("runs").join(&kernel.release);
     let dir = runs.join(stamp.to_string());
     fs::create_dir_all(&dir)?;
     let latest = runs.join("latest");
@@ -294,7 +299,7 @@ fn run_kernel(
                 guest.wall_secs,
                 guest.qemu_status,
                 guest.console.display(),
-                vm::console_excerpt(&guest.console, 40)
+                qemu::console_excerpt(&guest.console, 40)
             );
             let qemu = fs::read_to_string(guest_dir.join("qemu.log")).unwrap_or_default();
             if !qemu.trim().is_empty() {

@@ -15,8 +15,6 @@ use object::{Object, ObjectSection};
 
 mod fixtures;
 mod guest_tests;
-mod initramfs;
-mod kernel;
 mod vm;
 
 /// The objects `xdpstat-ebpf` builds, by binary name. The committed copies
@@ -95,6 +93,13 @@ enum Cmd {
 }
 
 fn main() -> Result<ExitCode> {
+    // Kernels fetched for the guests, and for the tests of `check
+    // --kernel`, are kept with the build's other downloads.
+    if env::var_os("XDPSTAT_KERNEL_CACHE").is_none() {
+        let target =
+            env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+        env::set_var("XDPSTAT_KERNEL_CACHE", target.join("kernels"));
+    }
     let done = |result: Result<()>| result.map(|()| ExitCode::SUCCESS);
     match Cli::parse().command {
         Cmd::Deps => done(deps()),

@@ -1,10 +1,6 @@
-//! One guest: qemu's emulator (`-accel tcg`; this machine's KVM runs only
-//! kernels built for its nested hypervisor) boots a kernel with a small
-//! initramfs, which loads the 9p and veth modules, mounts the host's root
-//! read-only over 9p with tmpfs over the writable directories and bpffs on
-//! /sys/fs/bpf, mounts the run's directory writable at the same path, and
-//! switches to the host's root. There `guest.sh` runs each test binary
-//! under `timeout`, writing `<name>.log` and `<name>.rc` into the run's
+//! One guest for the tests: xdpstat's own [`xdpstat::vm::qemu`] boots the
+//! kernel on the host's root; there `guest.sh` runs each test binary under
+//! `timeout`, writing `<name>.log` and `<name>.rc` into the run's
 //! directory, and powers off.
 //!
 //! The host watches that directory and the qemu process, so it tells apart
@@ -18,22 +14,17 @@ use std::{
     fmt, fs,
     io::Write,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
+use xdpstat::vm::{
+    image::Kernel,
+    qemu::{self, quote, BOOT_TIMEOUT},
+};
 
-use super::{initramfs, kernel::Kernel};
-
-/// The modules the guest loads before switching to the host's root
-/// (`virtio_pci` is built into 6.12, a module in 6.1), with their
-/// dependencies.
-const MODULES: [&str; 4] = ["virtio_pci", "9pnet_virtio", "9p", "veth"];
-
-/// How long the guest may take to reach `guest.sh`.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+pub use xdpstat::vm::qemu::End;
 
 /// How much longer than a binary's own timeout the host waits before it
 /// calls the guest hung (the guest's `timeout` kills first, and then
@@ -99,16 +90,6 @@ pub struct BinaryResult {
     pub log: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// `guest.sh` ran every binary and powered off.
-    Completed,
-    /// qemu exited first: a panic, or qemu itself failed.
-    Died,
-    /// Killed by the host at a deadline.
-    Hung,
-}
-
 /// What one guest did.
 pub struct Guest {
     pub end: End,
@@ -131,14 +112,14 @@ pub struct Guest {
 pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) -> Result<Guest> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = fs::canonicalize(dir)?;
-    fs::write(dir.join("guest.sh"), guest_script(&dir, binaries, opts))?;
-    let initrd = dir.join("initramfs.cpio");
-    initramfs::build(kernel, &MODULES, &init_script(&dir), &initrd)?;
     let console = dir.join("console.log");
     let label = kernel.release.as_str();
 
     let started = Instant::now();
-    let mut qemu = spawn_qemu(kernel, &initrd, &dir, &console, opts.cpus)?;
+    let script = guest_script(&dir, binaries, opts);
+    // The tests write to all of these.
+    let scratch = ["/tmp", "/run", "/var", "/root"];
+    let mut qemu = qemu::start(kernel, &dir, &script, opts.cpus, &scratch)?;
     let mut results: Vec<BinaryResult> = Vec::new();
     let mut boot_secs = None;
     // The binary running, and when it started.
@@ -190,7 +171,7 @@ pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) ->
         if dir.join("done").exists() {
             break (
                 End::Completed,
-                wait_or_kill(&mut qemu, Duration::from_secs(30)),
+                qemu::wait_or_kill(&mut qemu, Duration::from_secs(30)),
             );
         }
         if let Some(status) = qemu.try_wait()? {
@@ -226,7 +207,7 @@ pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) ->
     let uname = fs::read_to_string(dir.join("uname"))
         .ok()
         .map(|s| s.trim().to_owned());
-    let complaints = complaints(&console);
+    let complaints = qemu::complaints(&console);
     Ok(Guest {
         end,
         qemu_status: status.map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
@@ -237,75 +218,6 @@ pub fn boot(kernel: &Kernel, binaries: &[Binary], opts: &Options, dir: &Path) ->
         console,
         complaints,
     })
-}
-
-fn spawn_qemu(
-    kernel: &Kernel,
-    initrd: &Path,
-    dir: &Path,
-    console: &Path,
-    cpus: u32,
-) -> Result<Child> {
-    let share = |id: &str, path: &Path, readonly: bool| {
-        [
-            "-fsdev".to_owned(),
-            format!(
-                "local,id={id},path={},security_model=none,multidevs=remap{}",
-                path.display(),
-                if readonly { ",readonly=on" } else { "" }
-            ),
-            "-device".to_owned(),
-            format!("virtio-9p-pci,fsdev={id},mount_tag={id}"),
-        ]
-    };
-    let log = fs::File::create(dir.join("qemu.log"))?;
-    let mut cmd = Command::new("qemu-system-x86_64");
-    // One host thread for all the vCPUs: with multi-threaded TCG, a guest
-    // running BPF_PROG_TEST_RUN on two CPUs died in 2 of 4 runs with
-    // "Oops: int3" in bpf_dispatcher_xdp_func, which test runs re-patch
-    // (text_poke_bp) while the other CPU runs it; single-threaded, 0 of 4.
-    // It also lets two guests share this 2-core machine.
-    cmd.args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", "2G"])
-        .args(["-smp", &cpus.to_string()])
-        .args([
-            "-nodefaults",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-nic",
-            "none",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(initrd)
-        .args([
-            "-append",
-            // A panic reboots at once, and -no-reboot turns that into
-            // qemu's exit; an oops anywhere is a panic.
-            "console=ttyS0 rdinit=/init panic=-1 oops=panic 8250.nr_uarts=1",
-        ])
-        .args(share("hostroot", Path::new("/"), true))
-        .args(share("xtaskout", dir, false))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    fs::write(dir.join("qemu.cmd"), format!("{cmd:?}\n"))?;
-    cmd.spawn().context("starting qemu-system-x86_64")
-}
-
-fn wait_or_kill(child: &mut Child, patience: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + patience;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    child.wait().ok()
 }
 
 /// `<name>.rc` holds "<exit code> <milliseconds>" once the binary ended.
@@ -329,121 +241,17 @@ fn print_result(label: &str, result: &BinaryResult) {
     );
 }
 
-/// Kernel complaints on the console: warnings, BUGs, oopses, panics.
-fn complaints(console: &Path) -> Vec<String> {
-    let text = fs::read(console).unwrap_or_default();
-    String::from_utf8_lossy(&text)
-        .lines()
-        .filter(|l| PANIC_MARKS.iter().any(|m| l.contains(m)))
-        .map(str::to_owned)
-        .collect()
-}
-
-const PANIC_MARKS: [&str; 8] = [
-    "Kernel panic",
-    "BUG:",
-    "Oops",
-    "WARNING:",
-    "general protection fault",
-    "Fatal exception",
-    "soft lockup",
-    "rcu_sched self-detected stall",
-];
-
-/// The part of a console log worth showing: from a little before the first
-/// complaint (60 lines), and the last `tail` lines.
-pub fn console_excerpt(console: &Path, tail: usize) -> String {
-    let text = fs::read(console).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail_from = lines.len().saturating_sub(tail);
-    let mut shown: Vec<&str> = Vec::new();
-    if let Some(first) = lines
-        .iter()
-        .position(|l| PANIC_MARKS.iter().any(|m| l.contains(m)))
-    {
-        let from = first.saturating_sub(5);
-        let to = (first + 60).min(tail_from);
-        if from < to {
-            shown.extend_from_slice(&lines[from..to]);
-            if to < tail_from {
-                shown.push("[…]");
-            }
-        }
-    }
-    shown.extend_from_slice(&lines[tail_from..]);
-    shown.join("\n")
-}
-
-/// A shell word.
-fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
-/// The first stage, `/init` in the initramfs (busybox): load the modules,
-/// mount the host's root and the run's directory, switch to the host's
-/// root and run `guest.sh` there as PID 1.
-fn init_script(out: &Path) -> String {
-    let out = quote(&out.display().to_string());
-    format!(
-        r#"#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-fail() {{ echo "xtask-init: $*"; poweroff -f; sleep 5; }}
-echo "xtask-init: loading modules"
-for m in /modules/*.ko; do insmod "$m" || fail "insmod $m"; done
-R=/newroot
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot $R || fail "mounting the host's root"
-mount -t proc proc $R/proc
-mount -t sysfs sysfs $R/sys
-mount -t devtmpfs devtmpfs $R/dev
-mkdir -p $R/dev/pts $R/dev/shm
-mount -t devpts devpts $R/dev/pts
-mount -t tmpfs tmpfs $R/dev/shm
-# /var becomes a tmpfs that keeps the host's top-level symlinks (/var/run)
-# and directories, empty.
-links=""; dirs=""
-for e in $R/var/*; do
-  n=${{e##*/}}
-  if [ -L "$e" ]; then links="$links $n:$(readlink "$e")"; elif [ -d "$e" ]; then dirs="$dirs $n"; fi
-done
-mount -t tmpfs -o mode=1777 tmpfs $R/tmp
-mount -t tmpfs -o mode=755 tmpfs $R/run
-mount -t tmpfs -o mode=755 tmpfs $R/var
-mount -t tmpfs -o mode=700 tmpfs $R/root
-for d in $dirs; do mkdir -p "$R/var/$d"; done
-chmod 1777 $R/var/tmp 2>/dev/null
-for l in $links; do ln -s "${{l#*:}}" "$R/var/${{l%%:*}}"; done
-mount -t bpf bpf $R/sys/fs/bpf || fail "mounting bpffs"
-mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
-mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
-mkdir -p $R{out} 2>/dev/null
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 xtaskout $R{out} || fail "mounting the run's directory"
-echo "xtask-init: switching to the host's root"
-exec switch_root $R /bin/sh {out}/guest.sh
-"#
-    )
-}
-
-/// The second stage: runs on the host's root (read-only) as PID 1, with
-/// the host's tools.
+/// The second stage's body: each binary in turn, with its log, exit code
+/// and time in the run's directory.
 fn guest_script(out: &Path, binaries: &[Binary], opts: &Options) -> String {
-    let out = quote(&out.display().to_string());
+    let mut env = vec![
+        ("CI".to_owned(), "true".to_owned()),
+        ("XDPSTAT_REQUIRE_PRIVILEGED".to_owned(), "1".to_owned()),
+        ("RUST_BACKTRACE".to_owned(), "1".to_owned()),
+    ];
+    env.extend(opts.env.iter().cloned());
     let mut s = format!(
-        r#"#!/bin/sh
-OUT={out}
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root TERM=dumb LANG=C.UTF-8
-export CI=true XDPSTAT_REQUIRE_PRIVILEGED=1 RUST_BACKTRACE=1
-"#
-    );
-    for (k, v) in &opts.env {
-        s.push_str(&format!("export {k}={}\n", quote(v)));
-    }
-    s.push_str(&format!(
         r#"ip link set lo up
-uname -r > "$OUT/uname.tmp" && mv "$OUT/uname.tmp" "$OUT/uname"
-echo "xtask-guest: $(uname -r) up, $(nproc) CPUs, $(cut -d' ' -f1 /proc/uptime) s since boot"
 run() {{
   name=$1; cwd=$2; shift 2
   echo "xtask-guest: start $name at $(cut -d' ' -f1 /proc/uptime) s"
@@ -457,7 +265,7 @@ run() {{
 }}
 "#,
         timeout = opts.timeout.as_secs()
-    ));
+    );
     for b in binaries {
         let mut line = format!(
             "run {} {} {}",
@@ -472,14 +280,5 @@ run() {{
         s.push_str(&line);
         s.push('\n');
     }
-    s.push_str(
-        r#"echo "xtask-guest: done"
-: > "$OUT/done"
-sync
-# busybox-static is on the host's root: reboot(2) at once, no init to ask.
-/bin/busybox poweroff -f
-echo o > /proc/sysrq-trigger
-"#,
-    );
-    s
+    qemu::script(out, &env, &s)
 }

@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::kernel::privileges::{self, Capability};
 use crate::model::attach::{AttachError, AttachOptions, Loaded, Mode};
+use crate::model::kernels::{self, KernelCheck};
 use crate::model::workbench;
+use crate::output::kernels as kernels_out;
 use crate::output::report;
 use xdpstat_analysis::input::{self, InputError};
 use xdpstat_analysis::obj::{BpfObject, SourceFiles};
@@ -65,6 +67,18 @@ pub struct CheckArgs {
     /// Directories to search for source files.
     #[arg(long = "src", value_name = "DIR")]
     pub src: Vec<PathBuf>,
+    /// Also verify on this kernel, booted under qemu (slow: tens of
+    /// seconds per kernel): `6.1` or `6.12` (Debian's newest image of that
+    /// line, fetched once), or a path to an unpacked kernel (boot/vmlinuz-*
+    /// and lib/modules/*), its vmlinuz, or a kernel .deb. Repeat for more.
+    #[arg(long = "kernel", value_name = "6.1|6.12|PATH")]
+    pub kernels: Vec<String>,
+    /// With --kernel: seconds each guest may take once it is up.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub kernel_timeout: u64,
+    /// Inside a `--kernel` guest: write the reports and logs here.
+    #[arg(long, value_name = "DIR", hide = true, conflicts_with = "kernels")]
+    pub guest_out: Option<PathBuf>,
 }
 
 /// `xdpstat explain`.
@@ -258,12 +272,31 @@ pub(super) fn check_cmd(args: &CheckArgs) -> Result<u8> {
         .cloned()
         .collect();
     privileges::require("xdpstat check", &[Capability::Bpf])?;
+    let guests = if args.kernels.is_empty() {
+        Vec::new()
+    } else {
+        eprintln!(
+            "xdpstat: checking on {} more kernel(s) under qemu's emulator, without KVM: tens of seconds per kernel, minutes for a large program",
+            args.kernels.len()
+        );
+        kernels::prepare(&args.kernels, &mut |spec, msg| {
+            eprintln!("xdpstat: [{spec}] {msg}");
+        })?
+    };
     let mut reports = Vec::new();
     for program in &programs {
         // Each program is loaded alone and unloaded when `ebpf` drops.
         let (r, ebpf) = workbench::check(&obj, program, &args.src)?;
         drop(ebpf);
         reports.push(r);
+    }
+    if let Some(dir) = &args.guest_out {
+        kernels::write_results(dir, &reports).map_err(|e| {
+            Error::Failed(format!("writing the report into {}: {e}", dir.display()))
+        })?;
+    }
+    if !guests.is_empty() {
+        return check_on_kernels(args, &obj, reports, &guests);
     }
     let mut out = io::stdout().lock();
     if args.json {
@@ -280,6 +313,62 @@ pub(super) fn check_cmd(args: &CheckArgs) -> Result<u8> {
     }
     let rejected = reports.iter().any(|r| r.accepted != Some(true));
     let warned = reports.iter().any(|r| !r.warnings.is_empty());
+    Ok(u8::from(rejected || (args.strict && warned)))
+}
+
+/// `check --kernel`: the host's reports beside each guest's.
+fn check_on_kernels(
+    args: &CheckArgs,
+    obj: &BpfObject,
+    host: Vec<ProgramReport>,
+    guests: &[crate::vm::image::Kernel],
+) -> Result<u8> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let req = kernels::Request {
+        obj: absolute(obj.path()),
+        sec: args.sec.clone(),
+        src: args.src.iter().map(|p| absolute(p)).collect(),
+        timeout: std::time::Duration::from_secs(args.kernel_timeout),
+    };
+    let mut checks = vec![KernelCheck {
+        kernel: crate::kernel::sys::uname_release(),
+        host: true,
+        spec: None,
+        programs: host,
+    }];
+    checks.extend(kernels::check(guests, &req, &|spec, msg| {
+        eprintln!("xdpstat: [{spec}] {msg}");
+    })?);
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &kernels_out::KernelsJson::new(&checks))?;
+        writeln!(out)?;
+    } else {
+        kernels_out::write_table(&mut out, &checks)?;
+        for check in &checks {
+            for r in &check.programs {
+                if r.accepted == Some(true) {
+                    continue;
+                }
+                writeln!(out)?;
+                writeln!(out, "── {} on {} ──", r.name, kernels_out::label(check))?;
+                if args.log {
+                    write_rejection(&mut out, r, obj, &args.src)?;
+                } else {
+                    report::write_summary_without_warnings(&mut out, r)?;
+                }
+            }
+        }
+        kernels_out::write_checked_warnings(&mut out, &checks)?;
+    }
+    let rejected = checks
+        .iter()
+        .flat_map(|c| &c.programs)
+        .any(|r| r.accepted != Some(true));
+    let warned = checks
+        .iter()
+        .flat_map(|c| &c.programs)
+        .any(|r| !r.warnings.is_empty());
     Ok(u8::from(rejected || (args.strict && warned)))
 }
 

@@ -126,6 +126,31 @@ pub fn netns_inode() -> io::Result<u64> {
     fs::metadata("/proc/thread-self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m))
 }
 
+/// The network namespaces that some process is in, or that a bind mount
+/// in `/run/netns` keeps (`ip netns add`), by inode. A namespace kept only
+/// by an open descriptor or a bind mount elsewhere is missed.
+pub fn live_netns_inodes() -> std::collections::HashSet<u64> {
+    let mut alive = std::collections::HashSet::new();
+    let mut add = |path: PathBuf| {
+        if let Ok(m) = fs::metadata(path) {
+            alive.insert(std::os::unix::fs::MetadataExt::ino(&m));
+        }
+    };
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            add(entry.path().join("ns/net"));
+        }
+    }
+    for entry in fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        add(entry.path());
+    }
+    alive
+}
+
 /// The prefix of a namespace's directory under [`XDPSTAT_DIR`]. Interface
 /// names cannot hold `:`, so these never collide with the directories of
 /// the layout before namespaces (`/sys/fs/bpf/xdpstat/<iface>/`).
@@ -354,6 +379,18 @@ impl PinDir {
     /// The directory itself.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The inode of the network namespace whose directory holds this one,
+    /// unless this is a directory of the older layout.
+    pub fn netns(&self) -> Option<u64> {
+        self.path
+            .parent()?
+            .file_name()?
+            .to_str()?
+            .strip_prefix(NETNS_PREFIX)?
+            .parse()
+            .ok()
     }
 
     /// The interface's index, unless this is a directory of the older

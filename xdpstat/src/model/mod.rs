@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod counters;
 pub mod inspect;
+pub mod kernels;
 pub mod layout;
 pub mod monitor;
 pub mod scrape;

@@ -1,6 +1,7 @@
 //! Every renderer: typed records in, text or JSON out. No module here makes
 //! a syscall.
 
+pub mod kernels;
 pub mod mapdump;
 pub mod prometheus;
 pub mod render;

@@ -193,6 +193,19 @@ pub fn stats_line(r: &ProgramReport) -> String {
 ///
 /// Write errors.
 pub fn write_summary(out: &mut dyn Write, r: &ProgramReport) -> io::Result<()> {
+    write_summary_without_warnings(out, r)?;
+    for w in &r.warnings {
+        write_warning(out, w)?;
+    }
+    Ok(())
+}
+
+/// The verdict line and the diagnosis, without the portability warnings.
+///
+/// # Errors
+///
+/// Write errors.
+pub fn write_summary_without_warnings(out: &mut dyn Write, r: &ProgramReport) -> io::Result<()> {
     let verdict = match r.accepted {
         Some(true) => "accepted",
         Some(false) => "REJECTED",
@@ -209,9 +222,6 @@ pub fn write_summary(out: &mut dyn Write, r: &ProgramReport) -> io::Result<()> {
     }
     if let (Some(site), Some(d)) = (&r.error, &r.diagnosis) {
         write_diagnosis(out, site, d)?;
-    }
-    for w in &r.warnings {
-        write_warning(out, w)?;
     }
     Ok(())
 }

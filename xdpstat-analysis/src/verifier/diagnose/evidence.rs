@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How the origin was found, or why it could not be. It serializes (and
 /// prints) as its sentence, [`Evidence::text`].
@@ -42,6 +42,24 @@ pub enum Evidence {
 }
 
 impl Evidence {
+    /// Every kind of evidence, for reading a report back.
+    pub const ALL: [Self; 14] = [
+        Self::IdAndPath,
+        Self::Id,
+        Self::PathThroughSpills,
+        Self::PathToPacketLoad,
+        Self::PathCrossesPacketChange,
+        Self::MapValueIdOrPath,
+        Self::Path,
+        Self::PathNeverWrites,
+        Self::FailingInsn,
+        Self::FailingCall,
+        Self::AllocInsn,
+        Self::HottestBranch,
+        Self::LacksState,
+        Self::NoRule,
+    ];
+
     /// The sentence the report prints.
     pub const fn text(self) -> &'static str {
         match self {
@@ -76,5 +94,15 @@ impl fmt::Display for Evidence {
 impl Serialize for Evidence {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.text())
+    }
+}
+
+impl<'de> Deserialize<'de> for Evidence {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|e| e.text() == text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown evidence {text:?}")))
     }
 }

@@ -35,7 +35,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::insn::{Insn, Resolver};
 
@@ -52,7 +52,7 @@ pub use evidence::Evidence;
 pub use kind::Kind;
 
 /// A source line.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRef {
     /// File, as recorded in the object or log.
     pub file: String,
@@ -77,7 +77,7 @@ pub trait Sources {
 }
 
 /// The instruction an error is about.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorSite {
     /// Verifier index.
     pub insn: Option<u32>,
@@ -91,7 +91,7 @@ pub struct ErrorSite {
 }
 
 /// Where the offending value was born.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     /// Verifier index.
     pub insn: u32,
@@ -100,12 +100,12 @@ pub struct Origin {
     /// Its source line.
     pub source: Option<SourceRef>,
     /// How the value got from there to the error, e.g. `r0 ← r7 ← fp-8`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub path: Vec<String>,
 }
 
 /// What went wrong, in words.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// The kind.
     pub kind: Kind,

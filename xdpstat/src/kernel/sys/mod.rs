@@ -462,7 +462,9 @@ pub fn btf_load(btf: &[u8]) -> Result<OwnedFd, SyscallError> {
 
 /// `BPF_PROG_LOAD` of an XDP program with the verifier's log, all of it:
 /// on `ENOSPC` it retries once with the size the kernel says it needs
-/// (`log_true_size`, Linux 6.4+). aya caps its log buffer at 16 MiB and
+/// (`log_true_size`, Linux 6.4+), or, on older kernels, which do not say,
+/// with the largest buffer a kernel takes (1 GiB, mapped only as the
+/// kernel writes it). aya caps its log buffer at 16 MiB and
 /// the kernel then keeps only the log's tail.
 pub fn prog_load_with_log(
     prog: &ProgLoad<'_>,
@@ -552,12 +554,36 @@ pub fn prog_load_with_log(
         let result = unsafe { bpf_fd(BPF_PROG_LOAD, "BPF_PROG_LOAD", &mut attr) };
         let needed = attr.log_true_size;
         let truncated = matches!(&result, Err(e) if e.errno() == Some(libc::ENOSPC));
-        if truncated && needed > size && size < MAX_LOG {
-            size = needed.min(MAX_LOG);
+        if truncated && size < MAX_LOG {
+            // Before 6.4 there is no log_true_size (it stays 0) and the
+            // buffer keeps the log's head, without the verdict: retry once
+            // with the largest buffer the kernel takes.
+            size = if needed > size {
+                needed.min(MAX_LOG)
+            } else {
+                MAX_LOG
+            };
             continue;
         }
         let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
         log.truncate(end);
         return (result, log);
     }
+}
+
+/// `uname -r`: the running kernel's release.
+pub fn uname_release() -> String {
+    // SAFETY: utsname is plain data, filled by uname(2).
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: u is a valid utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "unknown".to_owned();
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }

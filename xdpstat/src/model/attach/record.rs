@@ -9,6 +9,7 @@
 //! the running program counts into), keeping every count.
 
 use std::{
+    collections::HashSet,
     fs, io,
     os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
@@ -226,6 +227,7 @@ pub(crate) fn locate(
         return Ok((own, Some(live)));
     }
     if !current.is_empty() {
+        let mut alive = None;
         let own_path = own.as_ref().map(|r| r.dir.path().to_owned());
         for dir in ns.elsewhere() {
             if Some(dir.path()) == own_path.as_deref() {
@@ -238,7 +240,9 @@ pub(crate) fn locate(
             if record.is_dead() {
                 // Its interface is gone for good (often with its whole
                 // namespace); nothing else would ever remove it.
-                let _ = remove_all(&record);
+                if sweepable(ns, &record, &mut alive) {
+                    let _ = remove_all(&record);
+                }
                 continue;
             }
             if current.iter().any(|p| record.holds(ifindex, p.prog_id)) {
@@ -256,12 +260,29 @@ pub(crate) fn locate(
 /// namespace, and nothing else would ever remove them.
 pub(crate) fn remove_dead(ns: &NsDir) {
     let own = ns.interfaces().unwrap_or_default();
+    let mut alive = None;
     for dir in own.into_iter().chain(ns.elsewhere()) {
         if let Ok(record) = Record::read(dir) {
-            if record.is_dead() {
+            if record.is_dead() && sweepable(ns, &record, &mut alive) {
                 let _ = remove_all(&record);
             }
         }
+    }
+}
+
+/// Whether a dead record is this namespace's to remove: its own, one of
+/// the layout before namespaces, or one of a namespace that is gone. A
+/// living namespace's stale pins are left to its own `detach`, which says
+/// what became of the interface.
+fn sweepable(ns: &NsDir, record: &Record, alive: &mut Option<HashSet<u64>>) -> bool {
+    if record.dir.path().parent() == Some(ns.path()) {
+        return true;
+    }
+    match record.dir.netns() {
+        None => true,
+        Some(inode) => !alive
+            .get_or_insert_with(bpffs::live_netns_inodes)
+            .contains(&inode),
     }
 }
 

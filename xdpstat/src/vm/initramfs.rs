@@ -1,5 +1,5 @@
 //! The guest's initramfs: busybox-static, the modules the guest needs
-//! (9p to reach the host's root, veth for the tests), decompressed and in
+//! (9p to reach the host's root, veth for tests), decompressed and in
 //! dependency order, and a first-stage `/init`. Debian's packages carry no
 //! `modules.dep` (depmod writes it on install), so dependencies come from
 //! each module's `.modinfo`.
@@ -7,14 +7,13 @@
 use std::{
     collections::{HashMap, HashSet},
     fs,
+    io::Read,
     path::{Path, PathBuf},
-    process::Command,
 };
 
-use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection};
 
-use super::kernel::Kernel;
+use super::{image::Kernel, VmError};
 
 /// Where busybox-static installs its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -22,12 +21,22 @@ pub const BUSYBOX: &str = "/bin/busybox";
 /// Writes the initramfs for `kernel` to `dest`: `/bin/busybox`, the given
 /// modules with their dependencies as `/modules/NN-<name>.ko`, and `init`
 /// as `/init`. Returns the module names in load order.
-pub fn build(kernel: &Kernel, wanted: &[&str], init: &str, dest: &Path) -> Result<Vec<String>> {
+///
+/// # Errors
+///
+/// [`VmError::NoBusybox`] without busybox, [`VmError::BadKernel`] when a
+/// module is missing or unreadable, and [`VmError::Io`].
+pub fn build(
+    kernel: &Kernel,
+    wanted: &[&str],
+    init: &str,
+    dest: &Path,
+) -> Result<Vec<String>, VmError> {
     let modules = Modules::index(kernel)?;
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     for name in wanted {
-        modules.closure(&normalize(name), &mut seen, &mut order)?;
+        modules.closure(&normalize(name), &mut seen, &mut order, kernel)?;
     }
     let mut cpio = Cpio::default();
     for dir in ["bin", "dev", "modules", "newroot", "proc", "sys"] {
@@ -36,7 +45,7 @@ pub fn build(kernel: &Kernel, wanted: &[&str], init: &str, dest: &Path) -> Resul
     // The kernel opens /dev/console for init before anything is mounted.
     cpio.char_dev("dev/console", 5, 1);
     cpio.char_dev("dev/null", 1, 3);
-    let busybox = fs::read(BUSYBOX).with_context(|| format!("reading {BUSYBOX}"))?;
+    let busybox = fs::read(BUSYBOX).map_err(|_| VmError::NoBusybox { path: BUSYBOX })?;
     cpio.file("bin/busybox", 0o755, &busybox);
     cpio.symlink("bin/sh", "busybox");
     let mut names = Vec::new();
@@ -45,7 +54,7 @@ pub fn build(kernel: &Kernel, wanted: &[&str], init: &str, dest: &Path) -> Resul
         names.push(name.clone());
     }
     cpio.file("init", 0o755, init.as_bytes());
-    fs::write(dest, cpio.finish()).with_context(|| format!("writing {}", dest.display()))?;
+    fs::write(dest, cpio.finish()).map_err(VmError::io(format!("writing {}", dest.display())))?;
     Ok(names)
 }
 
@@ -61,12 +70,14 @@ struct Modules {
 }
 
 impl Modules {
-    fn index(kernel: &Kernel) -> Result<Self> {
+    fn index(kernel: &Kernel) -> Result<Self, VmError> {
         let mut files = HashMap::new();
         let mut stack = vec![kernel.modules.clone()];
         while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-                let path = entry?.path();
+            let entries =
+                fs::read_dir(&dir).map_err(VmError::io(format!("reading {}", dir.display())))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
                 } else if let Some(name) = module_name(&path) {
@@ -88,16 +99,24 @@ impl Modules {
         name: &str,
         seen: &mut HashSet<String>,
         order: &mut Vec<(String, Vec<u8>)>,
-    ) -> Result<()> {
+        kernel: &Kernel,
+    ) -> Result<(), VmError> {
         if !seen.insert(name.to_owned()) || self.builtin.contains(name) {
             return Ok(());
         }
-        let Some(path) = self.files.get(name) else {
-            bail!("module {name} is neither built in nor a file of this kernel");
+        let bad = |reason: String| VmError::BadKernel {
+            spec: kernel.spec.clone(),
+            reason,
         };
-        let bytes = decompress(path)?;
-        for dep in depends(&bytes).with_context(|| format!("reading {}", path.display()))? {
-            self.closure(&normalize(&dep), seen, order)?;
+        let Some(path) = self.files.get(name) else {
+            return Err(bad(format!(
+                "module {name} is neither built in nor in {}",
+                kernel.modules.display()
+            )));
+        };
+        let bytes = decompress(path).map_err(&bad)?;
+        for dep in depends(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))? {
+            self.closure(&normalize(&dep), seen, order, kernel)?;
         }
         order.push((name.to_owned(), bytes));
         Ok(())
@@ -113,30 +132,26 @@ fn module_name(path: &Path) -> Option<String> {
     Some(normalize(stem))
 }
 
-fn decompress(path: &Path) -> Result<Vec<u8>> {
-    let tool = match path.extension().and_then(|e| e.to_str()) {
-        Some("xz") => "xz",
-        Some("zst") => "zstd",
-        Some("gz") => "gzip",
-        _ => return fs::read(path).with_context(|| format!("reading {}", path.display())),
-    };
-    let out = Command::new(tool)
-        .arg("-dc")
-        .arg(path)
-        .output()
-        .with_context(|| format!("running {tool} -dc {}", path.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{tool} -dc {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+fn decompress(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("xz") => {
+            let mut out = Vec::new();
+            liblzma::read::XzDecoder::new(bytes.as_slice())
+                .read_to_end(&mut out)
+                .map_err(|e| format!("decompressing {}: {e}", path.display()))?;
+            Ok(out)
+        }
+        Some("ko") => Ok(bytes),
+        _ => Err(format!(
+            "{} is compressed in a way xdpstat does not read (it reads .ko and .ko.xz)",
+            path.display()
+        )),
     }
-    Ok(out.stdout)
 }
 
 /// The `depends=` entry of a module's `.modinfo` section.
-fn depends(module: &[u8]) -> Result<Vec<String>> {
+fn depends(module: &[u8]) -> Result<Vec<String>, object::Error> {
     let elf = object::File::parse(module)?;
     let Some(modinfo) = elf.section_by_name(".modinfo") else {
         return Ok(Vec::new());
