@@ -389,3 +389,26 @@ pub fn explain(
     }
     Ok((r, parsed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check --kernel` reads back the reports its guests write: every
+    /// field JSON carries survives the trip.
+    #[test]
+    fn a_report_reads_back_from_its_json() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/logs");
+        for log in [
+            "stats_kern_hash.iproute2.log",
+            "null_check_spill.level2.log",
+        ] {
+            let text = std::fs::read(dir.join(log)).unwrap();
+            let (r, _) = explain(text.as_slice(), None, &[]).unwrap();
+            assert!(r.diagnosis.is_some(), "{log} has a diagnosis");
+            let json = serde_json::to_value(&r).unwrap();
+            let back: ProgramReport = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&back).unwrap(), json, "{log}");
+        }
+    }
+}

@@ -216,6 +216,10 @@ fn btf_load(blob: &[u8]) -> OwnedFd {
         btf_size: u32,
         btf_log_size: u32,
         btf_log_level: u32,
+        // Spelled out (Linux 6.4+), not left as padding: older kernels
+        // refuse the call with EINVAL unless the bytes past the fields
+        // they know are zero, and padding is not zeroed.
+        btf_log_true_size: u32,
     }
     let mut log = vec![0u8; 1 << 16];
     let mut attr = Attr {
@@ -224,6 +228,7 @@ fn btf_load(blob: &[u8]) -> OwnedFd {
         btf_size: blob.len() as u32,
         btf_log_size: log.len() as u32,
         btf_log_level: 1,
+        btf_log_true_size: 0,
     };
     match bpf(18, &mut attr) {
         Ok(fd) => owned(fd),

@@ -396,16 +396,35 @@ fn records_of_interfaces_gone_for_good_are_removed_by_the_next_attach() {
     if !privileged("records_of_interfaces_gone_for_good_are_removed_by_the_next_attach") {
         return;
     }
-    // As when a namespace is deleted with xdpstat attached in it: the
-    // interface goes, the link is defunct, and nobody will detach there.
+    // A namespace deleted with xdpstat attached in it: its interfaces go,
+    // the link is defunct, and nobody will ever detach there.
     let dead = VethNs::new();
     dead.xdpstat_ok(&["attach", &dead.a]);
     let dir = dead.pin_dir(&dead.a);
     assert!(dir.exists());
+    // A namespace that lives on keeps its stale record for its own
+    // `detach`, which says the interface is gone.
+    let alive = VethNs::new();
+    alive.xdpstat_ok(&["attach", &alive.a]);
+    let kept = alive.pin_dir(&alive.a);
+    alive.delete(&alive.a);
     // (Another test's attach, running meanwhile, may remove it first.)
-    dead.delete(&dead.a);
+    dead.delete_namespace();
     let other = VethNs::new();
-    other.xdpstat_ok(&["attach", &other.a]);
-    assert!(!dir.exists(), "{} is left", dir.path().display());
-    other.xdpstat_ok(&["detach", &other.a]);
+    // The kernel takes the namespace's devices down after `ip netns del`
+    // returns, so the link turns defunct a little later.
+    let gone = settle(&false, || {
+        other.xdpstat_ok(&["attach", &other.a]);
+        other.xdpstat_ok(&["detach", &other.a]);
+        dir.exists()
+    });
+    assert!(!gone, "{} is left", dir.path().display());
+    assert!(
+        kept.exists(),
+        "{} of a living namespace is kept",
+        kept.path().display()
+    );
+    let out = alive.xdpstat_ok(&["detach", &alive.a]);
+    assert!(out.contains("no longer exists"), "{out}");
+    assert!(!kept.exists());
 }

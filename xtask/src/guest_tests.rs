@@ -16,7 +16,7 @@ use xdpstat::vm::{
 };
 
 use super::{
-    apt_install, cargo, deps, fixtures, root,
+    cargo, deps, fixtures, root,
     vm::{self, Binary, End, Guest, Options, Outcome},
 };
 
@@ -93,7 +93,6 @@ pub struct Request {
 
 pub fn run(req: &Request) -> Result<ExitCode> {
     deps()?;
-    apt_install(&["qemu-system-x86", "busybox-static", "xz-utils"].map(String::from))?;
     fixtures::build()?;
     let kernels = req
         .kernels

@@ -251,7 +251,8 @@ fn rustc_llvm_major() -> Result<u32> {
 fn deps() -> Result<()> {
     // Debian's rustc 1.96 with a prebuilt libcore for bpfel-unknown-none,
     // so that no nightly and no build-std are needed; bpftool and clang are
-    // for the tests' cross-checks and C fixtures.
+    // for the tests' cross-checks and C fixtures; qemu and busybox-static
+    // boot the other kernels (`check --kernel`, `test --kernel`).
     let base: Vec<String> = [
         "rustc-web",
         "libstd-rust-web-dev-bpf",
@@ -262,6 +263,8 @@ fn deps() -> Result<()> {
         "libbpf-dev",
         "tmux",
         "prometheus",
+        "qemu-system-x86",
+        "busybox-static",
     ]
     .map(String::from)
     .to_vec();

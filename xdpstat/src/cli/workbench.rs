@@ -275,13 +275,14 @@ pub(super) fn check_cmd(args: &CheckArgs) -> Result<u8> {
     let guests = if args.kernels.is_empty() {
         Vec::new()
     } else {
+        let kernels = kernels::prepare(&args.kernels, &mut |spec, msg| {
+            eprintln!("xdpstat: [{spec}] {msg}");
+        })?;
         eprintln!(
             "xdpstat: checking on {} more kernel(s) under qemu's emulator, without KVM: tens of seconds per kernel, minutes for a large program",
             args.kernels.len()
         );
-        kernels::prepare(&args.kernels, &mut |spec, msg| {
-            eprintln!("xdpstat: [{spec}] {msg}");
-        })?
+        kernels
     };
     let mut reports = Vec::new();
     for program in &programs {

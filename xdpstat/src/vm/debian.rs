@@ -124,8 +124,10 @@ pub fn fetch(
         )));
     }
     fs::create_dir_all(cache).map_err(VmError::io(format!("creating {}", cache.display())))?;
-    progress(&format!("unpacking {}", newest.name));
-    image::unpack_deb(&deb, &dir).map_err(fail)?;
+    image::unpack_deb(&deb, &dir, &mut |member| {
+        progress(&format!("unpacking {member} of {}", newest.name));
+    })
+    .map_err(fail)?;
     Ok(dir)
 }
 

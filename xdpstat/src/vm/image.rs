@@ -105,13 +105,14 @@ pub fn resolve(spec: &str, progress: &mut dyn FnMut(&str)) -> Result<Kernel, VmE
         let dir = cache_dir().join(stem);
         if !dir.join(".unpacked").exists() {
             let bytes = fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-            progress(&format!(
-                "unpacking {} into {}",
-                path.display(),
-                dir.display()
-            ));
-            unpack_deb(&bytes, &dir)
-                .map_err(|reason| bad(format!("not a kernel .deb: {reason}")))?;
+            unpack_deb(&bytes, &dir, &mut |member| {
+                progress(&format!(
+                    "unpacking {member} of {} into {}",
+                    path.display(),
+                    dir.display()
+                ));
+            })
+            .map_err(|reason| bad(format!("not a kernel .deb: {reason}")))?;
         }
         return tree(spec, &dir);
     }
@@ -172,7 +173,12 @@ fn tree(spec: &str, dir: &Path) -> Result<Kernel, VmError> {
 
 /// Unpacks the image and the modules of a kernel `.deb` into `dir`,
 /// atomically: `dir/.unpacked` exists only once everything is there.
-pub(crate) fn unpack_deb(deb: &[u8], dir: &Path) -> Result<(), String> {
+/// `unpacking` hears of the member once it is found.
+pub(crate) fn unpack_deb(
+    deb: &[u8],
+    dir: &Path,
+    unpacking: &mut dyn FnMut(&str),
+) -> Result<(), String> {
     let mut archive = ar::Archive::new(deb);
     let mut data = None;
     while let Some(entry) = archive.next_entry() {
@@ -197,6 +203,7 @@ pub(crate) fn unpack_deb(deb: &[u8], dir: &Path) -> Result<(), String> {
             ))
         }
     };
+    unpacking(&name);
     let staging = dir.with_extension(format!("partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(|e| format!("creating {}: {e}", staging.display()))?;

@@ -328,6 +328,12 @@ impl VethNs {
     pub fn delete(&self, iface: &str) {
         sh(&["ip", "-n", &self.ns, "link", "del", iface]);
     }
+
+    /// Deletes the namespace itself, with its interfaces, and leaves
+    /// xdpstat's pins for it as they are (`Drop` still removes them).
+    pub fn delete_namespace(&self) {
+        sh(&["ip", "netns", "del", &self.ns]);
+    }
 }
 
 impl Drop for VethNs {

@@ -448,6 +448,10 @@ pub fn btf_load(btf: &[u8]) -> Result<OwnedFd, SyscallError> {
         btf_size: u32,
         btf_log_size: u32,
         btf_log_level: u32,
+        // Spelled out (Linux 6.4+), not left as padding: older kernels
+        // refuse the call with EINVAL unless the bytes past the fields
+        // they know are zero, and padding is not zeroed.
+        btf_log_true_size: u32,
     }
     let mut attr = Attr {
         btf: btf.as_ptr() as u64,
@@ -455,6 +459,7 @@ pub fn btf_load(btf: &[u8]) -> Result<OwnedFd, SyscallError> {
         btf_size: btf.len() as u32,
         btf_log_size: 0,
         btf_log_level: 0,
+        btf_log_true_size: 0,
     };
     // SAFETY: BPF_BTF_LOAD returns a new descriptor.
     unsafe { bpf_fd(BPF_BTF_LOAD, "BPF_BTF_LOAD", &mut attr) }
