@@ -147,8 +147,10 @@ fn kernels_that_cannot_be_had_are_one_line_and_exit_2() {
         return;
     };
     let obj = obj.to_str().unwrap();
-    let dir = std::env::temp_dir().join(format!("xdpstat-check-kernels-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("xdpstat-check-kernels-{}", std::process::id())));
+    let dir = &scratch.0;
+    std::fs::create_dir_all(dir).unwrap();
     let check = |kernel: &str| xdpstat(&["check", obj, "--kernel", kernel]);
 
     let missing = dir.join("vmlinuz-6.6.0");
@@ -175,7 +177,7 @@ fn kernels_that_cannot_be_had_are_one_line_and_exit_2() {
 
     let no_qemu = Command::new(env!("CARGO_BIN_EXE_xdpstat"))
         .args(["check", obj, "--kernel", "6.1"])
-        .env("PATH", &dir)
+        .env("PATH", dir)
         .output()
         .unwrap();
     assert_fails(
@@ -186,5 +188,47 @@ fn kernels_that_cannot_be_had_are_one_line_and_exit_2() {
             "apt-get install qemu-system-x86",
         ],
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A directory of the test's, removed even when it fails.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_guest_that_hangs_is_a_failure_with_its_console_log() {
+    if !can_boot("a_guest_that_hangs_is_a_failure_with_its_console_log") {
+        return;
+    }
+    let Some(obj) = fixture("stats_kern/stats_kern_fixed.o") else {
+        return;
+    };
+    // Up, then no result at once: the host kills the guest.
+    let out = xdpstat(&[
+        "check",
+        obj.to_str().unwrap(),
+        "--kernel",
+        "6.12",
+        "--kernel-timeout",
+        "0",
+    ]);
+    let err = common::stderr(&out);
+    let console = err
+        .split_whitespace()
+        .find(|w| w.ends_with("console.log:"))
+        .map(|w| Path::new(w.trim_end_matches(':')).to_owned());
+    let _kept = console
+        .as_ref()
+        .and_then(|c| c.parent())
+        .map(|d| Scratch(d.to_owned()));
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "no verdict without the guest's");
+    assert!(err.contains("guest hung: no result in 0 s"), "{err}");
+    assert!(err.contains("xdpstat-init:"), "the console's tail: {err}");
+    let console = console.expect("names the console log");
+    assert!(console.is_file(), "{} is kept", console.display());
 }
