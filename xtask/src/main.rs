@@ -168,7 +168,8 @@ fn host_test(args: &[String]) -> Result<()> {
     fixtures::build()?;
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root())
-        .args(["test", "--workspace", "--all-targets"])
+        // Every binary runs even after one failed, so one run reports all.
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .args(args)
         // Privileged tests fail rather than skip when this is set.
         .env("XDPSTAT_REQUIRE_PRIVILEGED", "1");

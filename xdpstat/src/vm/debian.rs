@@ -100,6 +100,8 @@ pub fn fetch(
         newest.name,
         newest.version.replace(':', "%")
     ));
+    // Another xdpstat may be fetching it right now: wait for it.
+    let _lock = image::CacheLock::take(&dir)?;
     if dir.join(".unpacked").exists() {
         return Ok(dir);
     }

@@ -38,6 +38,47 @@ impl Kernel {
     }
 }
 
+/// An exclusive lock on one entry of the kernel cache, so that two
+/// xdpstats fetching the same kernel do not unpack it over each other;
+/// released on drop.
+pub(crate) struct CacheLock {
+    _file: fs::File,
+}
+
+impl CacheLock {
+    /// Waits for the lock on `dir`'s entry (`<dir>.lock` beside it).
+    pub(crate) fn take(dir: &Path) -> Result<Self, VmError> {
+        use std::os::fd::AsRawFd as _;
+        let path = suffixed(dir, ".lock");
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(VmError::io(format!("creating {}", parent.display())))?;
+        }
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(VmError::io(format!("opening {}", path.display())))?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(VmError::Io {
+                what: format!("locking {}", path.display()),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// `dir` with `suffix` appended to its last component (kernel releases
+/// are full of dots, so no `with_extension`).
+fn suffixed(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// Where fetched kernels are unpacked: `$XDPSTAT_KERNEL_CACHE`, else
 /// `$XDG_CACHE_HOME/xdpstat/kernels`, else `~/.cache/xdpstat/kernels`.
 pub fn cache_dir() -> PathBuf {
@@ -103,6 +144,7 @@ pub fn resolve(spec: &str, progress: &mut dyn FnMut(&str)) -> Result<Kernel, VmE
     if name.ends_with(".deb") {
         let stem = name.trim_end_matches(".deb");
         let dir = cache_dir().join(stem);
+        let _lock = CacheLock::take(&dir)?;
         if !dir.join(".unpacked").exists() {
             let bytes = fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
             unpack_deb(&bytes, &dir, &mut |member| {
@@ -204,7 +246,7 @@ pub(crate) fn unpack_deb(
         }
     };
     unpacking(&name);
-    let staging = dir.with_extension(format!("partial-{}", std::process::id()));
+    let staging = suffixed(dir, &format!(".partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(|e| format!("creating {}: {e}", staging.display()))?;
     let result = (|| {
