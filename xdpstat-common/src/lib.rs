@@ -33,3 +33,22 @@ pub const COUNTERS_MAP: &str = "counters";
 
 /// The only key of the counters map.
 pub const COUNTERS_KEY: u32 = 0;
+
+/// Name of the observers' map: one `Counters` per CPU for each verdict of
+/// the observed program, keyed by [`ACTIONS`]' index.
+pub const ACTIONS_MAP: &str = "actions";
+
+/// The verdicts the observers count, by key: the kernel's `XDP_ABORTED`
+/// (0) to `XDP_REDIRECT` (4), then any other return value.
+pub const ACTIONS: [&str; 6] = ["aborted", "drop", "pass", "tx", "redirect", "other"];
+
+/// The key of [`ACTIONS`]' `other`.
+pub const ACTION_OTHER: u32 = 5;
+
+/// Offsets in the kernel's `struct xdp_buff` that the observers read:
+/// `data` and `data_end`. Fixed in the object; user space checks them
+/// against the running kernel's BTF before it loads the observers.
+pub const XDP_BUFF_DATA: usize = 0;
+
+/// See [`XDP_BUFF_DATA`].
+pub const XDP_BUFF_DATA_END: usize = 8;

@@ -41,6 +41,9 @@ pub enum Error {
     /// bpffs.
     #[error(transparent)]
     Bpffs(#[from] BpffsError),
+    /// Observing another loader's program.
+    #[error(transparent)]
+    Observe(#[from] crate::model::observe::ObserveError),
     /// Booting another kernel.
     #[error(transparent)]
     Vm(#[from] crate::vm::VmError),
@@ -83,6 +86,7 @@ impl Error {
             Self::Object(e) => e.is_usage(),
             Self::Workbench(e) => e.is_usage(),
             Self::Vm(e) => e.is_usage(),
+            Self::Observe(e) => e.is_usage(),
             Self::Bpffs(e) => matches!(e, BpffsError::Ephemeral),
             Self::Usage(_) => true,
             Self::Context { source, .. } => source.is_usage(),

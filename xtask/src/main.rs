@@ -19,7 +19,12 @@ mod vm;
 
 /// The objects `xdpstat-ebpf` builds, by binary name. The committed copies
 /// live in `xdpstat/bpf/<name>.o`.
-const OBJECTS: [&str; 3] = ["xdpstat_percpu", "xdpstat_shared", "xdpstat_pass"];
+const OBJECTS: [&str; 4] = [
+    "xdpstat_percpu",
+    "xdpstat_shared",
+    "xdpstat_pass",
+    "xdpstat_observe",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 #[derive(Parser)]

@@ -398,6 +398,30 @@ impl Btf {
             .map_err(|_| malformed(format!("string at {offset} is not UTF-8")))
     }
 
+    /// The byte offset of each of `members` in the struct named `name`
+    /// (the first of that name), or `None` for a member it lacks or a
+    /// bitfield; `None` altogether without such a struct.
+    pub fn struct_offsets(&self, name: &str, members: &[&str]) -> Option<Vec<Option<u32>>> {
+        let t = (1..=self.len() as u32)
+            .filter_map(|id| self.type_by_id(id).ok())
+            .find(|t| t.kind == Kind::Struct && self.name(t.name_off).ok() == Some(name))?;
+        let found: Vec<(String, Member)> = self
+            .members(&t)
+            .filter_map(|m| Some((self.name(m.name_off).ok()?.to_owned(), m)))
+            .collect();
+        Some(
+            members
+                .iter()
+                .map(|want| {
+                    found
+                        .iter()
+                        .find(|(n, m)| n == want && m.bitfield_size == 0 && m.bit_offset % 8 == 0)
+                        .map(|(_, m)| m.bit_offset / 8)
+                })
+                .collect(),
+        )
+    }
+
     /// The members of a struct or union.
     pub fn members<'a>(&self, t: &Type<'a>) -> impl Iterator<Item = Member> + 'a {
         let (extra, kflag) = (t.extra, t.kind_flag);

@@ -509,99 +509,121 @@ impl BpfObject {
         fds: &std::collections::HashMap<String, i32>,
         kernel: &KernelFeatures<'_>,
     ) -> Result<KernelProgram, ObjectError> {
-        guard::aya(|| self.for_kernel_unguarded(program, fds, kernel))
+        guard::aya(|| prepare_unguarded(&self.path, &self.for_aya, &program.name, fds, kernel))
             .map_err(|panic| self.malformed(&panic))?
     }
+}
 
-    fn for_kernel_unguarded(
-        &self,
-        program: &XdpProgram,
-        fds: &std::collections::HashMap<String, i32>,
-        kernel: &KernelFeatures<'_>,
-    ) -> Result<KernelProgram, ObjectError> {
-        let parse_error = |reason: String| ObjectError::Parse {
-            path: self.path.clone(),
-            reason,
-        };
-        let mut obj =
-            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
-        let features = kernel.features;
-        let btf = match features.btf() {
-            Some(btf_features) => obj
-                .fixup_and_sanitize_btf(btf_features)
-                .map_err(|e| parse_error(e.to_string()))?
-                .map(aya_obj::btf::Btf::to_bytes),
-            None => None,
-        };
-        if btf.is_some() {
-            if let Some(kernel_btf) = &kernel.kernel_btf {
-                obj.relocate_btf(kernel_btf)
-                    .map_err(|e| parse_error(e.to_string()))?;
-            }
+/// Any program of any object prepared as [`BpfObject::for_kernel`]
+/// prepares an XDP program: for objects of other program types, such as
+/// xdpstat's own observers (fentry and fexit). The caller sets the attach
+/// type it loads the program with.
+///
+/// # Errors
+///
+/// As [`BpfObject::for_kernel`].
+pub fn prepare_program(
+    path: &Path,
+    bytes: &[u8],
+    name: &str,
+    fds: &std::collections::HashMap<String, i32>,
+    kernel: &KernelFeatures<'_>,
+) -> Result<KernelProgram, ObjectError> {
+    guard::aya(|| prepare_unguarded(path, bytes, name, fds, kernel)).map_err(|panic| {
+        ObjectError::Malformed {
+            path: path.to_owned(),
+            reason: panic.to_string(),
         }
-        let text_sections: HashSet<usize> =
-            obj.functions.keys().map(|(section, _)| *section).collect();
-        let maps: Vec<(String, aya_obj::Map)> = obj
-            .maps
-            .iter()
-            .map(|(n, m)| (n.clone(), m.clone()))
-            .collect();
-        let mut missing = None;
-        let with_fds: Vec<(&str, i32, &aya_obj::Map)> = maps
-            .iter()
-            .map(|(n, m)| {
-                let fd = fds.get(n).copied().unwrap_or_else(|| {
-                    missing = Some(n.clone());
-                    -1
-                });
-                (n.as_str(), fd, m)
-            })
-            .collect();
-        if let Some(name) = missing {
-            return Err(parse_error(format!("map {name} was not created")));
+    })?
+}
+
+fn prepare_unguarded(
+    path: &Path,
+    bytes: &[u8],
+    name: &str,
+    fds: &std::collections::HashMap<String, i32>,
+    kernel: &KernelFeatures<'_>,
+) -> Result<KernelProgram, ObjectError> {
+    let parse_error = |reason: String| ObjectError::Parse {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut obj = aya_obj::Object::parse(bytes).map_err(|e| parse_error(e.to_string()))?;
+    let features = kernel.features;
+    let btf = match features.btf() {
+        Some(btf_features) => obj
+            .fixup_and_sanitize_btf(btf_features)
+            .map_err(|e| parse_error(e.to_string()))?
+            .map(aya_obj::btf::Btf::to_bytes),
+        None => None,
+    };
+    if btf.is_some() {
+        if let Some(kernel_btf) = &kernel.kernel_btf {
+            obj.relocate_btf(kernel_btf)
+                .map_err(|e| parse_error(e.to_string()))?;
         }
-        obj.relocate_maps(with_fds.into_iter(), &text_sections)
-            .map_err(|e| parse_error(e.to_string()))?;
-        obj.relocate_calls(&text_sections)
-            .map_err(|e| parse_error(e.to_string()))?;
-        obj.sanitize_functions(features);
-        let prog = obj
-            .programs
-            .get(&program.name)
-            .ok_or_else(|| parse_error(format!("aya-obj found no program '{}'", program.name)))?;
-        let (attach_type, frags) = match &prog.section {
-            aya_obj::ProgramSection::Xdp { frags, attach_type } => (*attach_type, *frags),
-            _ => (aya_obj::programs::XdpAttachType::Interface, false),
-        };
-        let kern_version = prog.kernel_version.unwrap_or(kernel.kern_version);
-        let function = obj
-            .functions
-            .get(&prog.function_key())
-            .ok_or_else(|| parse_error(format!("no function for program '{}'", program.name)))?;
-        Ok(KernelProgram {
-            name: program.name.clone(),
-            insns: function.instructions.iter().flat_map(insn_bytes).collect(),
-            license: prog.license.clone(),
-            kern_version,
-            expected_attach_type: aya_obj::generated::bpf_attach_type::from(attach_type) as u32,
-            flags: if frags {
-                aya_obj::generated::BPF_F_XDP_HAS_FRAGS
-            } else {
-                0
-            },
-            btf,
-            func_info: (
-                function.func_info_rec_size as u32,
-                function.func_info.func_info_bytes(),
-                function.func_info.len() as u32,
-            ),
-            line_info: (
-                function.line_info_rec_size as u32,
-                function.line_info.line_info_bytes(),
-                function.line_info.len() as u32,
-            ),
-        })
     }
+    let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
+    let maps: Vec<(String, aya_obj::Map)> = obj
+        .maps
+        .iter()
+        .map(|(n, m)| (n.clone(), m.clone()))
+        .collect();
+    let mut missing = None;
+    let with_fds: Vec<(&str, i32, &aya_obj::Map)> = maps
+        .iter()
+        .map(|(n, m)| {
+            let fd = fds.get(n).copied().unwrap_or_else(|| {
+                missing = Some(n.clone());
+                -1
+            });
+            (n.as_str(), fd, m)
+        })
+        .collect();
+    if let Some(name) = missing {
+        return Err(parse_error(format!("map {name} was not created")));
+    }
+    obj.relocate_maps(with_fds.into_iter(), &text_sections)
+        .map_err(|e| parse_error(e.to_string()))?;
+    obj.relocate_calls(&text_sections)
+        .map_err(|e| parse_error(e.to_string()))?;
+    obj.sanitize_functions(features);
+    let prog = obj
+        .programs
+        .get(name)
+        .ok_or_else(|| parse_error(format!("aya-obj found no program '{name}'")))?;
+    let (attach_type, frags) = match &prog.section {
+        aya_obj::ProgramSection::Xdp { frags, attach_type } => (*attach_type, *frags),
+        _ => (aya_obj::programs::XdpAttachType::Interface, false),
+    };
+    let kern_version = prog.kernel_version.unwrap_or(kernel.kern_version);
+    let function = obj
+        .functions
+        .get(&prog.function_key())
+        .ok_or_else(|| parse_error(format!("no function for program '{name}'")))?;
+    Ok(KernelProgram {
+        name: name.to_owned(),
+        insns: function.instructions.iter().flat_map(insn_bytes).collect(),
+        license: prog.license.clone(),
+        kern_version,
+        expected_attach_type: aya_obj::generated::bpf_attach_type::from(attach_type) as u32,
+        flags: if frags {
+            aya_obj::generated::BPF_F_XDP_HAS_FRAGS
+        } else {
+            0
+        },
+        btf,
+        func_info: (
+            function.func_info_rec_size as u32,
+            function.func_info.func_info_bytes(),
+            function.func_info.len() as u32,
+        ),
+        line_info: (
+            function.line_info_rec_size as u32,
+            function.line_info.line_info_bytes(),
+            function.line_info.len() as u32,
+        ),
+    })
 }
 
 /// What the kernel a program is prepared for supports, as the caller probed

@@ -100,8 +100,12 @@ pub struct AttachArgs {
     #[arg(long = "map", value_enum, default_value_t = Layout::Percpu)]
     pub layout: Layout,
     /// Replace a program already attached to the interface, atomically.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "observe")]
     pub force: bool,
+    /// Count for the program another loader attached, without replacing
+    /// it: per verdict, through fentry/fexit observers attached to it.
+    #[arg(long)]
+    pub observe: bool,
     /// Print the attachment as JSON.
     #[arg(long)]
     pub json: bool,
@@ -226,6 +230,9 @@ fn attach_cmd(args: &AttachArgs) -> Result<()> {
         layout: args.layout,
         force: args.force,
     };
+    if args.observe {
+        return observe_cmd(args);
+    }
     let done = attach::attach(&args.iface, &opts)?;
     let a = &done.attachment;
     if args.json {
@@ -246,7 +253,52 @@ fn attach_cmd(args: &AttachArgs) -> Result<()> {
     Ok(())
 }
 
+fn observe_cmd(args: &AttachArgs) -> Result<()> {
+    let done = crate::model::observe::observe(&args.iface)?;
+    let p = &done.observed;
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            interface: &'a str,
+            source: &'static str,
+            observed: &'a crate::model::observe::ProgRef,
+            pin_dir: &'a std::path::Path,
+        }
+        println!(
+            "{}",
+            serde_json::to_string(&Json {
+                interface: &done.interface,
+                source: "observe",
+                observed: p,
+                pin_dir: &done.pin_dir,
+            })?
+        );
+        return Ok(());
+    }
+    println!(
+        "{}: observing prog id {} ({}, tag {}), which stays attached; counting its verdicts",
+        done.interface, p.prog_id, p.name, p.tag
+    );
+    println!("pinned under {}", done.pin_dir.display());
+    Ok(())
+}
+
 fn detach_cmd(args: &DetachArgs) -> Result<()> {
+    if crate::model::observe::is_observed(&args.iface) {
+        crate::kernel::privileges::require(
+            "xdpstat detach",
+            &[crate::kernel::privileges::Capability::Bpf],
+        )?;
+        let observed = crate::model::observe::unobserve(&args.iface)?;
+        match observed {
+            Some(id) => println!(
+                "{}: removed xdpstat's observers; prog id {id} stays attached",
+                args.iface
+            ),
+            None => println!("{}: removed xdpstat's observers", args.iface),
+        }
+        return Ok(());
+    }
     let done = attach::detach(&args.iface)?;
     if done.interface_gone {
         println!(
@@ -296,6 +348,22 @@ fn show_cmd(args: &ShowArgs) -> Result<()> {
         "xdpstat show",
         &[crate::kernel::privileges::Capability::Bpf],
     )?;
+    if let Some(iface) = args.iface.as_deref() {
+        if crate::model::observe::is_observed(iface) {
+            let seen = crate::model::observe::read(iface)?;
+            let mut out = io::stdout().lock();
+            if args.json {
+                serde_json::to_writer(
+                    &mut out,
+                    &crate::output::observe::ObservedJson::new(iface, &seen),
+                )?;
+                writeln!(out)?;
+            } else {
+                crate::output::observe::write_observed(&mut out, iface, &seen, args.per_cpu)?;
+            }
+            return Ok(());
+        }
+    }
     let map = match (&args.iface, &args.map_path) {
         (Some(iface), _) => open_counters(iface)?,
         (None, Some(path)) => CountersMap::open(path)?,

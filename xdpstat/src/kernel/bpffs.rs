@@ -156,6 +156,10 @@ pub fn live_netns_inodes() -> std::collections::HashSet<u64> {
 /// the layout before namespaces (`/sys/fs/bpf/xdpstat/<iface>/`).
 const NETNS_PREFIX: &str = "netns:";
 
+/// The prefix of an observers' directory in a namespace's directory. Its
+/// `observe` is no ifindex, so the interface directories' parser skips it.
+const OBSERVE_PREFIX: &str = "observe:";
+
 /// xdpstat's directory for one network namespace:
 /// `/sys/fs/bpf/xdpstat/netns:<inode>/`, holding one [`PinDir`] per
 /// interface.
@@ -192,6 +196,24 @@ impl NsDir {
             ifindex: Some(ifindex),
             name: name.to_owned(),
         }
+    }
+
+    /// The directory of the observers of interface `ifindex`'s program:
+    /// `observe:<ifindex>:<name>`, beside the interface's own directory
+    /// (which holds only what xdpstat attached itself).
+    pub fn observe_dir(&self, ifindex: u32, name: &str) -> PathBuf {
+        self.path.join(format!("{OBSERVE_PREFIX}{ifindex}:{name}"))
+    }
+
+    /// The observers' directory of interface `ifindex`, whatever name it
+    /// was given, if there is one.
+    pub fn find_observe(&self, ifindex: u32) -> Option<PathBuf> {
+        let prefix = format!("{OBSERVE_PREFIX}{ifindex}:");
+        subdirs(&self.path).ok()?.into_iter().find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
     }
 
     /// Every interface directory in this namespace's directory (none when

@@ -91,3 +91,10 @@ struct Aligned<B: ?Sized>(B);
 
 static PERCPU_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("../../bpf/xdpstat_percpu.o"));
 static SHARED_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("../../bpf/xdpstat_shared.o"));
+static OBSERVE_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!("../../bpf/xdpstat_observe.o"));
+
+/// The embedded observers (`xdpstat_observe_entry`, a fentry program, and
+/// `xdpstat_observe_exit`, fexit), which count another program's verdicts.
+pub fn observe_object() -> &'static [u8] {
+    &OBSERVE_OBJECT.0
+}

@@ -10,5 +10,6 @@ pub mod inspect;
 pub mod kernels;
 pub mod layout;
 pub mod monitor;
+pub mod observe;
 pub mod scrape;
 pub mod workbench;

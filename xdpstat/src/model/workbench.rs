@@ -107,6 +107,8 @@ pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict
         .and_then(|b| crate::kernel::sys::btf_load(b).ok());
     let (result, log) = crate::kernel::sys::prog_load_with_log(
         &crate::kernel::sys::ProgLoad {
+            prog_type: crate::kernel::sys::PROG_TYPE_XDP,
+            attach: None,
             insns: &kernel.insns,
             license: &kernel.license,
             name: &kernel.name,
@@ -240,10 +242,10 @@ pub fn check(
 
 /// What the running kernel supports, as aya probes it, for preparing an
 /// object the way aya would load it.
-struct KernelFeatures;
+pub(crate) struct KernelFeatures;
 
 impl KernelFeatures {
-    fn probe() -> xdpstat_analysis::obj::KernelFeatures<'static> {
+    pub(crate) fn probe() -> xdpstat_analysis::obj::KernelFeatures<'static> {
         xdpstat_analysis::obj::KernelFeatures {
             features: aya::features(),
             kernel_btf: aya_obj::btf::Btf::from_sys_fs().ok(),

@@ -3,6 +3,7 @@
 
 pub mod kernels;
 pub mod mapdump;
+pub mod observe;
 pub mod prometheus;
 pub mod render;
 pub mod report;

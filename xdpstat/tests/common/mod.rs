@@ -22,7 +22,7 @@ use std::{
 use serde_json::Value;
 
 /// Whether privileged tests must run (and fail rather than skip) here.
-fn required() -> bool {
+pub fn required() -> bool {
     std::env::var_os("CI").is_some_and(|v| v != "false" && !v.is_empty())
         || std::env::var_os("XDPSTAT_REQUIRE_PRIVILEGED").is_some()
 }

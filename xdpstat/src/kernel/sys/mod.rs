@@ -35,6 +35,15 @@ pub const LINK_TYPE_XDP: u32 = bpf_link_type::BPF_LINK_TYPE_XDP as u32;
 /// `BPF_PROG_TYPE_XDP`.
 pub const PROG_TYPE_XDP: u32 = bpf_prog_type::BPF_PROG_TYPE_XDP as u32;
 
+/// `BPF_PROG_TYPE_TRACING` (fentry, fexit).
+pub const PROG_TYPE_TRACING: u32 = bpf_prog_type::BPF_PROG_TYPE_TRACING as u32;
+
+/// `BPF_TRACE_FENTRY`, an `expected_attach_type`.
+pub const TRACE_FENTRY: u32 = 24;
+
+/// `BPF_TRACE_FEXIT`, an `expected_attach_type`.
+pub const TRACE_FEXIT: u32 = 25;
+
 /// A failed `bpf(2)` command, named.
 #[derive(Debug, Error)]
 #[error("bpf({call}) failed: {source}")]
@@ -268,6 +277,9 @@ pub struct LinkInfo {
     pub prog_id: u32,
     /// For an XDP link, the interface; 0 once the interface is gone.
     pub xdp_ifindex: u32,
+    /// For a tracing link to a program (fentry, fexit), that program's id;
+    /// else 0.
+    pub target_prog_id: u32,
 }
 
 /// Reads a link's info (`BPF_OBJ_GET_INFO_BY_FD`).
@@ -305,7 +317,118 @@ pub fn link_info(fd: BorrowedFd<'_>) -> Result<LinkInfo, SyscallError> {
         } else {
             0
         },
+        // `tracing.target_obj_id`, after `tracing.attach_type`.
+        target_prog_id: if raw.link_type == LINK_TYPE_TRACING {
+            raw._rest[0]
+        } else {
+            0
+        },
     })
+}
+
+/// `BPF_LINK_TYPE_TRACING`.
+pub const LINK_TYPE_TRACING: u32 = bpf_link_type::BPF_LINK_TYPE_TRACING as u32;
+
+/// Who a program is, and what a tracing program attaching to it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgIdentity {
+    /// Its id.
+    pub id: u32,
+    /// Its name (the kernel keeps 15 bytes).
+    pub name: String,
+    /// Its tag, as bpftool prints it (the 8 bytes read big-endian).
+    pub tag: u64,
+    /// The BTF id of its own function in its BTF (`attach_btf_id` for a
+    /// tracing program attaching to it): the type of its first
+    /// `func_info` record. `None` for a program loaded without BTF.
+    pub func_btf_id: Option<u32>,
+    /// The id of its BTF object, 0 without.
+    pub btf_id: u32,
+}
+
+/// Reads a program's [`ProgIdentity`] (`BPF_OBJ_GET_INFO_BY_FD`).
+///
+/// # Errors
+///
+/// `EINVAL` when `fd` is not a program.
+pub fn prog_identity(fd: BorrowedFd<'_>) -> Result<ProgIdentity, SyscallError> {
+    /// `struct bpf_prog_info` up to `nr_line_info`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Prefix {
+        prog_type: u32,
+        id: u32,
+        tag: [u8; 8],
+        jited_prog_len: u32,
+        xlated_prog_len: u32,
+        jited_prog_insns: u64,
+        xlated_prog_insns: u64,
+        load_time: u64,
+        created_by_uid: u32,
+        nr_map_ids: u32,
+        map_ids: u64,
+        name: [u8; 16],
+        ifindex: u32,
+        gpl_compatible: u32,
+        netns_dev: u64,
+        netns_ino: u64,
+        nr_jited_ksyms: u32,
+        nr_jited_func_lens: u32,
+        jited_ksyms: u64,
+        jited_func_lens: u64,
+        btf_id: u32,
+        func_info_rec_size: u32,
+        func_info: u64,
+        nr_func_info: u32,
+        nr_line_info: u32,
+    }
+    // `struct bpf_func_info`: insn_off, type_id.
+    let mut record = [0u32; 2];
+    let mut info = Prefix {
+        func_info_rec_size: 8,
+        func_info: record.as_mut_ptr() as u64,
+        nr_func_info: 1,
+        ..Prefix::default()
+    };
+    info_by_fd(fd, &mut info)?;
+    let name_len = info.name.iter().position(|&b| b == 0).unwrap_or(16);
+    Ok(ProgIdentity {
+        id: info.id,
+        name: String::from_utf8_lossy(&info.name[..name_len]).into_owned(),
+        tag: u64::from_be_bytes(info.tag),
+        func_btf_id: (info.btf_id != 0 && info.nr_func_info > 0).then_some(record[1]),
+        btf_id: info.btf_id,
+    })
+}
+
+/// Attaches a loaded fentry or fexit program where it was loaded to
+/// attach (`BPF_RAW_TRACEPOINT_OPEN` without a name): the link.
+///
+/// # Errors
+///
+/// The kernel's refusal.
+pub fn tracing_attach(prog: BorrowedFd<'_>) -> Result<OwnedFd, SyscallError> {
+    const BPF_RAW_TRACEPOINT_OPEN: i32 = 17;
+    #[repr(C)]
+    struct Attr {
+        name: u64,
+        prog_fd: u32,
+        // Spelled out: kernels before 6.10 refuse nonzero bytes here.
+        _pad: u32,
+    }
+    let mut attr = Attr {
+        name: 0,
+        prog_fd: prog.as_raw_fd() as u32,
+        _pad: 0,
+    };
+    // SAFETY: BPF_RAW_TRACEPOINT_OPEN returns a new descriptor.
+    unsafe {
+        bpf_fd(
+            BPF_RAW_TRACEPOINT_OPEN,
+            "BPF_RAW_TRACEPOINT_OPEN",
+            &mut attr,
+        )
+    }
 }
 
 /// Atomically swaps the program a link runs (`BPF_LINK_UPDATE`). With
@@ -411,9 +534,15 @@ pub(crate) unsafe fn map_lookup(
     bpf(BPF_MAP_LOOKUP_ELEM, "BPF_MAP_LOOKUP_ELEM", &mut attr).map(drop)
 }
 
-/// What `BPF_PROG_LOAD` needs of an XDP program.
+/// What `BPF_PROG_LOAD` needs of a program: an XDP program, or a tracing
+/// program that attaches to another program.
 #[derive(Clone, Copy, Debug)]
 pub struct ProgLoad<'a> {
+    /// `prog_type` ([`PROG_TYPE_XDP`], [`PROG_TYPE_TRACING`]).
+    pub prog_type: u32,
+    /// For a tracing program: the program it attaches to, and the BTF id
+    /// of that program's function in that program's BTF.
+    pub attach: Option<(BorrowedFd<'a>, u32)>,
     /// Instructions, 8 bytes each.
     pub insns: &'a [u8],
     /// License.
@@ -465,7 +594,7 @@ pub fn btf_load(btf: &[u8]) -> Result<OwnedFd, SyscallError> {
     unsafe { bpf_fd(BPF_BTF_LOAD, "BPF_BTF_LOAD", &mut attr) }
 }
 
-/// `BPF_PROG_LOAD` of an XDP program with the verifier's log, all of it:
+/// `BPF_PROG_LOAD` with the verifier's log, all of it:
 /// on `ENOSPC` it retries once with the size the kernel says it needs
 /// (`log_true_size`, Linux 6.4+), or, on older kernels, which do not say,
 /// with the largest buffer a kernel takes (1 GiB, mapped only as the
@@ -520,7 +649,7 @@ pub fn prog_load_with_log(
     loop {
         let mut log = vec![0u8; size as usize];
         let mut attr = Attr {
-            prog_type: PROG_TYPE_XDP,
+            prog_type: prog.prog_type,
             insn_cnt: (prog.insns.len() / 8) as u32,
             insns: prog.insns.as_ptr() as u64,
             license: prog.license.as_ptr() as u64,
@@ -547,8 +676,8 @@ pub fn prog_load_with_log(
                 0
             },
             line_info_cnt: if with_btf { prog.line_info.2 } else { 0 },
-            attach_btf_id: 0,
-            attach_prog_fd: 0,
+            attach_btf_id: prog.attach.map_or(0, |(_, id)| id),
+            attach_prog_fd: prog.attach.map_or(0, |(fd, _)| fd.as_raw_fd() as u32),
             core_relo_cnt: 0,
             fd_array: 0,
             core_relos: 0,

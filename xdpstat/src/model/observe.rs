@@ -1,0 +1,534 @@
+//! Counting for the XDP program another loader attached, without replacing
+//! it: xdpstat's observers, a fentry and a fexit program, attach to that
+//! program itself (`attach_prog_fd`) and count each frame and its bytes
+//! under the verdict it returned, per CPU.
+//!
+//! Their links and their `actions` map are pinned in the namespace's
+//! directory as `observe:<ifindex>:<name>/{entry,exit,actions}`, beside
+//! (never inside) the directory of what xdpstat attached itself. A link
+//! names the program it observes (`target_obj_id`); readers compare it with
+//! what runs on the interface now, so counts of a program that was
+//! replaced are never shown as live.
+
+use std::{
+    collections::HashMap,
+    fs,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+use xdpstat_common::{Counters, ACTIONS, ACTIONS_MAP, XDP_BUFF_DATA, XDP_BUFF_DATA_END};
+
+use super::{
+    counters::{self, CpuCounters},
+    layout::{self, Layout},
+    workbench::KernelFeatures,
+};
+use crate::kernel::{
+    bpffs::{self, BpffsError, NsDir},
+    iface,
+    map::{Cpus, MapError, MapRef, OpenMap},
+    netlink::{self, NetlinkError},
+    privileges::{self, Capability, PrivilegeError},
+    sys::{self, ProgIdentity, SyscallError},
+};
+
+/// The observers' programs in the embedded object, and how each attaches.
+const PROGRAMS: [(&str, &str, u32); 2] = [
+    ("xdpstat_observe_entry", "entry", sys::TRACE_FENTRY),
+    ("xdpstat_observe_exit", "exit", sys::TRACE_FEXIT),
+];
+
+/// Why observing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// No such interface here.
+    #[error("no interface named '{0}' in this network namespace (list them with `ip link`)")]
+    UnknownInterface(String),
+    /// Nothing runs there.
+    #[error("{0} runs no XDP program, so there is nothing to observe; `xdpstat attach {0}` counts its frames with xdpstat's own program")]
+    NoProgram(String),
+    /// What runs there is xdpstat's own.
+    #[error("{iface} runs xdpstat's own program (prog id {prog_id}), which counts already: `xdpstat show {iface}`")]
+    OwnProgram {
+        /// The interface.
+        iface: String,
+        /// xdpstat's program.
+        prog_id: u32,
+    },
+    /// The program has no BTF for fentry/fexit to attach to.
+    #[error("{iface}'s program {} ({}) was loaded without BTF, and fentry/fexit attach to a program's function by its BTF; rebuild it with `clang -g`, or use `xdpstat prog list --stats` for its run count", .prog.id, .prog.name)]
+    NoBtf {
+        /// The interface.
+        iface: String,
+        /// The program.
+        prog: ProgIdentity,
+    },
+    /// The kernel refuses the observers.
+    #[error("this kernel refuses xdpstat's fentry/fexit observers ({errno}): observing needs tracing programs attached to BPF programs; `xdpstat prog list --stats` still gives the program's run count")]
+    Unsupported {
+        /// What `BPF_PROG_LOAD` or the attach said.
+        errno: String,
+    },
+    /// The kernel's `struct xdp_buff` is not what the observers read.
+    #[error("this kernel's struct xdp_buff has data and data_end at {found}, not at bytes {XDP_BUFF_DATA} and {XDP_BUFF_DATA_END} as xdpstat's observers read them; observing is not possible here")]
+    Layout {
+        /// What its BTF says.
+        found: String,
+    },
+    /// Observed already.
+    #[error("{iface} is observed already (prog id {prog_id}); `xdpstat show {iface}` reads it, `xdpstat detach {iface}` removes the observers")]
+    AlreadyObserved {
+        /// The interface.
+        iface: String,
+        /// The observed program.
+        prog_id: u32,
+    },
+    /// Not observed.
+    #[error("{0} is not observed by xdpstat; `xdpstat attach {0} --observe` observes its program")]
+    NotObserved(String),
+    /// A kernel call failed.
+    #[error("{what}: {source}")]
+    Kernel {
+        /// What was being done.
+        what: String,
+        /// What the kernel said.
+        #[source]
+        source: SyscallError,
+    },
+    /// Preparing the embedded observers failed.
+    #[error("preparing xdpstat's observers: {0}")]
+    Prepare(String),
+    /// Reading the counts.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// bpffs.
+    #[error(transparent)]
+    Bpffs(#[from] BpffsError),
+    /// netlink.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// Privileges.
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+}
+
+impl ObserveError {
+    /// Whether it is the input's fault or a kernel that cannot (exit 2).
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Self::UnknownInterface(_)
+            | Self::NoProgram(_)
+            | Self::OwnProgram { .. }
+            | Self::NoBtf { .. }
+            | Self::Unsupported { .. }
+            | Self::Layout { .. }
+            | Self::AlreadyObserved { .. }
+            | Self::NotObserved(_) => true,
+            Self::Map(e) => e.is_usage(),
+            Self::Bpffs(e) => matches!(e, BpffsError::Ephemeral),
+            Self::Kernel { .. } | Self::Prepare(_) | Self::Netlink(_) | Self::Privilege(_) => false,
+        }
+    }
+}
+
+fn kernel(what: impl Into<String>) -> impl FnOnce(SyscallError) -> ObserveError {
+    let what = what.into();
+    move |source| ObserveError::Kernel { what, source }
+}
+
+/// A program, as people name it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProgRef {
+    /// Its id.
+    pub prog_id: u32,
+    /// Its name.
+    pub name: String,
+    /// Its tag, 16 hex digits.
+    pub tag: String,
+}
+
+impl From<&ProgIdentity> for ProgRef {
+    /// The name is the function's, from the program's BTF, as bpftool
+    /// prints it: the kernel keeps only 15 bytes of it.
+    fn from(p: &ProgIdentity) -> Self {
+        let full = p.func_btf_id.and_then(|func| {
+            let fd = sys::maps::btf_fd_by_id(p.btf_id).ok()?;
+            let btf =
+                xdpstat_analysis::btf::Btf::parse(sys::maps::btf_data(fd.as_fd()).ok()?).ok()?;
+            let t = btf.type_by_id(func).ok()?;
+            btf.name(t.name_off).ok().map(str::to_owned)
+        });
+        Self {
+            prog_id: p.id,
+            name: full
+                .filter(|f| f.starts_with(&p.name))
+                .unwrap_or_else(|| p.name.clone()),
+            tag: format!("{:016x}", p.tag),
+        }
+    }
+}
+
+/// What `observe` did.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// The interface.
+    pub interface: String,
+    /// The program observed, which keeps running.
+    pub observed: ProgRef,
+    /// The observers' pins.
+    pub pin_dir: PathBuf,
+}
+
+/// Attaches xdpstat's observers to the program `iface` runs, and pins
+/// them. The program stays attached, with its id and its behaviour.
+///
+/// # Errors
+///
+/// [`ObserveError`]; on any error nothing stays loaded or pinned.
+pub fn observe(iface: &str) -> Result<Observed, ObserveError> {
+    privileges::require(
+        "xdpstat attach --observe",
+        &[Capability::Bpf, Capability::NetAdmin],
+    )?;
+    let ifindex =
+        iface::index(iface).ok_or_else(|| ObserveError::UnknownInterface(iface.to_owned()))?;
+    bpffs::ensure_mounted()?;
+    let ns = NsDir::current()?;
+    let _lock = ns.lock()?;
+    let current = netlink::interface(ifindex)?.map_or_else(Vec::new, |i| i.xdp);
+    let Some(running) = current.first().copied() else {
+        return Err(ObserveError::NoProgram(iface.to_owned()));
+    };
+    if let Some(dir) = ns.find_observe(ifindex) {
+        match observed_by(&dir) {
+            Some(id) if id == running.prog_id => {
+                return Err(ObserveError::AlreadyObserved {
+                    iface: iface.to_owned(),
+                    prog_id: id,
+                })
+            }
+            // The observers of a program that no longer runs here.
+            _ => remove_dir(&dir),
+        }
+    }
+    if let Some(dir) = ns.find(ifindex)? {
+        let own = [dir.link(), dir.prog()].iter().any(|pin| {
+            sys::obj_get(pin).is_ok_and(|fd| pinned_prog_id(fd.as_fd()) == Some(running.prog_id))
+        });
+        if own {
+            return Err(ObserveError::OwnProgram {
+                iface: iface.to_owned(),
+                prog_id: running.prog_id,
+            });
+        }
+    }
+    let target = sys::prog_fd_by_id(running.prog_id).map_err(kernel(format!(
+        "opening {iface}'s program {}",
+        running.prog_id
+    )))?;
+    let identity = sys::prog_identity(target.as_fd()).map_err(kernel("reading its info"))?;
+    let Some(func) = identity.func_btf_id else {
+        return Err(ObserveError::NoBtf {
+            iface: iface.to_owned(),
+            prog: identity,
+        });
+    };
+    check_xdp_buff()?;
+    let (links, actions) = load(target.as_fd(), func)?;
+    let dir = ns.observe_dir(ifindex, iface);
+    pin(&dir, &links, actions.as_fd())?;
+    Ok(Observed {
+        interface: iface.to_owned(),
+        observed: ProgRef::from(&identity),
+        pin_dir: dir,
+    })
+}
+
+/// The program a pinned program or link runs.
+fn pinned_prog_id(fd: std::os::fd::BorrowedFd<'_>) -> Option<u32> {
+    if let Ok(info) = sys::link_info(fd) {
+        return Some(info.prog_id);
+    }
+    sys::prog_identity(fd).ok().map(|p| p.id)
+}
+
+/// The program the observers in `dir` observe, if their link still holds.
+fn observed_by(dir: &Path) -> Option<u32> {
+    let link = sys::obj_get(&dir.join("exit")).ok()?;
+    let info = sys::link_info(link.as_fd()).ok()?;
+    (info.target_prog_id != 0).then_some(info.target_prog_id)
+}
+
+/// Checks the kernel's `struct xdp_buff` against the offsets the
+/// observers read.
+fn check_xdp_buff() -> Result<(), ObserveError> {
+    let btf = xdpstat_analysis::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux")).map_err(
+        |e| ObserveError::Layout {
+            found: format!("no readable kernel BTF ({e})"),
+        },
+    )?;
+    let found = btf.struct_offsets("xdp_buff", &["data", "data_end"]);
+    let want = [Some(XDP_BUFF_DATA as u32), Some(XDP_BUFF_DATA_END as u32)];
+    match found {
+        Some(offsets) if offsets == want => Ok(()),
+        Some(offsets) => Err(ObserveError::Layout {
+            found: format!("{offsets:?}"),
+        }),
+        None => Err(ObserveError::Layout {
+            found: "no struct xdp_buff in the kernel's BTF".to_owned(),
+        }),
+    }
+}
+
+/// The observers' links, by pin name.
+type Links = Vec<(&'static str, OwnedFd)>;
+
+/// Loads both observers for `target`'s function `func` and attaches
+/// them: their links, and the `actions` map.
+fn load(
+    target: std::os::fd::BorrowedFd<'_>,
+    func: u32,
+) -> Result<(Links, OwnedFd), ObserveError> {
+    let ebpf = aya::EbpfLoader::new()
+        .load(layout::observe_object())
+        .map_err(|e| ObserveError::Prepare(xdpstat_analysis::error::chain(&e)))?;
+    let mut fds = HashMap::new();
+    let mut actions = None;
+    for (name, map) in ebpf.maps() {
+        let aya::maps::Map::PerCpuArray(data) = map else {
+            continue;
+        };
+        fds.insert(name.to_owned(), data.fd().as_fd().as_raw_fd());
+        if name == ACTIONS_MAP {
+            actions = Some(
+                data.fd()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| ObserveError::Prepare(e.to_string()))?,
+            );
+        }
+    }
+    let actions = actions.ok_or_else(|| ObserveError::Prepare("no actions map".to_owned()))?;
+    let features = KernelFeatures::probe();
+    let mut links = Vec::new();
+    for (program, pin_name, attach_type) in PROGRAMS {
+        let prepared = xdpstat_analysis::obj::prepare_program(
+            Path::new("xdpstat_observe.o"),
+            layout::observe_object(),
+            program,
+            &fds,
+            &features,
+        )
+        .map_err(|e| ObserveError::Prepare(e.to_string()))?;
+        let btf = prepared.btf.as_deref().and_then(|b| sys::btf_load(b).ok());
+        let (result, log) = sys::prog_load_with_log(
+            &sys::ProgLoad {
+                prog_type: sys::PROG_TYPE_TRACING,
+                attach: Some((target, func)),
+                insns: &prepared.insns,
+                license: &prepared.license,
+                name: &prepared.name,
+                kern_version: prepared.kern_version,
+                expected_attach_type: attach_type,
+                flags: 0,
+                btf: btf.as_ref().map(AsFd::as_fd),
+                func_info: (
+                    prepared.func_info.0,
+                    &prepared.func_info.1,
+                    prepared.func_info.2,
+                ),
+                line_info: (
+                    prepared.line_info.0,
+                    &prepared.line_info.1,
+                    prepared.line_info.2,
+                ),
+            },
+            1,
+            1 << 20,
+        );
+        let prog = result.map_err(|e| {
+            let last = String::from_utf8_lossy(&log)
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty() && !l.starts_with("processed"))
+                .map(|l| format!("; the verifier: {}", l.trim()))
+                .unwrap_or_default();
+            ObserveError::Unsupported {
+                errno: format!("{}{last}", errno_text(&e)),
+            }
+        })?;
+        let link = sys::tracing_attach(prog.as_fd()).map_err(|e| ObserveError::Unsupported {
+            errno: format!("attaching: {}", errno_text(&e)),
+        })?;
+        links.push((pin_name, link));
+    }
+    Ok((links, actions))
+}
+
+/// `Operation not permitted (errno 1)`.
+fn errno_text(e: &SyscallError) -> String {
+    match e.errno() {
+        Some(n) => format!("{} (errno {n})", xdpstat_analysis::error::strerror(n)),
+        None => e.source.to_string(),
+    }
+}
+
+/// Pins the map and the links into `dir`, each under a staging name first
+/// and then renamed into place (bpffs renames files, not directories),
+/// `exit` last: a reader that finds `exit` finds the rest.
+fn pin(
+    dir: &Path,
+    links: &[(&str, OwnedFd)],
+    actions: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), ObserveError> {
+    // bpffs refuses dots in names.
+    let staged = |name: &str| dir.join(format!("{name}-staging-{}", std::process::id()));
+    let result = (|| {
+        fs::create_dir(dir).map_err(|source| BpffsError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut pins = vec![(ACTIONS_MAP, actions)];
+        pins.extend(links.iter().map(|(name, fd)| (*name, fd.as_fd())));
+        for (name, fd) in &pins {
+            sys::obj_pin(*fd, &staged(name)).map_err(kernel(format!("pinning {name}")))?;
+        }
+        for (name, _) in &pins {
+            fs::rename(staged(name), dir.join(name)).map_err(|source| BpffsError::Io {
+                path: dir.join(name),
+                source,
+            })?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for name in ["entry", "exit", ACTIONS_MAP] {
+            let _ = fs::remove_file(staged(name));
+        }
+        remove_dir(dir);
+    }
+    result
+}
+
+/// Removes an observers' directory: unpinning the links detaches the
+/// observers, once nothing else holds them.
+fn remove_dir(dir: &Path) {
+    for name in ["entry", "exit", ACTIONS_MAP] {
+        let _ = fs::remove_file(dir.join(name));
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Removes the observers of `iface`'s program, which keeps running; the
+/// id of the program they observed, if it was still loaded.
+///
+/// # Errors
+///
+/// [`ObserveError::NotObserved`] when nothing observes it.
+pub fn unobserve(iface: &str) -> Result<Option<u32>, ObserveError> {
+    let ns = NsDir::current()?;
+    let _lock = ns.lock()?;
+    let dir = find(&ns, iface).ok_or_else(|| ObserveError::NotObserved(iface.to_owned()))?;
+    let observed = observed_by(&dir);
+    remove_dir(&dir);
+    Ok(observed)
+}
+
+/// The observers' directory of `iface`, by its index, or by the name it
+/// had when it was observed.
+fn find(ns: &NsDir, iface: &str) -> Option<PathBuf> {
+    if let Some(dir) = iface::index(iface).and_then(|i| ns.find_observe(i)) {
+        return Some(dir);
+    }
+    let suffix = format!(":{iface}");
+    fs::read_dir(ns.path())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("observe:") && n.ends_with(&suffix))
+        })
+}
+
+/// Whether `iface` is observed by xdpstat.
+pub fn is_observed(iface: &str) -> bool {
+    NsDir::current().is_ok_and(|ns| find(&ns, iface).is_some())
+}
+
+/// One reading of an observed interface's counts.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// The program observed.
+    pub observed: ProgRef,
+    /// What runs on the interface now, when that is another program: the
+    /// counts are then frozen, not live.
+    pub replaced_by: Option<u32>,
+    /// Per action (in [`ACTIONS`]' order): per CPU, and the sum.
+    pub actions: Vec<(Vec<CpuCounters>, Counters)>,
+    /// Per CPU, over the actions.
+    pub cpus: Vec<CpuCounters>,
+    /// Over the actions and the CPUs.
+    pub total: Counters,
+}
+
+/// Reads the counts of `iface`'s observers.
+///
+/// # Errors
+///
+/// [`ObserveError::NotObserved`], or a map that cannot be read.
+pub fn read(iface: &str) -> Result<Observation, ObserveError> {
+    let ns = NsDir::current()?;
+    let dir = find(&ns, iface).ok_or_else(|| ObserveError::NotObserved(iface.to_owned()))?;
+    let link = sys::obj_get(&dir.join("exit")).map_err(kernel("opening the observers' link"))?;
+    let info = sys::link_info(link.as_fd()).map_err(kernel("reading the observers' link"))?;
+    let observed = match sys::prog_fd_by_id(info.target_prog_id)
+        .ok()
+        .and_then(|fd| sys::prog_identity(fd.as_fd()).ok())
+    {
+        Some(p) => ProgRef::from(&p),
+        None => ProgRef {
+            prog_id: info.target_prog_id,
+            name: String::new(),
+            tag: String::new(),
+        },
+    };
+    let running = iface::index(iface)
+        .and_then(|i| netlink::interface(i).ok().flatten())
+        .and_then(|i| i.xdp.first().map(|p| p.prog_id));
+    let replaced_by = running.filter(|&id| id != observed.prog_id);
+    let map = OpenMap::open(&MapRef::Pinned(dir.join(ACTIONS_MAP)))?;
+    let cpus_online = Cpus::read()?;
+    let mut actions = Vec::new();
+    let mut cpus: Vec<CpuCounters> = Vec::new();
+    let mut total = Counters::default();
+    for key in 0..ACTIONS.len() as u32 {
+        let raw = map
+            .lookup(&key.to_ne_bytes())
+            .map_err(kernel("reading the actions map"))?;
+        let (per_cpu, sum) = counters::decode(Layout::Percpu, &raw, map.stride(), &cpus_online);
+        if cpus.is_empty() {
+            cpus.clone_from(&per_cpu);
+            for c in &mut cpus {
+                c.packets = 0;
+                c.bytes = 0;
+            }
+        }
+        for (all, one) in cpus.iter_mut().zip(&per_cpu) {
+            all.packets += one.packets;
+            all.bytes += one.bytes;
+        }
+        total.packets += sum.packets;
+        total.bytes += sum.bytes;
+        actions.push((per_cpu, sum));
+    }
+    Ok(Observation {
+        observed,
+        replaced_by,
+        actions,
+        cpus,
+        total,
+    })
+}

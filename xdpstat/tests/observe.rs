@@ -1,0 +1,288 @@
+//! `attach --observe`: xdpstat counts per verdict for an XDP program that
+//! another loader attached, through fentry/fexit, without replacing it.
+//!
+//! The observed program is `fixtures/observe/verdicts.c`, built here by
+//! clang, whose verdict depends only on the frame's length. This machine's
+//! kernel refuses tracing programs, so the counting tests run in the 6.1
+//! and 6.12 guests (`cargo xtask test --kernel`); where the kernel
+//! refuses, they check the refusal instead.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::{assert_fails, have_tool, privileged, settle, VethNs};
+use serde_json::Value;
+
+/// Builds the verdicts program into a directory of its own.
+fn build(dir: &Path, redirect_ifindex: u32, btf: bool) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/observe/verdicts.c");
+    let out = dir.join(if btf {
+        "verdicts.o"
+    } else {
+        "verdicts-nobtf.o"
+    });
+    let mut cmd = Command::new("clang");
+    cmd.args(["-O2", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu"])
+        .arg(format!("-DREDIRECT_IFINDEX={redirect_ifindex}"));
+    if btf {
+        cmd.arg("-g");
+    }
+    let status = cmd
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "clang {}", src.display());
+    out
+}
+
+/// A scratch directory, removed even when the test fails.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("xdpstat-observe-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A namespace whose `a` runs the verdicts program, attached by `ip` in
+/// `mode` (`xdpgeneric`, `xdpdrv`), and a second pair to redirect to.
+fn with_verdicts(mode: &str, dir: &Path, btf: bool) -> (VethNs, u32) {
+    let ns = VethNs::new();
+    ns.ip(&[
+        "link", "add", "rdc0", "type", "veth", "peer", "name", "rdd0",
+    ]);
+    ns.ip(&["link", "set", "rdc0", "up"]);
+    ns.ip(&["link", "set", "rdd0", "up"]);
+    let obj = build(dir, ns.ifindex("rdc0"), btf);
+    ns.ip(&[
+        "link",
+        "set",
+        "dev",
+        &ns.a,
+        mode,
+        "obj",
+        obj.to_str().unwrap(),
+        "sec",
+        "xdp",
+    ]);
+    let ids = ns.xdp_on(&ns.a);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    (ns, ids[0].prog_id)
+}
+
+/// The ids of the programs on `iface`.
+fn prog_ids(ns: &VethNs, iface: &str) -> Vec<u32> {
+    ns.xdp_on(iface).iter().map(|p| p.prog_id).collect()
+}
+
+/// The mix each CPU sends, and what the program makes of it.
+const MIX: [usize; 10] = [60, 60, 99, 333, 444, 555, 600, 1000, 100, 1514];
+
+fn expected(senders: u64) -> Value {
+    let per = |lens: &[usize]| {
+        serde_json::json!({
+            "packets": lens.len() as u64 * senders,
+            "bytes": lens.iter().sum::<usize>() as u64 * senders,
+        })
+    };
+    serde_json::json!({
+        "aborted": per(&[333]),
+        "drop": per(&[60, 60, 99]),
+        "pass": per(&[600, 1000, 100, 1514]),
+        "tx": per(&[444]),
+        "redirect": per(&[555]),
+        "other": per(&[]),
+    })
+}
+
+fn show(ns: &VethNs) -> Value {
+    let out = ns.xdpstat_ok(&["show", &ns.a, "--json"]);
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Whether this kernel loads the observers: they are refused here with
+/// the one line the refusal test checks.
+fn observe_or_refusal(ns: &VethNs) -> Option<Value> {
+    let out = ns.xdpstat(&["attach", &ns.a, "--observe", "--json"]);
+    if out.status.code() == Some(2)
+        && common::stderr(&out).contains("refuses xdpstat's fentry/fexit observers")
+    {
+        return None;
+    }
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn counts_every_verdict_exactly(mode: &str) {
+    let scratch = Scratch::new(mode);
+    let (ns, prog_id) = with_verdicts(mode, &scratch.0, true);
+    let Some(attached) = observe_or_refusal(&ns) else {
+        // The refusal test covers this kernel.
+        assert!(
+            !common::required()
+                || common::kernel_line() != "6.1" && common::kernel_line() != "6.12",
+            "6.1 and 6.12 load the observers"
+        );
+        return;
+    };
+    assert_eq!(attached["source"], "observe");
+    assert_eq!(attached["observed"]["prog_id"], prog_id);
+    assert_eq!(attached["observed"]["name"], "verdict_by_length");
+
+    std::thread::scope(|s| {
+        for cpu in [0, 1] {
+            let ns = &ns;
+            s.spawn(move || ns.send_frames(MIX.to_vec(), Some(cpu)));
+        }
+    });
+    let want = expected(2);
+    let got = settle(&want, || show(&ns)["actions"].clone());
+    assert_eq!(got, want, "{mode}");
+    let json = show(&ns);
+    let total: usize = MIX.iter().sum();
+    assert_eq!(json["total"]["packets"], MIX.len() as u64 * 2);
+    assert_eq!(json["total"]["bytes"], total as u64 * 2);
+    assert_eq!(json["observed"]["prog_id"], prog_id);
+    assert!(json["replaced_by"].is_null());
+    assert_eq!(json["bytes_at"], "entry");
+    let per_cpu: u64 = json["cpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["actions"]["drop"]["packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_cpu, 6, "the CPUs' drops add up");
+    assert_eq!(
+        prog_ids(&ns, &ns.a),
+        vec![prog_id],
+        "the program stays, same id"
+    );
+
+    let out = ns.xdpstat_ok(&["detach", &ns.a]);
+    assert!(
+        out.contains(&format!("prog id {prog_id} stays attached")),
+        "{out}"
+    );
+    assert_eq!(
+        prog_ids(&ns, &ns.a),
+        vec![prog_id],
+        "still attached after detach"
+    );
+    let observers: Vec<_> = std::fs::read_dir(ns.ns_dir().path())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        observers
+            .iter()
+            .all(|n| !n.to_string_lossy().starts_with("observe:")),
+        "{observers:?}"
+    );
+}
+
+#[test]
+fn every_verdict_is_counted_exactly_in_generic_mode() {
+    if !privileged("every_verdict_is_counted_exactly_in_generic_mode") || !have_tool("clang") {
+        return;
+    }
+    counts_every_verdict_exactly("xdpgeneric");
+}
+
+#[test]
+fn every_verdict_is_counted_exactly_in_native_mode() {
+    if !privileged("every_verdict_is_counted_exactly_in_native_mode") || !have_tool("clang") {
+        return;
+    }
+    counts_every_verdict_exactly("xdpdrv");
+}
+
+#[test]
+fn a_kernel_that_refuses_tracing_gets_one_line_and_nothing_is_left() {
+    if !privileged("a_kernel_that_refuses_tracing_gets_one_line_and_nothing_is_left")
+        || !have_tool("clang")
+    {
+        return;
+    }
+    let scratch = Scratch::new("refused");
+    let (ns, prog_id) = with_verdicts("xdpgeneric", &scratch.0, true);
+    let out = ns.xdpstat(&["attach", &ns.a, "--observe"]);
+    if out.status.success() {
+        // This kernel observes (the counting tests cover it); undo.
+        ns.xdpstat_ok(&["detach", &ns.a]);
+        return;
+    }
+    assert_fails(
+        &out,
+        2,
+        &[
+            "refuses xdpstat's fentry/fexit observers",
+            "errno",
+            "prog list --stats",
+        ],
+    );
+    assert_eq!(
+        prog_ids(&ns, &ns.a),
+        vec![prog_id],
+        "the program is untouched"
+    );
+    assert!(
+        !ns.ns_dir().path().exists(),
+        "no pins: {:?}",
+        std::fs::read_dir(ns.ns_dir().path()).map(|d| d.count())
+    );
+}
+
+#[test]
+fn what_cannot_be_observed_is_refused_in_one_line() {
+    if !privileged("what_cannot_be_observed_is_refused_in_one_line") || !have_tool("clang") {
+        return;
+    }
+    let scratch = Scratch::new("bad");
+    // A program without BTF: fentry has no function to attach to.
+    let (ns, prog_id) = with_verdicts("xdpgeneric", &scratch.0, false);
+    let out = ns.xdpstat(&["attach", &ns.a, "--observe"]);
+    assert_fails(
+        &out,
+        2,
+        &[
+            &prog_id.to_string(),
+            "without BTF",
+            "clang -g",
+            "prog list --stats",
+        ],
+    );
+    assert_eq!(prog_ids(&ns, &ns.a), vec![prog_id]);
+
+    // Nothing attached.
+    let out = ns.xdpstat(&["attach", &ns.b, "--observe"]);
+    assert_fails(&out, 2, &["runs no XDP program", "xdpstat attach"]);
+
+    // No such interface.
+    let out = ns.xdpstat(&["attach", "nosuch0", "--observe"]);
+    assert_fails(&out, 2, &["no interface named 'nosuch0'"]);
+
+    // xdpstat's own program.
+    ns.xdpstat_ok(&["attach", &ns.b]);
+    let out = ns.xdpstat(&["attach", &ns.b, "--observe"]);
+    assert_fails(&out, 2, &["xdpstat's own program", "xdpstat show"]);
+    ns.xdpstat_ok(&["detach", &ns.b]);
+    assert!(
+        std::fs::read_dir(ns.ns_dir().path()).map_or(true, |d| d.count() == 0),
+        "nothing left behind"
+    );
+}
