@@ -60,8 +60,10 @@ impl Drop for Scratch {
     }
 }
 
-/// A namespace whose `a` runs the verdicts program, attached by `ip` in
-/// `mode` (`xdpgeneric`, `xdpdrv`), and a second pair to redirect to.
+/// A namespace whose `a` runs the verdicts program, attached in `mode`:
+/// by `ip` (netlink) with `xdpgeneric` or `xdpdrv`, or with `link` through
+/// a BPF link (generic), pinned as a libbpf loader would; and a second
+/// pair to redirect to.
 fn with_verdicts(mode: &str, dir: &Path, btf: bool) -> (VethNs, u32) {
     let ns = VethNs::new();
     ns.ip(&[
@@ -70,17 +72,28 @@ fn with_verdicts(mode: &str, dir: &Path, btf: bool) -> (VethNs, u32) {
     ns.ip(&["link", "set", "rdc0", "up"]);
     ns.ip(&["link", "set", "rdd0", "up"]);
     let obj = build(dir, ns.ifindex("rdc0"), btf);
-    ns.ip(&[
-        "link",
-        "set",
-        "dev",
-        &ns.a,
-        mode,
-        "obj",
-        obj.to_str().unwrap(),
-        "sec",
-        "xdp",
-    ]);
+    if mode == "link" {
+        let ifindex = ns.ifindex(&ns.a);
+        let pin = ns.scratch_pin.clone();
+        ns.run(move || {
+            let mut ebpf = aya::Ebpf::load_file(&obj).unwrap();
+            let prog: &mut aya::programs::Xdp = ebpf
+                .program_mut("verdict_by_length")
+                .unwrap()
+                .try_into()
+                .unwrap();
+            prog.load().unwrap();
+            let id = prog
+                .attach_to_if_index(ifindex, aya::programs::XdpMode::Skb)
+                .unwrap();
+            let link: aya::programs::links::FdLink =
+                prog.take_link(id).unwrap().try_into().unwrap();
+            link.pin(&pin).unwrap();
+        });
+    } else {
+        let obj = obj.to_str().unwrap();
+        ns.ip(&["link", "set", "dev", &ns.a, mode, "obj", obj, "sec", "xdp"]);
+    }
     let ids = ns.xdp_on(&ns.a);
     assert_eq!(ids.len(), 1, "{ids:?}");
     (ns, ids[0].prog_id)
@@ -209,6 +222,63 @@ fn every_verdict_is_counted_exactly_in_native_mode() {
         return;
     }
     counts_every_verdict_exactly("xdpdrv");
+}
+
+#[test]
+fn every_verdict_is_counted_exactly_under_a_bpf_link() {
+    if !privileged("every_verdict_is_counted_exactly_under_a_bpf_link") || !have_tool("clang") {
+        return;
+    }
+    counts_every_verdict_exactly("link");
+}
+
+#[test]
+fn a_replaced_program_is_named_and_its_counts_are_not_shown_as_live() {
+    if !privileged("a_replaced_program_is_named_and_its_counts_are_not_shown_as_live")
+        || !have_tool("clang")
+    {
+        return;
+    }
+    let scratch = Scratch::new("replaced");
+    let (ns, old) = with_verdicts("xdpgeneric", &scratch.0, true);
+    if observe_or_refusal(&ns).is_none() {
+        return;
+    }
+    ns.send_frames(vec![60, 600], None);
+    let want = serde_json::json!({"packets": 1, "bytes": 600});
+    assert_eq!(settle(&want, || show(&ns)["actions"]["pass"].clone()), want);
+    // The user reloads theirs, as `ip -force link set … xdpgeneric obj`.
+    let obj = scratch.0.join("verdicts.o");
+    let status = Command::new("ip")
+        .args([
+            "-force",
+            "-n",
+            &ns.ns,
+            "link",
+            "set",
+            "dev",
+            &ns.a,
+            "xdpgeneric",
+            "obj",
+        ])
+        .arg(&obj)
+        .args(["sec", "xdp"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let new = prog_ids(&ns, &ns.a);
+    assert_eq!(new.len(), 1);
+    assert_ne!(new[0], old, "a new program");
+    let json = show(&ns);
+    assert_eq!(json["observed"]["prog_id"], old);
+    assert_eq!(json["replaced_by"], new[0]);
+    let text = ns.xdpstat_ok(&["show", &ns.a]);
+    assert!(
+        text.contains(&format!("now runs prog id {}", new[0])) && text.contains("frozen"),
+        "{text}"
+    );
+    ns.xdpstat_ok(&["detach", &ns.a]);
+    assert_eq!(prog_ids(&ns, &ns.a), new, "the new program stays");
 }
 
 #[test]

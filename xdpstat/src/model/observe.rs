@@ -286,10 +286,7 @@ type Links = Vec<(&'static str, OwnedFd)>;
 
 /// Loads both observers for `target`'s function `func` and attaches
 /// them: their links, and the `actions` map.
-fn load(
-    target: std::os::fd::BorrowedFd<'_>,
-    func: u32,
-) -> Result<(Links, OwnedFd), ObserveError> {
+fn load(target: std::os::fd::BorrowedFd<'_>, func: u32) -> Result<(Links, OwnedFd), ObserveError> {
     let ebpf = aya::EbpfLoader::new()
         .load(layout::observe_object())
         .map_err(|e| ObserveError::Prepare(xdpstat_analysis::error::chain(&e)))?;
