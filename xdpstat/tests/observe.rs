@@ -157,6 +157,19 @@ fn counts_every_verdict_exactly(mode: &str) {
     assert_eq!(attached["source"], "observe");
     assert_eq!(attached["observed"]["prog_id"], prog_id);
     assert_eq!(attached["observed"]["name"], "verdict_by_length");
+    let status: Value = serde_json::from_str(&ns.xdpstat_ok(&["status", "--json"])).unwrap();
+    let entry = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["interface"] == ns.a.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["observed"], true, "{status}");
+    assert_eq!(entry["owner"], "other");
+    assert!(ns
+        .xdpstat_ok(&["status"])
+        .contains("other, observed by xdpstat"));
 
     std::thread::scope(|s| {
         for cpu in [0, 1] {
@@ -279,6 +292,97 @@ fn a_replaced_program_is_named_and_its_counts_are_not_shown_as_live() {
     );
     ns.xdpstat_ok(&["detach", &ns.a]);
     assert_eq!(prog_ids(&ns, &ns.a), new, "the new program stays");
+}
+
+#[test]
+fn run_follows_a_replaced_program_and_counts_the_new_one_exactly() {
+    if !privileged("run_follows_a_replaced_program_and_counts_the_new_one_exactly")
+        || !have_tool("clang")
+    {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let scratch = Scratch::new("run");
+    let (ns, old) = with_verdicts("xdpgeneric", &scratch.0, true);
+    let probe = ns.xdpstat(&["attach", &ns.a, "--observe"]);
+    if !probe.status.success() {
+        return; // The refusal test covers a kernel that refuses.
+    }
+    ns.xdpstat_ok(&["detach", &ns.a]);
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_xdpstat"))
+        .args(["run", &ns.a, "--observe", "--json", "--interval", "200ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let first = next();
+    assert_eq!(first["observed"]["prog_id"], old);
+    ns.send_frames(MIX.to_vec(), None);
+    let mut line = next();
+    for _ in 0..50 {
+        if line["actions"] == expected(1) {
+            break;
+        }
+        line = next();
+    }
+    assert_eq!(line["actions"], expected(1), "before the replacement");
+
+    let obj = scratch.0.join("verdicts.o");
+    let status = Command::new("ip")
+        .args([
+            "-force",
+            "-n",
+            &ns.ns,
+            "link",
+            "set",
+            "dev",
+            &ns.a,
+            "xdpgeneric",
+            "obj",
+        ])
+        .arg(&obj)
+        .args(["sec", "xdp"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let new = prog_ids(&ns, &ns.a)[0];
+    let mut line = next();
+    for _ in 0..50 {
+        if line["notice"].is_string() {
+            break;
+        }
+        line = next();
+    }
+    let notice = line["notice"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        notice.contains(&format!("now runs prog id {new}")),
+        "{line}"
+    );
+    assert_eq!(line["observed"]["prog_id"], new);
+    assert!(line["rates"].is_null(), "rates restart");
+    ns.send_frames(MIX.to_vec(), None);
+    let mut line = next();
+    for _ in 0..50 {
+        if line["actions"] == expected(1) {
+            break;
+        }
+        line = next();
+    }
+    assert_eq!(line["actions"], expected(1), "the new program's own counts");
+    assert_eq!(line["observed"]["prog_id"], new);
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "run exits 0 on SIGTERM: {status}");
+    assert_eq!(prog_ids(&ns, &ns.a), vec![new], "the program stays");
+    let left: Vec<_> = std::fs::read_dir(ns.ns_dir().path())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "run removed its observers: {left:?}");
 }
 
 #[test]

@@ -156,6 +156,10 @@ pub struct RunArgs {
     /// Print one JSON object per interval.
     #[arg(long)]
     pub json: bool,
+    /// Count per verdict for the program another loader attached, through
+    /// xdpstat's observers, and follow it when it is replaced.
+    #[arg(long, conflicts_with_all = ["mode", "layout"])]
+    pub observe: bool,
 }
 
 /// Parses an interval: `1s`, `250ms`, `2m`, or a plain number of seconds.
@@ -411,6 +415,9 @@ pub(super) fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
 fn run_cmd(args: &RunArgs) -> Result<()> {
     // Handlers first, so that a Ctrl-C during the attach still detaches.
     let stop = stop_flag()?;
+    if args.observe {
+        return run_observe(args, &stop);
+    }
     let attached_here = match attach::inspect(&args.iface)? {
         Some(a) => {
             if let Some(layout) = args.layout.filter(|&l| Some(l) != a.layout) {
@@ -484,6 +491,63 @@ impl Drop for DetachOnDrop {
         if let Some(prog_id) = self.prog_id {
             let _ = attach::detach_program(&self.iface, prog_id);
         }
+    }
+}
+
+/// `run --observe`: observes (unless observed already), reports each
+/// interval, and removes on exit the observers this run attached.
+fn run_observe(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
+    use crate::model::observe;
+    let ours = if observe::is_observed(&args.iface) {
+        eprintln!(
+            "xdpstat: {} observed already; leaving the observers on exit",
+            args.iface
+        );
+        false
+    } else {
+        let done = observe::observe(&args.iface)?;
+        eprintln!(
+            "xdpstat: observing prog id {} ({}) on {}; Ctrl-C removes the observers",
+            done.observed.prog_id, done.observed.name, args.iface
+        );
+        true
+    };
+    let result = (|| -> Result<()> {
+        let mut follow = observe::Follow::new(&args.iface);
+        follow.step()?;
+        let start = Instant::now();
+        let mut out = io::stdout().lock();
+        let mut n = 0u64;
+        while args.count.is_none_or(|count| n < count) {
+            n += 1;
+            let Some(deadline) = u32::try_from(n)
+                .ok()
+                .and_then(|n| args.interval.checked_mul(n))
+                .and_then(|d| start.checked_add(d))
+            else {
+                break;
+            };
+            if !sleep_until(deadline, stop) {
+                break;
+            }
+            let step = follow.step()?;
+            crate::output::observe::write_step(&mut out, &args.iface, &step, args.json)?;
+            out.flush()?;
+        }
+        Ok(())
+    })();
+    if ours {
+        match observe::unobserve(&args.iface) {
+            Ok(_) => eprintln!("xdpstat: removed the observers from {}", args.iface),
+            Err(e) => {
+                result?;
+                return Err(e.into());
+            }
+        }
+    }
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
     }
 }
 

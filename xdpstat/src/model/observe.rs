@@ -450,6 +450,12 @@ fn find(ns: &NsDir, iface: &str) -> Option<PathBuf> {
         })
 }
 
+/// The program xdpstat's observers on `iface` observe, if any.
+pub fn observed_prog_id(iface: &str) -> Option<u32> {
+    let ns = NsDir::current().ok()?;
+    observed_by(&find(&ns, iface)?)
+}
+
 /// Whether `iface` is observed by xdpstat.
 pub fn is_observed(iface: &str) -> bool {
     NsDir::current().is_ok_and(|ns| find(&ns, iface).is_some())
@@ -528,4 +534,102 @@ pub fn read(iface: &str) -> Result<Observation, ObserveError> {
         cpus,
         total,
     })
+}
+
+/// Rates between two readings, per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Rate {
+    /// Frames per second.
+    pub pps: f64,
+    /// Bits per second.
+    pub bps: f64,
+}
+
+impl Rate {
+    fn between(before: &Counters, after: &Counters, seconds: f64) -> Self {
+        if seconds <= 0.0 {
+            return Self::default();
+        }
+        Self {
+            pps: after.packets.saturating_sub(before.packets) as f64 / seconds,
+            bps: after.bytes.saturating_sub(before.bytes) as f64 * 8.0 / seconds,
+        }
+    }
+}
+
+/// One step of `run --observe`.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The reading.
+    pub observation: Observation,
+    /// Per action, since the last step; `None` on the first step, and
+    /// after a re-observe.
+    pub rates: Option<Vec<Rate>>,
+    /// Over the actions.
+    pub total_rate: Option<Rate>,
+    /// What happened since the last step, for people.
+    pub notice: Option<String>,
+}
+
+/// Follows the program on an interface over time: reads its observers,
+/// and when the user replaces the program, observes the new one.
+#[derive(Debug)]
+pub struct Follow {
+    iface: String,
+    last: Option<(std::time::Instant, Observation)>,
+}
+
+impl Follow {
+    /// Follows `iface`, observed already.
+    pub fn new(iface: &str) -> Self {
+        Self {
+            iface: iface.to_owned(),
+            last: None,
+        }
+    }
+
+    /// Reads once; re-observes a replaced program first.
+    ///
+    /// # Errors
+    ///
+    /// [`ObserveError`] from reading or observing.
+    pub fn step(&mut self) -> Result<Step, ObserveError> {
+        let mut seen = read(&self.iface)?;
+        let mut notice = None;
+        if let Some(now) = seen.replaced_by {
+            let old = seen.observed.prog_id;
+            unobserve(&self.iface)?;
+            let done = observe(&self.iface)?;
+            notice = Some(format!(
+                "{} now runs prog id {now} ({}), not {old}: observing it now; rates restart",
+                self.iface, done.observed.name
+            ));
+            self.last = None;
+            seen = read(&self.iface)?;
+        }
+        let taken = std::time::Instant::now();
+        let (rates, total_rate) = match &self.last {
+            Some((then, before)) => {
+                let seconds = taken.duration_since(*then).as_secs_f64();
+                let rates = before
+                    .actions
+                    .iter()
+                    .zip(&seen.actions)
+                    .map(|((_, b), (_, a))| Rate::between(b, a, seconds))
+                    .collect();
+                (
+                    Some(rates),
+                    Some(Rate::between(&before.total, &seen.total, seconds)),
+                )
+            }
+            None => (None, None),
+        };
+        self.last = Some((taken, seen.clone()));
+        Ok(Step {
+            observation: seen,
+            rates,
+            total_rate,
+            notice,
+        })
+    }
 }

@@ -160,3 +160,66 @@ pub fn write_observed(
         ))),
     )
 }
+
+/// One line of `run --observe` per step: the total, then each verdict's
+/// count and rate; or, with `json`, one object.
+///
+/// # Errors
+///
+/// Write errors.
+pub fn write_step(
+    out: &mut impl Write,
+    interface: &str,
+    step: &crate::model::observe::Step,
+    json: bool,
+) -> io::Result<()> {
+    let seen = &step.observation;
+    if json {
+        #[derive(Serialize)]
+        struct StepJson<'a> {
+            #[serde(flatten)]
+            show: ObservedJson<'a>,
+            rates: Option<serde_json::Map<String, serde_json::Value>>,
+            total_rate: Option<crate::model::observe::Rate>,
+            notice: Option<&'a str>,
+        }
+        let rates = step.rates.as_ref().map(|rates| {
+            ACTIONS
+                .iter()
+                .zip(rates)
+                .map(|(name, r)| ((*name).to_owned(), serde_json::json!(r)))
+                .collect()
+        });
+        serde_json::to_writer(
+            &mut *out,
+            &StepJson {
+                show: ObservedJson::new(interface, seen),
+                rates,
+                total_rate: step.total_rate,
+                notice: step.notice.as_deref(),
+            },
+        )?;
+        return writeln!(out);
+    }
+    if let Some(n) = &step.notice {
+        writeln!(out, "notice: {n}")?;
+    }
+    let rate = |r: Option<&crate::model::observe::Rate>| {
+        r.map_or_else(
+            || "-".to_owned(),
+            |r| format!("{} pps", super::render::si(r.pps)),
+        )
+    };
+    let mut line = format!(
+        "{interface} prog {}: {} pkts {} bytes ({})",
+        seen.observed.prog_id,
+        seen.total.packets,
+        seen.total.bytes,
+        rate(step.total_rate.as_ref())
+    );
+    for (i, (name, (_, sum))) in ACTIONS.iter().zip(&seen.actions).enumerate() {
+        let r = step.rates.as_ref().and_then(|r| r.get(i));
+        line.push_str(&format!(" | {name} {} ({})", sum.packets, rate(r)));
+    }
+    writeln!(out, "{line}")
+}

@@ -19,6 +19,9 @@ pub struct ShowJson<'a> {
     pub map_path: Option<&'a std::path::Path>,
     /// `percpu` or `shared`.
     pub map: Layout,
+    /// `own`: xdpstat's own program counts (`observe` for the observers
+    /// of another loader's program, in `output::observe`).
+    pub source: &'static str,
     /// The map's id.
     pub map_id: u32,
     /// Per CPU; empty for a shared map.
@@ -43,6 +46,7 @@ impl<'a> ShowJson<'a> {
             interface,
             map_path: None,
             map: snapshot.layout,
+            source: "own",
             map_id: snapshot.map_id,
             cpus: &snapshot.cpus,
             total: TotalJson {

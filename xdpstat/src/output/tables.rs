@@ -58,7 +58,11 @@ pub fn status_table(found: &[XdpStatus]) -> String {
                 s.prog_id.to_string(),
                 s.name.clone(),
                 s.tag.map(|t| t.to_string()).unwrap_or_default(),
-                s.owner.name().to_owned(),
+                if s.observed {
+                    format!("{}, observed by xdpstat", s.owner.name())
+                } else {
+                    s.owner.name().to_owned()
+                },
                 held_by,
             ]
         })
@@ -357,6 +361,7 @@ mod tests {
             },
             link_id,
             pin_dir: None,
+            observed: false,
         };
         let text = status_table(&[
             row("veth0", 5561, Owner::Xdpstat, Some(12)),

@@ -61,6 +61,8 @@ pub struct XdpStatus {
     /// xdpstat's pin directory, when xdpstat owns it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_dir: Option<PathBuf>,
+    /// Whether xdpstat's observers count for this program.
+    pub observed: bool,
 }
 
 /// The XDP links in the system: `(ifindex, prog_id)` to link id.
@@ -116,6 +118,7 @@ pub fn status() -> Result<Vec<XdpStatus>, InspectError> {
     for iface in interfaces {
         // xdpstat's own attachment, if its pins hold one of these programs.
         let ours = attach::inspect(&iface.name)?;
+        let observed = crate::model::observe::observed_prog_id(&iface.name);
         for p in &iface.xdp {
             let ours = ours.as_ref().filter(|a| a.prog_id == p.prog_id);
             let link_id = links.get(&(iface.index, p.prog_id)).copied();
@@ -142,6 +145,7 @@ pub fn status() -> Result<Vec<XdpStatus>, InspectError> {
                 },
                 link_id,
                 pin_dir: ours.map(|a| a.pin_dir.clone()),
+                observed: observed == Some(p.prog_id),
             });
         }
     }
