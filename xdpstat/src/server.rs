@@ -667,6 +667,7 @@ mod tests {
                     },
                     program: None,
                     program_error: None,
+                    observed: None,
                 })
                 .collect()
         }

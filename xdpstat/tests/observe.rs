@@ -194,6 +194,21 @@ fn counts_every_verdict_exactly(mode: &str) {
         .map(|c| c["actions"]["drop"]["packets"].as_u64().unwrap())
         .sum();
     assert_eq!(per_cpu, 6, "the CPUs' drops add up");
+    let metrics = scrape_export(&ns);
+    for (action, want) in expected(2).as_object().unwrap() {
+        let series = format!(
+            "xdpstat_packets_total{{interface=\"{}\",action=\"{action}\"}} {}",
+            ns.a, want["packets"]
+        );
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(&format!("prog_id=\"{prog_id}\",name=\"verdict_by_length\"")),
+        "{metrics}"
+    );
     assert_eq!(
         prog_ids(&ns, &ns.a),
         vec![prog_id],
@@ -219,6 +234,40 @@ fn counts_every_verdict_exactly(mode: &str) {
             .all(|n| !n.to_string_lossy().starts_with("observe:")),
         "{observers:?}"
     );
+}
+
+/// One scrape of `xdpstat export` in the namespace (whose port 9435 is
+/// its own).
+fn scrape_export(ns: &VethNs) -> String {
+    use std::io::{Read, Write};
+    ns.ip(&["link", "set", "lo", "up"]);
+    let mut export = ns
+        .command(env!("CARGO_BIN_EXE_xdpstat"))
+        .args(["export", "--listen", "127.0.0.1:9435"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = ns.run(|| {
+        let addr: std::net::SocketAddr = "127.0.0.1:9435".parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+                write!(stream, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+                let mut raw = String::new();
+                stream.read_to_string(&mut raw).unwrap();
+                return raw;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "export never answered"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    let _ = export.kill();
+    let _ = export.wait();
+    body
 }
 
 #[test]

@@ -456,6 +456,31 @@ pub fn observed_prog_id(iface: &str) -> Option<u32> {
     observed_by(&find(&ns, iface)?)
 }
 
+/// The interfaces of this namespace whose programs xdpstat observes, by
+/// their names now (or when observed, if they are gone).
+pub fn observed_interfaces() -> Vec<String> {
+    let Ok(ns) = NsDir::current() else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = fs::read_dir(ns.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().into_string().ok()?;
+            let (index, name) = file.strip_prefix("observe:")?.split_once(':')?;
+            let now = index
+                .parse()
+                .ok()
+                .and_then(|i| netlink::interface(i).ok().flatten())
+                .map(|i| i.name);
+            Some(now.unwrap_or_else(|| name.to_owned()))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// Whether `iface` is observed by xdpstat.
 pub fn is_observed(iface: &str) -> bool {
     NsDir::current().is_ok_and(|ns| find(&ns, iface).is_some())

@@ -41,6 +41,9 @@ pub struct Reading {
     pub program: Option<ProgramLabels>,
     /// Why the program could not be inspected, if it could not.
     pub program_error: Option<String>,
+    /// For an interface whose program xdpstat observes rather than counts
+    /// itself: the observers' reading (`sample` then has no snapshot).
+    pub observed: Option<crate::model::observe::Observation>,
 }
 
 impl Reading {
@@ -63,11 +66,15 @@ impl Reading {
             },
             program: None,
             program_error: None,
+            observed: None,
         }
     }
 
     /// Why this interface failed this scrape, or `None` if it did not.
     pub fn failure(&self) -> Option<String> {
+        if self.observed.is_some() {
+            return None;
+        }
         if self.sample.snapshot.is_none() {
             let why = self
                 .sample
@@ -122,14 +129,18 @@ impl KernelSource {
 
 impl Source for KernelSource {
     fn read(&self) -> Vec<Reading> {
-        let names = match &self.ifaces {
-            Some(names) => names.clone(),
+        let (names, observed) = match &self.ifaces {
+            Some(names) => names
+                .iter()
+                .cloned()
+                .partition(|n| !crate::model::observe::is_observed(n)),
             None => match monitor::counted_interfaces() {
-                Ok(names) => names,
+                Ok(names) => (names, crate::model::observe::observed_interfaces()),
                 // Nothing can be read: one failed reading says why.
                 Err(e) => return vec![Reading::unlisted(&e)],
             },
         };
+        let observed: Vec<Reading> = observed.iter().map(|n| observed_reading(n)).collect();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let KernelState { watches, tags } = &mut *state;
         if self.ifaces.is_none() {
@@ -169,6 +180,7 @@ impl Source for KernelSource {
                     sample,
                     program,
                     program_error,
+                    observed: None,
                 }
             })
             .collect();
@@ -177,7 +189,32 @@ impl Source for KernelSource {
                 .iter()
                 .any(|r| r.program.as_ref().is_some_and(|p| p.prog_id == *id))
         });
+        let mut readings = readings;
+        readings.extend(observed);
         readings
+    }
+}
+
+/// The reading of an interface whose program xdpstat observes.
+fn observed_reading(iface: &str) -> Reading {
+    let (observed, program_error) = match crate::model::observe::read(iface) {
+        Ok(o) => (Some(o), None),
+        Err(e) => (None, Some(xdpstat_analysis::error::chain(&e))),
+    };
+    Reading {
+        sample: Sample {
+            iface: iface.to_owned(),
+            snapshot: None,
+            rates: None,
+            cpu_rates: Vec::new(),
+            notice: program_error
+                .clone()
+                .map(|message| monitor::Notice::ReadError { message }),
+            present: true,
+        },
+        program: None,
+        program_error: None,
+        observed,
     }
 }
 

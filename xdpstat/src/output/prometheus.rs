@@ -10,8 +10,14 @@
 //!   `xdpstat_bytes_total{interface[,cpu]}`: counters, the sums over CPUs
 //!   (as ebpf_exporter exports them), or one series per possible CPU with
 //!   `--per-cpu`;
+//! - for an interface whose program xdpstat observes (`attach --observe`),
+//!   the same two families with an `action` label (`aborted`, `drop`,
+//!   `pass`, `tx`, `redirect`, `other`), so that `sum by (interface)` is
+//!   the total; dropped once the program is replaced;
 //! - `xdpstat_program_info{interface,prog_id,tag,mode,map}`: 1 for the
 //!   program xdpstat has attached;
+//! - `xdpstat_observed_program_info{interface,prog_id,name,tag,state}`: 1
+//!   for an observed program, `state` `live` or `replaced`;
 //! - `xdpstat_scrape_errors_total`: interfaces whose counters could not be
 //!   read, summed over scrapes. One failing interface never fails the scrape.
 
@@ -102,6 +108,9 @@ type Labels = Vec<(&'static str, String)>;
 
 /// The counter series of one reading: the sum, or one per CPU.
 fn counter_series(reading: &Reading, per_cpu: bool) -> Vec<(Labels, Counters)> {
+    if let Some(seen) = &reading.observed {
+        return observed_series(&reading.sample.iface, seen, per_cpu);
+    }
     let Some(snapshot) = &reading.sample.snapshot else {
         return Vec::new();
     };
@@ -119,6 +128,39 @@ fn counter_series(reading: &Reading, per_cpu: bool) -> Vec<(Labels, Counters)> {
     } else {
         vec![(vec![iface()], snapshot.total)]
     }
+}
+
+/// An observed program's series: one per verdict (`action`), and per CPU
+/// with `per_cpu`, so that `sum by (interface)` is the interface's total.
+/// None once the program was replaced: its counts are frozen, and
+/// `xdpstat_observed_program_info` says `state="replaced"`.
+fn observed_series(
+    iface: &str,
+    seen: &crate::model::observe::Observation,
+    per_cpu: bool,
+) -> Vec<(Labels, Counters)> {
+    if seen.replaced_by.is_some() {
+        return Vec::new();
+    }
+    let mut series = Vec::new();
+    for (action, (cpus, sum)) in xdpstat_common::ACTIONS.iter().zip(&seen.actions) {
+        let labels = || {
+            vec![
+                ("interface", iface.to_owned()),
+                ("action", (*action).to_owned()),
+            ]
+        };
+        if per_cpu {
+            for c in cpus {
+                let mut l = labels();
+                l.push(("cpu", c.cpu.to_string()));
+                series.push((l, c.counters()));
+            }
+        } else {
+            series.push((labels(), *sum));
+        }
+    }
+    series
 }
 
 /// A counter family, and which of the counters it carries.
@@ -181,6 +223,34 @@ pub fn encode_readings(
             ("map", p.map.to_owned()),
         ];
         info.encode_family(&labels)?.encode_gauge(&1i64)?;
+    }
+
+    let mut observed = encoder.encode_descriptor(
+        "xdpstat_observed_program_info",
+        "Another loader's XDP program whose verdicts xdpstat observes; always 1. state=replaced once the interface runs another program, whose series are then dropped.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for reading in readings {
+        let Some(seen) = &reading.observed else {
+            continue;
+        };
+        let labels: Labels = vec![
+            ("interface", reading.sample.iface.clone()),
+            ("prog_id", seen.observed.prog_id.to_string()),
+            ("name", seen.observed.name.clone()),
+            ("tag", seen.observed.tag.clone()),
+            (
+                "state",
+                if seen.replaced_by.is_some() {
+                    "replaced"
+                } else {
+                    "live"
+                }
+                .to_owned(),
+            ),
+        ];
+        observed.encode_family(&labels)?.encode_gauge(&1i64)?;
     }
 
     encoder
@@ -390,6 +460,7 @@ mod tests {
                     map: "percpu",
                 }),
                 program_error: None,
+                observed: None,
             },
             Reading {
                 sample: sample(
@@ -408,11 +479,13 @@ mod tests {
                 ),
                 program: None,
                 program_error: None,
+                observed: None,
             },
             Reading {
                 sample: sample("veth2", None, Some(Notice::NotCounting)),
                 program: None,
                 program_error: None,
+                observed: None,
             },
         ]
     }
@@ -437,11 +510,98 @@ mod tests {
             "# HELP xdpstat_program_info The XDP program xdpstat has attached to the interface; always 1.",
             "# TYPE xdpstat_program_info gauge",
             "xdpstat_program_info{interface=\"veth0\",prog_id=\"2341\",tag=\"0123456789abcdef\",mode=\"native\",map=\"percpu\"} 1",
+            "# HELP xdpstat_observed_program_info Another loader's XDP program whose verdicts xdpstat observes; always 1. state=replaced once the interface runs another program, whose series are then dropped.",
+            "# TYPE xdpstat_observed_program_info gauge",
             "# HELP xdpstat_scrape_errors_total Interfaces whose counters could not be read, summed over scrapes.",
             "# TYPE xdpstat_scrape_errors_total counter",
             "xdpstat_scrape_errors_total 1",
         ];
         assert_eq!(lines(&body), want, "{body}");
+    }
+
+    fn observed(replaced_by: Option<u32>) -> Reading {
+        use crate::model::observe::{Observation, ProgRef};
+        let cpu = |cpu: u32, packets: u64, bytes: u64| CpuCounters {
+            cpu,
+            packets,
+            bytes,
+            online: true,
+        };
+        let action = |a: (u64, u64), b: (u64, u64)| {
+            (
+                vec![cpu(0, a.0, a.1), cpu(1, b.0, b.1)],
+                Counters {
+                    packets: a.0 + b.0,
+                    bytes: a.1 + b.1,
+                },
+            )
+        };
+        let actions = vec![
+            action((0, 0), (1, 333)),
+            action((3, 180), (1, 60)),
+            action((2, 1200), (0, 0)),
+            action((0, 0), (0, 0)),
+            action((0, 0), (0, 0)),
+            action((0, 0), (0, 0)),
+        ];
+        Reading {
+            sample: sample("obs0", None, None),
+            program: None,
+            program_error: None,
+            observed: Some(Observation {
+                observed: ProgRef {
+                    prog_id: 77,
+                    name: "verdict_by_length".to_owned(),
+                    tag: "00112233445566ff".to_owned(),
+                },
+                replaced_by,
+                cpus: vec![cpu(0, 5, 1380), cpu(1, 2, 393)],
+                total: Counters {
+                    packets: 7,
+                    bytes: 1773,
+                },
+                actions,
+            }),
+        }
+    }
+
+    #[test]
+    fn an_observed_program_has_a_series_per_action_that_sum_to_the_total() {
+        let metrics = Metrics::new(Fixed(vec![observed(None)]), false);
+        let body = metrics.encode(Format::PrometheusText).unwrap();
+        let packets: Vec<&str> = lines(&body)
+            .into_iter()
+            .filter(|l| l.starts_with("xdpstat_packets_total{"))
+            .collect();
+        assert_eq!(packets.len(), 6, "{body}");
+        assert!(packets.contains(&"xdpstat_packets_total{interface=\"obs0\",action=\"drop\"} 4"));
+        let sum: u64 = packets
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(sum, 7, "sum by (interface) is the total");
+        assert!(body.contains("xdpstat_observed_program_info{interface=\"obs0\",prog_id=\"77\",name=\"verdict_by_length\",tag=\"00112233445566ff\",state=\"live\"} 1"), "{body}");
+        assert!(
+            !body.contains("xdpstat_scrape_errors_total 1"),
+            "no failure: {body}"
+        );
+
+        let per_cpu = Metrics::new(Fixed(vec![observed(None)]), true);
+        let body = per_cpu.encode(Format::PrometheusText).unwrap();
+        assert!(
+            body.contains(
+                "xdpstat_bytes_total{interface=\"obs0\",action=\"aborted\",cpu=\"1\"} 333"
+            ),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_replaced_observed_program_drops_its_series() {
+        let metrics = Metrics::new(Fixed(vec![observed(Some(78))]), false);
+        let body = metrics.encode(Format::PrometheusText).unwrap();
+        assert!(!body.contains("xdpstat_packets_total{"), "{body}");
+        assert!(body.contains("state=\"replaced\"} 1"), "{body}");
     }
 
     #[test]
