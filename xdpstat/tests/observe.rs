@@ -491,6 +491,10 @@ fn what_cannot_be_observed_is_refused_in_one_line() {
     );
     assert_eq!(prog_ids(&ns, &ns.a), vec![prog_id]);
 
+    // Without --observe, attach names both ways.
+    let out = ns.xdpstat(&["attach", &ns.a]);
+    assert_fails(&out, 1, &["already runs", "--observe", "--force"]);
+
     // Nothing attached.
     let out = ns.xdpstat(&["attach", &ns.b, "--observe"]);
     assert_fails(&out, 2, &["runs no XDP program", "xdpstat attach"]);

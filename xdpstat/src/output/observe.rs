@@ -23,7 +23,7 @@ pub struct ObservedJson<'a> {
     /// When the bytes are measured: on entry, as received.
     bytes_at: &'static str,
     cpus: Vec<CpuJson>,
-    actions: serde_json::Map<String, serde_json::Value>,
+    actions: ActionsJson,
     total: TotalJson,
 }
 
@@ -33,22 +33,38 @@ struct CpuJson {
     packets: u64,
     bytes: u64,
     online: bool,
-    actions: serde_json::Map<String, serde_json::Value>,
+    actions: ActionsJson,
 }
 
-fn actions_json(
-    counts: impl Iterator<Item = (u64, u64)>,
-) -> serde_json::Map<String, serde_json::Value> {
-    ACTIONS
-        .iter()
-        .zip(counts)
-        .map(|(name, (packets, bytes))| {
-            (
-                (*name).to_owned(),
-                serde_json::json!({"packets": packets, "bytes": bytes}),
-            )
-        })
-        .collect()
+/// The verdicts in the kernel's order (`ACTIONS`), each `{"packets",
+/// "bytes"}`.
+#[derive(Serialize)]
+struct ActionsJson {
+    aborted: TotalJson,
+    drop: TotalJson,
+    pass: TotalJson,
+    tx: TotalJson,
+    redirect: TotalJson,
+    other: TotalJson,
+}
+
+fn actions_json(counts: impl Iterator<Item = (u64, u64)>) -> ActionsJson {
+    let mut all = [TotalJson {
+        packets: 0,
+        bytes: 0,
+    }; 6];
+    for (slot, (packets, bytes)) in all.iter_mut().zip(counts) {
+        *slot = TotalJson { packets, bytes };
+    }
+    let [aborted, drop, pass, tx, redirect, other] = all;
+    ActionsJson {
+        aborted,
+        drop,
+        pass,
+        tx,
+        redirect,
+        other,
+    }
 }
 
 impl<'a> ObservedJson<'a> {

@@ -180,8 +180,9 @@ pub enum AttachError {
         name: String,
     },
     /// The interface already runs an XDP program.
-    #[error("{iface} already runs XDP program {}; replace it with --force, or remove it first ({})",
+    #[error("{iface} already runs XDP program {}; {}replace it with --force, or remove it first ({})",
         describe(*.existing, .existing_name.as_deref(), *.ours),
+        if *.ours { "" } else { "count for it with --observe, " },
         remove_advice(iface, *.ours, *.link_id))]
     Busy {
         /// Interface name.
