@@ -34,9 +34,26 @@ pub const COUNTERS_MAP: &str = "counters";
 /// The only key of the counters map.
 pub const COUNTERS_KEY: u32 = 0;
 
-/// Name of the observers' map: one `Counters` per CPU for each verdict of
-/// the observed program, keyed by [`ACTIONS`]' index.
+/// Name of the observers' map: a per-CPU array of one [`ObserverSlot`].
 pub const ACTIONS_MAP: &str = "actions";
+
+/// The observers' value, one per CPU: the length of the frame the
+/// observed program is running on (fentry writes it, fexit reads it), and
+/// a `Counters` per verdict, by [`ACTIONS`]' index. One value, so that
+/// each observer does one map lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObserverSlot {
+    /// The frame in flight on this CPU, in bytes.
+    pub inflight: u64,
+    /// Per verdict.
+    pub actions: [Counters; 6],
+}
+
+// SAFETY: `ObserverSlot` is `repr(C)`, made of `u64`s with no padding, and
+// every bit pattern is a valid value.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ObserverSlot {}
 
 /// The verdicts the observers count, by key: the kernel's `XDP_ABORTED`
 /// (0) to `XDP_REDIRECT` (4), then any other return value.

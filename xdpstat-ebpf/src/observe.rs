@@ -4,9 +4,11 @@
 //!
 //! The bytes are the frame's length on entry, before the program could
 //! move `data` or `data_end` (`bpf_xdp_adjust_head`/`_tail`): fentry
-//! keeps it in this CPU's `inflight` slot, and fexit, which sees the
-//! verdict, adds it. An XDP program does not nest on one CPU, so one slot
-//! per CPU is enough.
+//! keeps it in this CPU's slot, and fexit, which sees the verdict, adds it.
+//! An XDP program does not nest on one CPU, so one slot per CPU is enough.
+//! The slot and the counts share one per-CPU value, so that each observer
+//! makes one map lookup: before Linux 6.11 the verifier does not inline a
+//! per-CPU array's lookup in these programs, and each lookup is a call.
 #![no_std]
 #![no_main]
 
@@ -15,15 +17,11 @@ use aya_ebpf::{
     macros::{btf_map, fentry, fexit},
     programs::{FEntryContext, FExitContext},
 };
-use xdpstat_common::{ACTION_OTHER, Counters, XDP_BUFF_DATA, XDP_BUFF_DATA_END};
+use xdpstat_common::{ACTION_OTHER, ObserverSlot, XDP_BUFF_DATA, XDP_BUFF_DATA_END};
 
 #[btf_map]
 #[expect(non_upper_case_globals, reason = "the map's name, as bpftool shows it")]
-static actions: PerCpuArray<Counters, 6> = PerCpuArray::new();
-
-#[btf_map]
-#[expect(non_upper_case_globals, reason = "the map's name, as bpftool shows it")]
-static inflight: PerCpuArray<u64, 1> = PerCpuArray::new();
+static actions: PerCpuArray<ObserverSlot, 1> = PerCpuArray::new();
 
 #[fentry]
 pub fn xdpstat_observe_entry(ctx: FEntryContext) -> u32 {
@@ -37,9 +35,9 @@ pub fn xdpstat_observe_entry(ctx: FEntryContext) -> u32 {
             core::ptr::read(buff.add(XDP_BUFF_DATA_END).cast::<u64>()),
         )
     };
-    if let Some(slot) = inflight.get_ptr_mut(0) {
+    if let Some(slot) = actions.get_ptr_mut(0) {
         // SAFETY: this CPU's slot; nothing else runs here meanwhile.
-        unsafe { *slot = end.wrapping_sub(data) };
+        unsafe { (*slot).inflight = end.wrapping_sub(data) };
     }
     0
 }
@@ -54,16 +52,14 @@ pub fn xdpstat_observe_exit(ctx: FExitContext) -> u32 {
     } else {
         ACTION_OTHER
     };
-    let len = match inflight.get_ptr(0) {
-        // SAFETY: this CPU's slot, written by fentry for this frame.
-        Some(slot) => unsafe { *slot },
-        None => 0,
-    };
-    if let Some(cnt) = actions.get_ptr_mut(key) {
-        // SAFETY: this CPU's slot of this verdict.
+    if let Some(slot) = actions.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, whose `inflight` fentry wrote for this
+        // frame; `key` is below 6.
         unsafe {
-            (*cnt).packets += 1;
-            (*cnt).bytes += len;
+            let len = (*slot).inflight;
+            let cnt = &mut (*slot).actions[key as usize];
+            cnt.packets += 1;
+            cnt.bytes += len;
         }
     }
     0

@@ -11,12 +11,12 @@
 //!
 //! `cargo xtask bench` (root needed).
 
+mod common;
+
 use std::{path::Path, thread};
 
-use aya::{
-    programs::{TestRun, TestRunOptions, Xdp},
-    Ebpf,
-};
+use aya::{programs::Xdp, Ebpf};
+use common::{ns_per_run, trimmed_mean};
 use xdpstat::model::layout::Layout;
 
 const RUNS: u32 = 1_000_000;
@@ -41,70 +41,10 @@ impl Program {
     }
 }
 
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is empty; CPU_SET stays in bounds.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
-}
-
-/// Nanoseconds per run, averaged over `cpus` all running at once, as the
-/// kernel measures it: around its run loop only, and without the time the
-/// thread spent scheduled out. (Wall time around the syscall is not usable
-/// here: on this VM it carries tens of milliseconds of scheduling noise per
-/// call.) The kernel truncates its average to whole nanoseconds.
-fn ns_per_run(prog: &Xdp, cpus: &[usize], frame: &[u8]) -> f64 {
-    let times: Vec<f64> = thread::scope(|s| {
-        let handles: Vec<_> = cpus
-            .iter()
-            .map(|&cpu| {
-                s.spawn(move || {
-                    pin_to_cpu(cpu);
-                    let result = prog
-                        .test_run(TestRunOptions {
-                            data_in: Some(frame),
-                            repeat: RUNS,
-                            ..TestRunOptions::default()
-                        })
-                        .expect("BPF_PROG_TEST_RUN");
-                    assert_eq!(result.return_value, 2, "XDP_PASS");
-                    // The kernel truncates to whole ns: +0.5 undoes the bias.
-                    result.duration.as_nanos() as f64 + 0.5
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    times.iter().sum::<f64>() / times.len() as f64
-}
-
-/// The mean of the middle 80%: drops the rounds a neighbour disturbed,
-/// while still averaging the whole-nanosecond steps of the kernel's figure
-/// into a finer one (round-to-round noise dithers the truncation).
-fn trimmed_mean(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let cut = v.len() / 10;
-    let kept = &v[cut..v.len() - cut];
-    kept.iter().sum::<f64>() / kept.len() as f64
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
-    // we need. Either way, run only when asked to benchmark.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::asked() {
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the benchmark loads BPF programs: run it as root"
-    );
     let pass =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("bpf/xdpstat_pass.o")).unwrap();
     let mut programs = vec![
@@ -150,7 +90,7 @@ fn main() {
             // Rotate the order, so no program is always first after a switch.
             for i in 0..programs.len() {
                 let p = (i + round) % programs.len();
-                results[p][c].push(ns_per_run(programs[p].xdp(), config, &frame));
+                results[p][c].push(ns_per_run(programs[p].xdp(), config, &frame, RUNS, 2));
             }
         }
     }

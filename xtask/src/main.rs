@@ -19,11 +19,12 @@ mod vm;
 
 /// The objects `xdpstat-ebpf` builds, by binary name. The committed copies
 /// live in `xdpstat/bpf/<name>.o`.
-const OBJECTS: [&str; 4] = [
+const OBJECTS: [&str; 5] = [
     "xdpstat_percpu",
     "xdpstat_shared",
     "xdpstat_pass",
     "xdpstat_observe",
+    "xdpstat_observe_floor",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -78,8 +79,14 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Run the per-packet cost benchmark (BPF_PROG_TEST_RUN).
-    Bench,
+    /// Run the per-packet cost benchmarks (BPF_PROG_TEST_RUN).
+    ///
+    /// With `--kernel`, run instead the observers' benchmark inside that
+    /// kernel under qemu (this machine's kernel refuses tracing programs).
+    Bench {
+        #[arg(long, value_name = "6.1|6.12|PATH")]
+        kernel: Vec<String>,
+    },
     /// Boot a kernel under qemu as `test --kernel` does and run one shell
     /// command in it, as root on the host's files, read-only (a tmpfs on
     /// /tmp, /run, /var, /root; bpffs on /sys/fs/bpf).
@@ -142,7 +149,19 @@ fn main() -> Result<ExitCode> {
             cpus,
             parallel: false,
         }),
-        Cmd::Bench => done(bench()),
+        Cmd::Bench { kernel } if kernel.is_empty() => done(bench()),
+        Cmd::Bench { kernel } => {
+            let exe = bench_binary("observe_cost")?;
+            guest_tests::run(&guest_tests::Request {
+                kernels: kernel,
+                tests: Vec::new(),
+                args: Vec::new(),
+                command: Some(format!("{} --bench", exe.display())),
+                timeout: Duration::from_secs(1800),
+                cpus: 2,
+                parallel: false,
+            })
+        }
     }
 }
 
@@ -184,10 +203,36 @@ fn host_test(args: &[String]) -> Result<()> {
 fn bench() -> Result<()> {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root()).args(["bench", "-p", "xdpstat"]);
+    // observe_cost needs tracing programs: `cargo xtask bench --kernel 6.12`.
     for bench in ["prog_cost", "explain_log", "map_dump", "prog_list"] {
         cmd.args(["--bench", bench]);
     }
     run(&mut cmd)
+}
+
+/// Builds one benchmark of the xdpstat package and returns its executable.
+fn bench_binary(name: &str) -> Result<PathBuf> {
+    let out = Command::new(cargo())
+        .current_dir(root())
+        .args([
+            "bench",
+            "-p",
+            "xdpstat",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+            "--bench",
+            name,
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo bench --no-run")?;
+    ensure!(out.status.success(), "building the benchmark {name} failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|m| m["target"]["name"] == name && m["executable"].is_string())
+        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo built no benchmark {name}"))
 }
 
 fn root() -> PathBuf {

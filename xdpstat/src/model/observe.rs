@@ -19,11 +19,7 @@ use std::{
 
 use xdpstat_common::{Counters, ACTIONS, ACTIONS_MAP, XDP_BUFF_DATA, XDP_BUFF_DATA_END};
 
-use super::{
-    counters::{self, CpuCounters},
-    layout::{self, Layout},
-    workbench::KernelFeatures,
-};
+use super::{counters::CpuCounters, layout, workbench::KernelFeatures};
 use crate::kernel::{
     bpffs::{self, BpffsError, NsDir},
     iface,
@@ -282,13 +278,33 @@ fn check_xdp_buff() -> Result<(), ObserveError> {
 }
 
 /// The observers' links, by pin name.
-type Links = Vec<(&'static str, OwnedFd)>;
+pub type Links = Vec<(&'static str, OwnedFd)>;
 
 /// Loads both observers for `target`'s function `func` and attaches
 /// them: their links, and the `actions` map.
 fn load(target: std::os::fd::BorrowedFd<'_>, func: u32) -> Result<(Links, OwnedFd), ObserveError> {
+    let (links, actions) = attach_object(target, func, layout::observe_object())?;
+    let actions = actions.ok_or_else(|| ObserveError::Prepare("no actions map".to_owned()))?;
+    Ok((links, actions))
+}
+
+/// Loads the fentry `xdpstat_observe_entry` and the fexit
+/// `xdpstat_observe_exit` of `object` for `target`'s function `func` (its
+/// BTF id in its BTF, [`ProgIdentity::func_btf_id`]) and attaches them:
+/// their links, by pin name, which detach when dropped, and the object's
+/// `actions` map if it has one. The benchmark attaches an empty pair this
+/// way, to measure the trampoline alone.
+///
+/// # Errors
+///
+/// [`ObserveError::Unsupported`] when the kernel refuses them.
+pub fn attach_object(
+    target: std::os::fd::BorrowedFd<'_>,
+    func: u32,
+    object: &[u8],
+) -> Result<(Links, Option<OwnedFd>), ObserveError> {
     let ebpf = aya::EbpfLoader::new()
-        .load(layout::observe_object())
+        .load(object)
         .map_err(|e| ObserveError::Prepare(xdpstat_analysis::error::chain(&e)))?;
     let mut fds = HashMap::new();
     let mut actions = None;
@@ -306,13 +322,12 @@ fn load(target: std::os::fd::BorrowedFd<'_>, func: u32) -> Result<(Links, OwnedF
             );
         }
     }
-    let actions = actions.ok_or_else(|| ObserveError::Prepare("no actions map".to_owned()))?;
     let features = KernelFeatures::probe();
     let mut links = Vec::new();
     for (program, pin_name, attach_type) in PROGRAMS {
         let prepared = xdpstat_analysis::obj::prepare_program(
             Path::new("xdpstat_observe.o"),
-            layout::observe_object(),
+            object,
             program,
             &fds,
             &features,
@@ -528,30 +543,11 @@ pub fn read(iface: &str) -> Result<Observation, ObserveError> {
         .and_then(|i| i.xdp.first().map(|p| p.prog_id));
     let replaced_by = running.filter(|&id| id != observed.prog_id);
     let map = OpenMap::open(&MapRef::Pinned(dir.join(ACTIONS_MAP)))?;
-    let cpus_online = Cpus::read()?;
-    let mut actions = Vec::new();
-    let mut cpus: Vec<CpuCounters> = Vec::new();
-    let mut total = Counters::default();
-    for key in 0..ACTIONS.len() as u32 {
-        let raw = map
-            .lookup(&key.to_ne_bytes())
-            .map_err(kernel("reading the actions map"))?;
-        let (per_cpu, sum) = counters::decode(Layout::Percpu, &raw, map.stride(), &cpus_online);
-        if cpus.is_empty() {
-            cpus.clone_from(&per_cpu);
-            for c in &mut cpus {
-                c.packets = 0;
-                c.bytes = 0;
-            }
-        }
-        for (all, one) in cpus.iter_mut().zip(&per_cpu) {
-            all.packets += one.packets;
-            all.bytes += one.bytes;
-        }
-        total.packets += sum.packets;
-        total.bytes += sum.bytes;
-        actions.push((per_cpu, sum));
-    }
+    let online = Cpus::read()?;
+    let raw = map
+        .lookup(&0u32.to_ne_bytes())
+        .map_err(kernel("reading the actions map"))?;
+    let (actions, cpus, total) = decode_slots(&raw, map.stride(), &online);
     Ok(Observation {
         observed,
         replaced_by,
@@ -559,6 +555,61 @@ pub fn read(iface: &str) -> Result<Observation, ObserveError> {
         cpus,
         total,
     })
+}
+
+/// Per verdict (per CPU, and the sum), per CPU, and the total.
+type Decoded = (
+    Vec<(Vec<CpuCounters>, Counters)>,
+    Vec<CpuCounters>,
+    Counters,
+);
+
+/// Splits a lookup of the per-CPU [`xdpstat_common::ObserverSlot`]s (`stride` bytes
+/// apart, for each possible CPU) into per-verdict counts per CPU and their
+/// sums, the per-CPU totals, and the grand total.
+fn decode_slots(raw: &[u8], stride: usize, online: &Cpus) -> Decoded {
+    let u64_at = |o: usize| {
+        raw.get(o..o + 8)
+            .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+    };
+    let n_cpus = raw.len().checked_div(stride).unwrap_or(0);
+    let mut actions: Vec<(Vec<CpuCounters>, Counters)> = Vec::new();
+    // Slot i is the i-th possible CPU's.
+    let mut cpus: Vec<CpuCounters> = (0..n_cpus)
+        .map(|i| {
+            let cpu = online.possible.get(i).copied().unwrap_or(i as u32);
+            CpuCounters {
+                cpu,
+                packets: 0,
+                bytes: 0,
+                online: online.online.contains(&cpu),
+            }
+        })
+        .collect();
+    let mut total = Counters::default();
+    for a in 0..ACTIONS.len() {
+        let mut per_cpu = Vec::with_capacity(n_cpus);
+        let mut sum = Counters::default();
+        for (cpu, all) in cpus.iter_mut().enumerate() {
+            // `inflight`, then a `Counters` per verdict.
+            let at = cpu * stride + 8 + a * Counters::SIZE;
+            let (packets, bytes) = (u64_at(at), u64_at(at + 8));
+            per_cpu.push(CpuCounters {
+                cpu: all.cpu,
+                packets,
+                bytes,
+                online: all.online,
+            });
+            all.packets += packets;
+            all.bytes += bytes;
+            sum.packets += packets;
+            sum.bytes += bytes;
+        }
+        total.packets += sum.packets;
+        total.bytes += sum.bytes;
+        actions.push((per_cpu, sum));
+    }
+    (actions, cpus, total)
 }
 
 /// Rates between two readings, per second.
