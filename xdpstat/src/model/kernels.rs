@@ -122,7 +122,7 @@ fn check_one(
     let script = qemu::script(&dir, &[], &body);
     let label = kernel.spec.as_str();
     progress(label, &format!("booting {}", kernel.release));
-    qemu::run(
+    let ran = qemu::run(
         kernel,
         &dir,
         &script,
@@ -132,7 +132,15 @@ fn check_one(
         &mut |msg| {
             progress(label, &format!("{msg}, checking"));
         },
-    )?;
+    );
+    if let Err(e) = ran {
+        // A guest that broke keeps its console log; nothing else is worth
+        // keeping.
+        if !matches!(e, VmError::Guest { .. }) {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        return Err(e);
+    }
     let result = read_results(kernel, &dir);
     if result.is_ok() {
         let _ = fs::remove_dir_all(&dir);
