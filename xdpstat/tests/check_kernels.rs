@@ -6,29 +6,10 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+use std::{path::Path, process::Command};
 
-use common::{assert_fails, fixture, have_tool, privileged};
+use common::{assert_fails, fixture, have_tool, privileged, repo, xdpstat};
 use serde_json::Value;
-
-fn repo() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-fn xdpstat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xdpstat"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")

@@ -272,23 +272,8 @@ fn a_program_held_by_another_loaders_link_is_replaced_through_that_link() {
         return;
     }
     let ns = VethNs::new();
-    let ifindex = ns.ifindex(&ns.a);
-    let pin = ns.scratch_pin.clone();
     // Like a libbpf loader that attaches with bpf_link and pins the link.
-    ns.run(move || {
-        let mut ebpf = aya::Ebpf::load_file(bpf_object("xdpstat_pass")).unwrap();
-        let prog: &mut aya::programs::Xdp = ebpf
-            .program_mut("xdpstat_pass")
-            .unwrap()
-            .try_into()
-            .unwrap();
-        prog.load().unwrap();
-        let id = prog
-            .attach_to_if_index(ifindex, aya::programs::XdpMode::Skb)
-            .unwrap();
-        let link: aya::programs::links::FdLink = prog.take_link(id).unwrap().try_into().unwrap();
-        link.pin(&pin).unwrap();
-    });
+    ns.attach_link(&ns.a, &bpf_object("xdpstat_pass"), "xdpstat_pass");
     let link_id = sys::link_info(sys::obj_get(&ns.scratch_pin).unwrap().as_fd())
         .unwrap()
         .id;

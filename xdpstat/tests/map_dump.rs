@@ -18,7 +18,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use common::{bpf_object, have_tool, privileged, settle, VethNs};
+use common::{bpf_object, have_tool, privileged, settle, xdpstat, VethNs};
 use serde_json::Value;
 
 // ---- bpf(2), as the test needs it -------------------------------------
@@ -245,13 +245,6 @@ fn btf_load(blob: &[u8]) -> OwnedFd {
 use common::btf_writer::BtfWriter as Btf;
 
 // ---- running the two tools --------------------------------------------
-
-fn xdpstat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xdpstat"))
-        .args(args)
-        .output()
-        .expect("run xdpstat")
-}
 
 fn stdout_ok(out: &Output, what: &str) -> String {
     assert!(

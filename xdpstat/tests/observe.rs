@@ -73,23 +73,7 @@ fn with_verdicts(mode: &str, dir: &Path, btf: bool) -> (VethNs, u32) {
     ns.ip(&["link", "set", "rdd0", "up"]);
     let obj = build(dir, ns.ifindex("rdc0"), btf);
     if mode == "link" {
-        let ifindex = ns.ifindex(&ns.a);
-        let pin = ns.scratch_pin.clone();
-        ns.run(move || {
-            let mut ebpf = aya::Ebpf::load_file(&obj).unwrap();
-            let prog: &mut aya::programs::Xdp = ebpf
-                .program_mut("verdict_by_length")
-                .unwrap()
-                .try_into()
-                .unwrap();
-            prog.load().unwrap();
-            let id = prog
-                .attach_to_if_index(ifindex, aya::programs::XdpMode::Skb)
-                .unwrap();
-            let link: aya::programs::links::FdLink =
-                prog.take_link(id).unwrap().try_into().unwrap();
-            link.pin(&pin).unwrap();
-        });
+        ns.attach_link(&ns.a, &obj, "verdict_by_length");
     } else {
         let obj = obj.to_str().unwrap();
         ns.ip(&["link", "set", "dev", &ns.a, mode, "obj", obj, "sec", "xdp"]);
@@ -294,6 +278,37 @@ fn received_on_a(ns: &VethNs, lengths: Vec<usize>) -> Vec<usize> {
     got
 }
 
+/// Replaces `a`'s program with `obj`, as a user reloading theirs does:
+/// `ip -force link set … xdpgeneric obj`.
+fn replace_program(ns: &VethNs, obj: &Path) {
+    let obj = obj.to_str().unwrap();
+    ns.ip(&[
+        "-force",
+        "link",
+        "set",
+        "dev",
+        &ns.a,
+        "xdpgeneric",
+        "obj",
+        obj,
+        "sec",
+        "xdp",
+    ]);
+}
+
+/// The first of at most 50 lines from `next` that `want` accepts, or
+/// the 50th.
+fn next_until(next: &mut impl FnMut() -> Value, want: impl Fn(&Value) -> bool) -> Value {
+    let mut line = next();
+    for _ in 0..50 {
+        if want(&line) {
+            break;
+        }
+        line = next();
+    }
+    line
+}
+
 /// One scrape of `xdpstat export` in the namespace (whose port 9435 is
 /// its own).
 fn scrape_export(ns: &VethNs) -> String {
@@ -367,25 +382,9 @@ fn a_replaced_program_is_named_and_its_counts_are_not_shown_as_live() {
     ns.send_frames(vec![60, 600], None);
     let want = serde_json::json!({"packets": 1, "bytes": 600});
     assert_eq!(settle(&want, || show(&ns)["actions"]["pass"].clone()), want);
-    // The user reloads theirs, as `ip -force link set … xdpgeneric obj`.
+    // The user reloads theirs.
     let obj = scratch.0.join("verdicts.o");
-    let status = Command::new("ip")
-        .args([
-            "-force",
-            "-n",
-            &ns.ns,
-            "link",
-            "set",
-            "dev",
-            &ns.a,
-            "xdpgeneric",
-            "obj",
-        ])
-        .arg(&obj)
-        .args(["sec", "xdp"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    replace_program(&ns, &obj);
     let new = prog_ids(&ns, &ns.a);
     assert_eq!(new.len(), 1);
     assert_ne!(new[0], old, "a new program");
@@ -428,41 +427,13 @@ fn run_follows_a_replaced_program_and_counts_the_new_one_exactly() {
     let first = next();
     assert_eq!(first["observed"]["prog_id"], old);
     ns.send_frames(MIX.to_vec(), None);
-    let mut line = next();
-    for _ in 0..50 {
-        if line["actions"] == expected(1) {
-            break;
-        }
-        line = next();
-    }
+    let line = next_until(&mut next, |l| l["actions"] == expected(1));
     assert_eq!(line["actions"], expected(1), "before the replacement");
 
     let obj = scratch.0.join("verdicts.o");
-    let status = Command::new("ip")
-        .args([
-            "-force",
-            "-n",
-            &ns.ns,
-            "link",
-            "set",
-            "dev",
-            &ns.a,
-            "xdpgeneric",
-            "obj",
-        ])
-        .arg(&obj)
-        .args(["sec", "xdp"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    replace_program(&ns, &obj);
     let new = prog_ids(&ns, &ns.a)[0];
-    let mut line = next();
-    for _ in 0..50 {
-        if line["notice"].is_string() {
-            break;
-        }
-        line = next();
-    }
+    let line = next_until(&mut next, |l| l["notice"].is_string());
     let notice = line["notice"].as_str().unwrap_or_default().to_owned();
     assert!(
         notice.contains(&format!("now runs prog id {new}")),
@@ -471,13 +442,7 @@ fn run_follows_a_replaced_program_and_counts_the_new_one_exactly() {
     assert_eq!(line["observed"]["prog_id"], new);
     assert!(line["rates"].is_null(), "rates restart");
     ns.send_frames(MIX.to_vec(), None);
-    let mut line = next();
-    for _ in 0..50 {
-        if line["actions"] == expected(1) {
-            break;
-        }
-        line = next();
-    }
+    let line = next_until(&mut next, |l| l["actions"] == expected(1));
     assert_eq!(line["actions"], expected(1), "the new program's own counts");
     assert_eq!(line["observed"]["prog_id"], new);
 

@@ -3,31 +3,10 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+use std::{io::Write, path::PathBuf, process::Output};
 
-use common::{fixture, privileged, settle, VethNs};
+use common::{fixture, privileged, repo, settle, xdpstat, VethNs};
 use serde_json::Value;
-
-/// The repository root, where the fixtures' sources are (`--src`).
-fn repo() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-fn xdpstat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xdpstat"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -509,8 +509,7 @@ impl BpfObject {
         fds: &std::collections::HashMap<String, i32>,
         kernel: &KernelFeatures<'_>,
     ) -> Result<KernelProgram, ObjectError> {
-        guard::aya(|| prepare_unguarded(&self.path, &self.for_aya, &program.name, fds, kernel))
-            .map_err(|panic| self.malformed(&panic))?
+        prepare_program(&self.path, &self.for_aya, &program.name, fds, kernel)
     }
 }
 

@@ -515,26 +515,12 @@ fn run_observe(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
     let result = (|| -> Result<()> {
         let mut follow = observe::Follow::new(&args.iface);
         follow.step()?;
-        let start = Instant::now();
         let mut out = io::stdout().lock();
-        let mut n = 0u64;
-        while args.count.is_none_or(|count| n < count) {
-            n += 1;
-            let Some(deadline) = u32::try_from(n)
-                .ok()
-                .and_then(|n| args.interval.checked_mul(n))
-                .and_then(|d| start.checked_add(d))
-            else {
-                break;
-            };
-            if !sleep_until(deadline, stop) {
-                break;
-            }
+        every_interval(args, Instant::now(), stop, || {
             let step = follow.step()?;
             crate::output::observe::write_step(&mut out, &args.iface, &step, args.json)?;
-            out.flush()?;
-        }
-        Ok(())
+            Ok(out.flush()?)
+        })
     })();
     if ours {
         match observe::unobserve(&args.iface) {
@@ -562,6 +548,20 @@ fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
         )));
     };
     let mut out = io::stdout().lock();
+    every_interval(args, start, stop, || {
+        render::write_sample(&mut out, &watch.sample(), args.json)?;
+        Ok(out.flush()?)
+    })
+}
+
+/// Calls `tick` every `--interval` after `start`, `--count` times or until
+/// `stop` is set; the deadlines do not drift with the time `tick` takes.
+fn every_interval(
+    args: &RunArgs,
+    start: Instant,
+    stop: &AtomicBool,
+    mut tick: impl FnMut() -> Result<()>,
+) -> Result<()> {
     let mut n = 0u64;
     while args.count.is_none_or(|count| n < count) {
         n += 1;
@@ -575,8 +575,7 @@ fn report_loop(args: &RunArgs, stop: &AtomicBool) -> Result<()> {
         if !sleep_until(deadline, stop) {
             break;
         }
-        render::write_sample(&mut out, &watch.sample(), args.json)?;
-        out.flush()?;
+        tick()?;
     }
     Ok(())
 }

@@ -334,7 +334,6 @@ fn check_on_kernels(
     let mut checks = vec![KernelCheck {
         kernel: crate::kernel::sys::uname_release(),
         host: true,
-        spec: None,
         programs: host,
     }];
     checks.extend(kernels::check(guests, &req, &|spec, msg| {

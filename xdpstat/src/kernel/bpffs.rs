@@ -205,15 +205,26 @@ impl NsDir {
         self.path.join(format!("{OBSERVE_PREFIX}{ifindex}:{name}"))
     }
 
+    /// Every observers' directory in this namespace's directory: the
+    /// ifindex, the name the interface had, and the path.
+    pub fn observe_dirs(&self) -> Vec<(u32, String, PathBuf)> {
+        subdirs(&self.path)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| {
+                let file = p.file_name()?.to_str()?;
+                let (index, name) = file.strip_prefix(OBSERVE_PREFIX)?.split_once(':')?;
+                Some((index.parse().ok()?, name.to_owned(), p.clone()))
+            })
+            .collect()
+    }
+
     /// The observers' directory of interface `ifindex`, whatever name it
     /// was given, if there is one.
     pub fn find_observe(&self, ifindex: u32) -> Option<PathBuf> {
-        let prefix = format!("{OBSERVE_PREFIX}{ifindex}:");
-        subdirs(&self.path).ok()?.into_iter().find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix))
-        })
+        self.observe_dirs()
+            .into_iter()
+            .find_map(|(i, _, path)| (i == ifindex).then_some(path))
     }
 
     /// Every interface directory in this namespace's directory (none when

@@ -26,8 +26,6 @@ pub struct KernelCheck {
     pub kernel: String,
     /// Whether it is the running kernel rather than a guest's.
     pub host: bool,
-    /// What `--kernel` said, for a guest.
-    pub spec: Option<String>,
     /// One per program, in the object's order.
     pub programs: Vec<ProgramReport>,
 }
@@ -180,7 +178,6 @@ fn read_results(kernel: &Kernel, dir: &Path) -> Result<KernelCheck, VmError> {
     Ok(KernelCheck {
         kernel: uname,
         host: false,
-        spec: Some(kernel.spec.clone()),
         programs,
     })
 }

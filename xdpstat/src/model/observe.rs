@@ -95,6 +95,9 @@ pub enum ObserveError {
     /// Preparing the embedded observers failed.
     #[error("preparing xdpstat's observers: {0}")]
     Prepare(String),
+    /// Telling whether xdpstat's own program runs there.
+    #[error(transparent)]
+    Own(Box<super::attach::AttachError>),
     /// Reading the counts.
     #[error(transparent)]
     Map(#[from] MapError),
@@ -122,6 +125,7 @@ impl ObserveError {
             | Self::AlreadyObserved { .. }
             | Self::NotObserved(_) => true,
             Self::Map(e) => e.is_usage(),
+            Self::Own(e) => e.is_usage(),
             Self::Bpffs(e) => matches!(e, BpffsError::Ephemeral),
             Self::Kernel { .. } | Self::Prepare(_) | Self::Netlink(_) | Self::Privilege(_) => false,
         }
@@ -190,12 +194,20 @@ pub fn observe(iface: &str) -> Result<Observed, ObserveError> {
     let ifindex =
         iface::index(iface).ok_or_else(|| ObserveError::UnknownInterface(iface.to_owned()))?;
     bpffs::ensure_mounted()?;
+    // Before the lock: `inspect` settles xdpstat's own record under it.
+    let own = super::attach::inspect(iface).map_err(|e| ObserveError::Own(Box::new(e)))?;
     let ns = NsDir::current()?;
     let _lock = ns.lock()?;
     let current = netlink::interface(ifindex)?.map_or_else(Vec::new, |i| i.xdp);
     let Some(running) = current.first().copied() else {
         return Err(ObserveError::NoProgram(iface.to_owned()));
     };
+    if let Some(a) = own.filter(|a| a.prog_id == running.prog_id) {
+        return Err(ObserveError::OwnProgram {
+            iface: iface.to_owned(),
+            prog_id: a.prog_id,
+        });
+    }
     if let Some(dir) = ns.find_observe(ifindex) {
         match observed_by(&dir) {
             Some(id) if id == running.prog_id => {
@@ -206,17 +218,6 @@ pub fn observe(iface: &str) -> Result<Observed, ObserveError> {
             }
             // The observers of a program that no longer runs here.
             _ => remove_dir(&dir),
-        }
-    }
-    if let Some(dir) = ns.find(ifindex)? {
-        let own = [dir.link(), dir.prog()].iter().any(|pin| {
-            sys::obj_get(pin).is_ok_and(|fd| pinned_prog_id(fd.as_fd()) == Some(running.prog_id))
-        });
-        if own {
-            return Err(ObserveError::OwnProgram {
-                iface: iface.to_owned(),
-                prog_id: running.prog_id,
-            });
         }
     }
     let target = sys::prog_fd_by_id(running.prog_id).map_err(kernel(format!(
@@ -239,14 +240,6 @@ pub fn observe(iface: &str) -> Result<Observed, ObserveError> {
         observed: ProgRef::from(&identity),
         pin_dir: dir,
     })
-}
-
-/// The program a pinned program or link runs.
-fn pinned_prog_id(fd: std::os::fd::BorrowedFd<'_>) -> Option<u32> {
-    if let Ok(info) = sys::link_info(fd) {
-        return Some(info.prog_id);
-    }
-    sys::prog_identity(fd).ok().map(|p| p.id)
 }
 
 /// The program the observers in `dir` observe, if their link still holds.
@@ -453,16 +446,9 @@ fn find(ns: &NsDir, iface: &str) -> Option<PathBuf> {
     if let Some(dir) = iface::index(iface).and_then(|i| ns.find_observe(i)) {
         return Some(dir);
     }
-    let suffix = format!(":{iface}");
-    fs::read_dir(ns.path())
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("observe:") && n.ends_with(&suffix))
-        })
+    ns.observe_dirs()
+        .into_iter()
+        .find_map(|(_, name, path)| (name == iface).then_some(path))
 }
 
 /// The program xdpstat's observers on `iface` observe, if any.
@@ -477,19 +463,14 @@ pub fn observed_interfaces() -> Vec<String> {
     let Ok(ns) = NsDir::current() else {
         return Vec::new();
     };
-    let mut names: Vec<String> = fs::read_dir(ns.path())
+    let mut names: Vec<String> = ns
+        .observe_dirs()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let file = e.file_name().into_string().ok()?;
-            let (index, name) = file.strip_prefix("observe:")?.split_once(':')?;
-            let now = index
-                .parse()
+        .map(|(index, name, _)| {
+            netlink::interface(index)
                 .ok()
-                .and_then(|i| netlink::interface(i).ok().flatten())
-                .map(|i| i.name);
-            Some(now.unwrap_or_else(|| name.to_owned()))
+                .flatten()
+                .map_or(name, |i| i.name)
         })
         .collect();
     names.sort();

@@ -279,6 +279,27 @@ impl VethNs {
         })
     }
 
+    /// Attaches XDP program `program` of `obj` to `iface` in generic mode
+    /// through a BPF link, pinned at `scratch_pin` as a libbpf loader
+    /// would pin it (`Drop` removes the pin).
+    pub fn attach_link(&self, iface: &str, obj: &Path, program: &str) {
+        let ifindex = self.ifindex(iface);
+        let pin = self.scratch_pin.clone();
+        let (obj, program) = (obj.to_owned(), program.to_owned());
+        self.run(move || {
+            let mut ebpf = aya::Ebpf::load_file(&obj).unwrap();
+            let prog: &mut aya::programs::Xdp =
+                ebpf.program_mut(&program).unwrap().try_into().unwrap();
+            prog.load().unwrap();
+            let id = prog
+                .attach_to_if_index(ifindex, aya::programs::XdpMode::Skb)
+                .unwrap();
+            let link: aya::programs::links::FdLink =
+                prog.take_link(id).unwrap().try_into().unwrap();
+            link.pin(&pin).unwrap();
+        });
+    }
+
     /// xdpstat's directory for this namespace.
     pub fn ns_dir(&self) -> xdpstat::kernel::bpffs::NsDir {
         self.run(|| xdpstat::kernel::bpffs::NsDir::current().expect("name the namespace"))
@@ -499,4 +520,22 @@ pub fn expected_entry(object: &str, program: &str) -> Value {
         .into_iter()
         .find(|e| e["object"] == object && e["program"] == program)
         .unwrap_or_else(|| panic!("no {object} {program} in fixtures/expected.json"))
+}
+
+/// The repository root, where the fixtures' sources are (`--src`).
+pub fn repo() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// Runs the xdpstat binary here, in this process's namespace.
+pub fn xdpstat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xdpstat"))
+        .args(args)
+        .output()
+        .expect("run xdpstat")
 }

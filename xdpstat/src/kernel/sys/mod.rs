@@ -346,49 +346,51 @@ pub struct ProgIdentity {
     pub btf_id: u32,
 }
 
+/// `struct bpf_prog_info` up to `nr_line_info`: what xdpstat reads of a
+/// program; the kernel fills in only as much as `info_len` says.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct ProgInfoPrefix {
+    pub(crate) prog_type: u32,
+    pub(crate) id: u32,
+    pub(crate) tag: [u8; 8],
+    pub(crate) jited_prog_len: u32,
+    pub(crate) xlated_prog_len: u32,
+    pub(crate) jited_prog_insns: u64,
+    pub(crate) xlated_prog_insns: u64,
+    pub(crate) load_time: u64,
+    pub(crate) created_by_uid: u32,
+    pub(crate) nr_map_ids: u32,
+    pub(crate) map_ids: u64,
+    pub(crate) name: [u8; 16],
+    pub(crate) ifindex: u32,
+    pub(crate) gpl_compatible: u32,
+    pub(crate) netns_dev: u64,
+    pub(crate) netns_ino: u64,
+    pub(crate) nr_jited_ksyms: u32,
+    pub(crate) nr_jited_func_lens: u32,
+    pub(crate) jited_ksyms: u64,
+    pub(crate) jited_func_lens: u64,
+    pub(crate) btf_id: u32,
+    pub(crate) func_info_rec_size: u32,
+    pub(crate) func_info: u64,
+    pub(crate) nr_func_info: u32,
+    pub(crate) nr_line_info: u32,
+}
+
 /// Reads a program's [`ProgIdentity`] (`BPF_OBJ_GET_INFO_BY_FD`).
 ///
 /// # Errors
 ///
 /// `EINVAL` when `fd` is not a program.
 pub fn prog_identity(fd: BorrowedFd<'_>) -> Result<ProgIdentity, SyscallError> {
-    /// `struct bpf_prog_info` up to `nr_line_info`.
-    #[repr(C)]
-    #[derive(Default)]
-    struct Prefix {
-        prog_type: u32,
-        id: u32,
-        tag: [u8; 8],
-        jited_prog_len: u32,
-        xlated_prog_len: u32,
-        jited_prog_insns: u64,
-        xlated_prog_insns: u64,
-        load_time: u64,
-        created_by_uid: u32,
-        nr_map_ids: u32,
-        map_ids: u64,
-        name: [u8; 16],
-        ifindex: u32,
-        gpl_compatible: u32,
-        netns_dev: u64,
-        netns_ino: u64,
-        nr_jited_ksyms: u32,
-        nr_jited_func_lens: u32,
-        jited_ksyms: u64,
-        jited_func_lens: u64,
-        btf_id: u32,
-        func_info_rec_size: u32,
-        func_info: u64,
-        nr_func_info: u32,
-        nr_line_info: u32,
-    }
     // `struct bpf_func_info`: insn_off, type_id.
     let mut record = [0u32; 2];
-    let mut info = Prefix {
+    let mut info = ProgInfoPrefix {
         func_info_rec_size: 8,
         func_info: record.as_mut_ptr() as u64,
         nr_func_info: 1,
-        ..Prefix::default()
+        ..ProgInfoPrefix::default()
     };
     info_by_fd(fd, &mut info)?;
     let name_len = info.name.iter().position(|&b| b == 0).unwrap_or(16);
@@ -477,26 +479,40 @@ pub fn link_detach(link: BorrowedFd<'_>) -> Result<(), SyscallError> {
     bpf(BPF_LINK_DETACH, "BPF_LINK_DETACH", &mut attr).map(drop)
 }
 
-/// Every XDP link on interface index `ifindex`. Link info names no network
-/// namespace, so links on equal indexes in other namespaces are included.
+/// Every live XDP link in the system (on some interface), with its info.
+/// Link info names no network namespace, so links of every namespace are
+/// here.
+///
+/// # Errors
+///
+/// A failure to walk or open the links.
+pub fn xdp_links() -> Result<Vec<(OwnedFd, LinkInfo)>, SyscallError> {
+    let mut found = Vec::new();
+    for id in link_ids()? {
+        let fd = match link_fd_by_id(id) {
+            Ok(fd) => fd,
+            // It went away between the walk and the open (ENOENT), or is
+            // still being made by its loader (EAGAIN).
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::EAGAIN)) => continue,
+            Err(e) => return Err(e),
+        };
+        let info = link_info(std::os::fd::AsFd::as_fd(&fd))?;
+        if info.link_type == LINK_TYPE_XDP && info.xdp_ifindex != 0 {
+            found.push((fd, info));
+        }
+    }
+    Ok(found)
+}
+
+/// Every XDP link on interface index `ifindex`, in any namespace (see
+/// [`xdp_links`]).
 ///
 /// # Errors
 ///
 /// A failure to walk or open the links.
 pub fn xdp_links_on(ifindex: u32) -> Result<Vec<(OwnedFd, LinkInfo)>, SyscallError> {
-    let mut found = Vec::new();
-    for id in link_ids()? {
-        let fd = match link_fd_by_id(id) {
-            Ok(fd) => fd,
-            // It went away between the walk and the open.
-            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(e),
-        };
-        let info = link_info(std::os::fd::AsFd::as_fd(&fd))?;
-        if info.link_type == LINK_TYPE_XDP && info.xdp_ifindex == ifindex {
-            found.push((fd, info));
-        }
-    }
+    let mut found = xdp_links()?;
+    found.retain(|(_, info)| info.xdp_ifindex == ifindex);
     Ok(found)
 }
 

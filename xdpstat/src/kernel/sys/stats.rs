@@ -147,30 +147,13 @@ pub fn fdinfo(fd: BorrowedFd<'_>) -> io::Result<FdInfo> {
 ///
 /// `EINVAL` if `fd` is not a program.
 pub fn prog_map_ids(fd: BorrowedFd<'_>) -> Result<Vec<u32>, SyscallError> {
-    /// `struct bpf_prog_info` up to `map_ids`; the kernel fills in only as
-    /// much as `info_len` says.
-    #[repr(C)]
-    #[derive(Default)]
-    struct Prefix {
-        prog_type: u32,
-        id: u32,
-        tag: [u8; 8],
-        jited_prog_len: u32,
-        xlated_prog_len: u32,
-        jited_prog_insns: u64,
-        xlated_prog_insns: u64,
-        load_time: u64,
-        created_by_uid: u32,
-        nr_map_ids: u32,
-        map_ids: u64,
-    }
     // Most programs use a handful of maps; ask again if this is too few.
     let mut ids = vec![0u32; 16];
     loop {
-        let mut info = Prefix {
+        let mut info = super::ProgInfoPrefix {
             nr_map_ids: ids.len() as u32,
             map_ids: ids.as_mut_ptr() as u64,
-            ..Prefix::default()
+            ..super::ProgInfoPrefix::default()
         };
         super::info_by_fd(fd, &mut info)?;
         // The kernel sets `nr_map_ids` to the program's real count.

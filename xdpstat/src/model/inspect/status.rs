@@ -71,19 +71,10 @@ pub struct XdpStatus {
 /// interface index and program both; a link from another namespace would
 /// need the same index and the very same program to be mistaken for one.
 fn xdp_links() -> Result<HashMap<(u32, u32), u32>, InspectError> {
-    let mut links = HashMap::new();
-    for id in sys::link_ids()? {
-        let fd = match sys::link_fd_by_id(id) {
-            Ok(fd) => fd,
-            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let info = sys::link_info(std::os::fd::AsFd::as_fd(&fd))?;
-        if info.link_type == sys::LINK_TYPE_XDP && info.xdp_ifindex != 0 {
-            links.insert((info.xdp_ifindex, info.prog_id), info.id);
-        }
-    }
-    Ok(links)
+    Ok(sys::xdp_links()?
+        .into_iter()
+        .map(|(_, info)| ((info.xdp_ifindex, info.prog_id), info.id))
+        .collect())
 }
 
 /// Every XDP program attached to an interface of this network namespace,
