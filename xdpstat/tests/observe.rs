@@ -536,3 +536,181 @@ fn what_cannot_be_observed_is_refused_in_one_line() {
         "nothing left behind"
     );
 }
+
+/// libxdp's programs on an interface, unloaded when the test ends, even
+/// when it fails: libxdp's pins under `/sys/fs/bpf/xdp` outlive the
+/// namespace otherwise.
+struct Loaded<'a> {
+    ns: &'a VethNs,
+    iface: String,
+}
+
+impl Drop for Loaded<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .ns
+            .command("xdp-loader")
+            .args(["unload", &self.iface, "--all"])
+            .output();
+    }
+}
+
+/// An Ethernet frame of `len` bytes carrying IPv4 UDP to port `dport`.
+fn udp_frame(len: usize, dport: u16) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend([0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00]);
+    let ip_len = (len - 14) as u16;
+    f.extend([0x45, 0]);
+    f.extend(ip_len.to_be_bytes());
+    f.extend([0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend(1234u16.to_be_bytes());
+    f.extend(dport.to_be_bytes());
+    f.extend((ip_len - 20).to_be_bytes());
+    f.extend([0, 0]);
+    f.resize(len, 0);
+    f
+}
+
+#[test]
+fn a_libxdp_dispatcher_is_observed_per_component_and_overall() {
+    if !privileged("a_libxdp_dispatcher_is_observed_per_component_and_overall")
+        || !have_tool("clang")
+        || !have_tool("xdp-loader")
+    {
+        return;
+    }
+    let scratch = Scratch::new("libxdp");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/observe");
+    let objects: Vec<PathBuf> = ["drop_udp9", "pass_all"]
+        .iter()
+        .map(|name| {
+            let out = scratch.0.join(format!("{name}.o"));
+            let status = Command::new("clang")
+                .args([
+                    "-O2",
+                    "-g",
+                    "-target",
+                    "bpf",
+                    "-I/usr/include/x86_64-linux-gnu",
+                ])
+                .arg("-c")
+                .arg(src.join(format!("{name}.c")))
+                .arg("-o")
+                .arg(&out)
+                .status()
+                .unwrap();
+            assert!(status.success(), "clang {name}.c");
+            out
+        })
+        .collect();
+    let ns = VethNs::new();
+    let load = ns
+        .command("xdp-loader")
+        .args(["load", "-m", "skb", &ns.a])
+        .args(&objects)
+        .output()
+        .unwrap();
+    let _loaded = Loaded {
+        ns: &ns,
+        iface: ns.a.clone(),
+    };
+    if !load.status.success() {
+        // This machine's kernel refuses freplace as it refuses tracing
+        // programs; the guests' kernels load the dispatcher.
+        let said = common::stderr(&load);
+        assert!(
+            !common::required()
+                || common::kernel_line() != "6.1" && common::kernel_line() != "6.12",
+            "6.1 and 6.12 load libxdp's dispatcher: {said}"
+        );
+        assert!(said.contains("dispatcher"), "{said}");
+        eprintln!("note: this kernel cannot run libxdp's dispatcher: {said}");
+        return;
+    }
+    let dispatcher = prog_ids(&ns, &ns.a);
+    assert_eq!(dispatcher.len(), 1, "{dispatcher:?}");
+    let Some(attached) = observe_or_refusal(&ns) else {
+        return;
+    };
+    assert_eq!(attached["observed"]["prog_id"], dispatcher[0]);
+    assert_eq!(attached["observed"]["name"], "xdp_dispatcher");
+    let names: Vec<&str> = attached["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["drop_udp9", "pass_all"], "{attached}");
+
+    // From each CPU: UDP to port 9 (dropped by the first program), UDP to
+    // port 53 and frames that are not IPv4 (passed by both).
+    let discard = [100, 100, 100, 300, 300];
+    let other = [200, 200, 200, 200];
+    let plain = [150, 1514];
+    std::thread::scope(|s| {
+        for cpu in [0, 1] {
+            let ns = &ns;
+            let mut frames: Vec<Vec<u8>> = discard.iter().map(|&l| udp_frame(l, 9)).collect();
+            frames.extend(other.iter().map(|&l| udp_frame(l, 53)));
+            frames.extend(plain.iter().map(|&l| common::frame(l)));
+            s.spawn(move || ns.send_raw(frames, Some(cpu)));
+        }
+    });
+    let count = |lens: &[usize]| {
+        serde_json::json!({
+            "packets": lens.len() as u64 * 2,
+            "bytes": lens.iter().sum::<usize>() as u64 * 2,
+        })
+    };
+    let passed: Vec<usize> = other.iter().chain(&plain).copied().collect();
+    let verdicts = |drop: &[usize], pass: &[usize]| {
+        let none = count(&[]);
+        serde_json::json!({
+            "aborted": none, "drop": count(drop), "pass": count(pass),
+            "tx": none, "redirect": none, "other": none,
+        })
+    };
+    let first = verdicts(&discard, &passed);
+    let second = verdicts(&[], &passed);
+    let want = serde_json::json!([first, first, second]);
+    let got = settle(&want, || {
+        let json = show(&ns);
+        let parts = json["components"].as_array().unwrap();
+        serde_json::json!([json["actions"], parts[0]["actions"], parts[1]["actions"]])
+    });
+    assert_eq!(got, want, "overall, then each component");
+    let json = show(&ns);
+    assert_eq!(json["components"][0]["slot"], 0);
+    assert_eq!(json["components"][1]["total"], count(&passed));
+    let all: Vec<usize> = discard.iter().chain(&passed).copied().collect();
+    assert_eq!(json["total"], count(&all));
+
+    let metrics = scrape_export(&ns);
+    let series = format!(
+        "xdpstat_component_packets_total{{interface=\"{}\",slot=\"0\",prog_id=\"{}\",name=\"drop_udp9\",action=\"drop\"}} 10",
+        ns.a, json["components"][0]["prog_id"]
+    );
+    assert!(
+        metrics.lines().any(|l| l == series),
+        "{series} in:\n{metrics}"
+    );
+    let text = ns.xdpstat_ok(&["show", &ns.a]);
+    assert!(text.contains("component 1: prog id"), "{text}");
+
+    ns.xdpstat_ok(&["detach", &ns.a]);
+    assert_eq!(prog_ids(&ns, &ns.a), dispatcher, "the dispatcher stays");
+    let status = ns
+        .command("xdp-loader")
+        .args(["status", &ns.a])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("drop_udp9") && status.contains("pass_all"),
+        "{status}"
+    );
+    assert!(
+        std::fs::read_dir(ns.ns_dir().path()).map_or(true, |d| d.count() == 0),
+        "no observers left"
+    );
+}

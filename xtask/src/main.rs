@@ -303,7 +303,8 @@ fn deps() -> Result<()> {
     // Debian's rustc 1.96 with a prebuilt libcore for bpfel-unknown-none,
     // so that no nightly and no build-std are needed; bpftool and clang are
     // for the tests' cross-checks and C fixtures; qemu and busybox-static
-    // boot the other kernels (`check --kernel`, `test --kernel`).
+    // boot the other kernels (`check --kernel`, `test --kernel`); xdp-tools
+    // is libxdp's loader, whose dispatcher the observer's tests observe.
     let base: Vec<String> = [
         "rustc-web",
         "libstd-rust-web-dev-bpf",
@@ -316,6 +317,7 @@ fn deps() -> Result<()> {
         "prometheus",
         "qemu-system-x86",
         "busybox-static",
+        "xdp-tools",
     ]
     .map(String::from)
     .to_vec();

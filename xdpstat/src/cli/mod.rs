@@ -262,10 +262,17 @@ fn observe_cmd(args: &AttachArgs) -> Result<()> {
     let p = &done.observed;
     if args.json {
         #[derive(serde::Serialize)]
+        struct Component<'a> {
+            slot: u32,
+            #[serde(flatten)]
+            program: &'a crate::model::observe::ProgRef,
+        }
+        #[derive(serde::Serialize)]
         struct Json<'a> {
             interface: &'a str,
             source: &'static str,
             observed: &'a crate::model::observe::ProgRef,
+            components: Vec<Component<'a>>,
             pin_dir: &'a std::path::Path,
         }
         println!(
@@ -274,6 +281,14 @@ fn observe_cmd(args: &AttachArgs) -> Result<()> {
                 interface: &done.interface,
                 source: "observe",
                 observed: p,
+                components: done
+                    .components
+                    .iter()
+                    .map(|(slot, program)| Component {
+                        slot: *slot,
+                        program
+                    })
+                    .collect(),
                 pin_dir: &done.pin_dir,
             })?
         );
@@ -283,6 +298,12 @@ fn observe_cmd(args: &AttachArgs) -> Result<()> {
         "{}: observing prog id {} ({}, tag {}), which stays attached; counting its verdicts",
         done.interface, p.prog_id, p.name, p.tag
     );
+    for (slot, c) in &done.components {
+        println!(
+            "  and its component {slot}: prog id {} ({}, tag {})",
+            c.prog_id, c.name, c.tag
+        );
+    }
     println!("pinned under {}", done.pin_dir.display());
     Ok(())
 }

@@ -9,6 +9,14 @@
 //! names the program it observes (`target_obj_id`); readers compare it with
 //! what runs on the interface now, so counts of a program that was
 //! replaced are never shown as live.
+//!
+//! A program that runs others in its slots by freplace, as libxdp's
+//! dispatcher runs the programs `xdp-loader` loads, is observed whole (the
+//! interface's verdicts) and each component apart, in
+//! `component<slot>/{entry,exit,actions}` inside the same directory. The
+//! components are found by their freplace links to the dispatcher, and
+//! their slots by the function each replaces (libxdp's `prog<N>`), so no
+//! libxdp pin layout is assumed.
 
 use std::{
     collections::HashMap,
@@ -152,13 +160,7 @@ impl From<&ProgIdentity> for ProgRef {
     /// The name is the function's, from the program's BTF, as bpftool
     /// prints it: the kernel keeps only 15 bytes of it.
     fn from(p: &ProgIdentity) -> Self {
-        let full = p.func_btf_id.and_then(|func| {
-            let fd = sys::maps::btf_fd_by_id(p.btf_id).ok()?;
-            let btf =
-                xdpstat_analysis::btf::Btf::parse(sys::maps::btf_data(fd.as_fd()).ok()?).ok()?;
-            let t = btf.type_by_id(func).ok()?;
-            btf.name(t.name_off).ok().map(str::to_owned)
-        });
+        let full = p.func_btf_id.and_then(|func| btf_name(p.btf_id, func));
         Self {
             prog_id: p.id,
             name: full
@@ -176,6 +178,8 @@ pub struct Observed {
     pub interface: String,
     /// The program observed, which keeps running.
     pub observed: ProgRef,
+    /// The programs it runs in its slots (a dispatcher's), observed too.
+    pub components: Vec<(u32, ProgRef)>,
     /// The observers' pins.
     pub pin_dir: PathBuf,
 }
@@ -232,14 +236,84 @@ pub fn observe(iface: &str) -> Result<Observed, ObserveError> {
         });
     };
     check_xdp_buff()?;
-    let (links, actions) = load(target.as_fd(), func)?;
+    let parts = components(&identity)?;
+    let whole = load(target.as_fd(), func)?;
+    let mut observers = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let Some(func) = part.identity.func_btf_id else {
+            return Err(ObserveError::NoBtf {
+                iface: iface.to_owned(),
+                prog: part.identity.clone(),
+            });
+        };
+        observers.push((part.slot, load(part.fd.as_fd(), func)?));
+    }
     let dir = ns.observe_dir(ifindex, iface);
-    pin(&dir, &links, actions.as_fd())?;
+    pin(&dir, &whole, &observers)?;
     Ok(Observed {
         interface: iface.to_owned(),
         observed: ProgRef::from(&identity),
+        components: parts
+            .iter()
+            .map(|p| (p.slot, ProgRef::from(&p.identity)))
+            .collect(),
         pin_dir: dir,
     })
+}
+
+/// A program that runs in one of a dispatcher's slots.
+struct Part {
+    slot: u32,
+    fd: OwnedFd,
+    identity: ProgIdentity,
+}
+
+/// The programs that replace functions of `target` (freplace), by slot:
+/// the `N` of the function `prog<N>` each replaces, as in libxdp's
+/// dispatcher, or else their order.
+fn components(target: &ProgIdentity) -> Result<Vec<Part>, ObserveError> {
+    let links = sys::links_to_prog(target.id).map_err(kernel("walking the BPF links"))?;
+    let mut parts = Vec::new();
+    for (_, info) in links {
+        // Gone since the walk.
+        let Ok(fd) = sys::prog_fd_by_id(info.prog_id) else {
+            continue;
+        };
+        let identity = sys::prog_identity(fd.as_fd()).map_err(kernel(format!(
+            "reading the info of program {}",
+            info.prog_id
+        )))?;
+        if identity.prog_type != sys::PROG_TYPE_EXT {
+            continue;
+        }
+        let slot = btf_name(target.btf_id, info.target_btf_id)
+            .and_then(|f| f.strip_prefix("prog")?.parse().ok());
+        parts.push((
+            slot,
+            Part {
+                slot: 0,
+                fd,
+                identity,
+            },
+        ));
+    }
+    parts.sort_by_key(|(slot, p)| (slot.is_none(), *slot, p.identity.id));
+    Ok(parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (slot, mut p))| {
+            p.slot = slot.unwrap_or(i as u32);
+            p
+        })
+        .collect())
+}
+
+/// The name of type `type_id` in BTF object `btf_id`.
+fn btf_name(btf_id: u32, type_id: u32) -> Option<String> {
+    let fd = sys::maps::btf_fd_by_id(btf_id).ok()?;
+    let btf = xdpstat_analysis::btf::Btf::parse(sys::maps::btf_data(fd.as_fd()).ok()?).ok()?;
+    let t = btf.type_by_id(type_id).ok()?;
+    btf.name(t.name_off).ok().map(str::to_owned)
 }
 
 /// The program the observers in `dir` observe, if their link still holds.
@@ -273,9 +347,12 @@ fn check_xdp_buff() -> Result<(), ObserveError> {
 /// The observers' links, by pin name.
 pub type Links = Vec<(&'static str, OwnedFd)>;
 
+/// One program's observers: their links, and their `actions` map.
+type Observers = (Links, OwnedFd);
+
 /// Loads both observers for `target`'s function `func` and attaches
-/// them: their links, and the `actions` map.
-fn load(target: std::os::fd::BorrowedFd<'_>, func: u32) -> Result<(Links, OwnedFd), ObserveError> {
+/// them.
+fn load(target: std::os::fd::BorrowedFd<'_>, func: u32) -> Result<Observers, ObserveError> {
     let (links, actions) = attach_object(target, func, layout::observe_object())?;
     let actions = actions.ok_or_else(|| ObserveError::Prepare("no actions map".to_owned()))?;
     Ok((links, actions))
@@ -379,36 +456,44 @@ fn errno_text(e: &SyscallError) -> String {
     }
 }
 
-/// Pins the map and the links into `dir`, each under a staging name first
-/// and then renamed into place (bpffs renames files, not directories),
-/// `exit` last: a reader that finds `exit` finds the rest.
-fn pin(
-    dir: &Path,
-    links: &[(&str, OwnedFd)],
-    actions: std::os::fd::BorrowedFd<'_>,
-) -> Result<(), ObserveError> {
+/// The files of one program's observers.
+const FILES: [&str; 3] = ["entry", "exit", ACTIONS_MAP];
+
+/// The directory, inside an observers' directory, of a component's.
+const COMPONENT_PREFIX: &str = "component";
+
+/// Pins the whole program's observers into `dir`, and each component's
+/// into `dir/component<slot>` before them. The whole's go under a staging
+/// name first and are then renamed into place (bpffs renames files, not
+/// directories), `exit` last: a reader that finds `exit` finds the rest.
+fn pin(dir: &Path, whole: &Observers, parts: &[(u32, Observers)]) -> Result<(), ObserveError> {
     // bpffs refuses dots in names.
     let staged = |name: &str| dir.join(format!("{name}-staging-{}", std::process::id()));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BpffsError::Io { path, source }
+    };
     let result = (|| {
-        fs::create_dir(dir).map_err(|source| BpffsError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let mut pins = vec![(ACTIONS_MAP, actions)];
-        pins.extend(links.iter().map(|(name, fd)| (*name, fd.as_fd())));
+        fs::create_dir(dir).map_err(io(dir))?;
+        for (slot, observers) in parts {
+            let sub = dir.join(format!("{COMPONENT_PREFIX}{slot}"));
+            fs::create_dir(&sub).map_err(io(&sub))?;
+            for (name, fd) in pins(observers) {
+                sys::obj_pin(fd, &sub.join(name))
+                    .map_err(kernel(format!("pinning component {slot}'s {name}")))?;
+            }
+        }
+        let pins = pins(whole);
         for (name, fd) in &pins {
             sys::obj_pin(*fd, &staged(name)).map_err(kernel(format!("pinning {name}")))?;
         }
         for (name, _) in &pins {
-            fs::rename(staged(name), dir.join(name)).map_err(|source| BpffsError::Io {
-                path: dir.join(name),
-                source,
-            })?;
+            fs::rename(staged(name), dir.join(name)).map_err(io(&dir.join(name)))?;
         }
         Ok(())
     })();
     if result.is_err() {
-        for name in ["entry", "exit", ACTIONS_MAP] {
+        for name in FILES {
             let _ = fs::remove_file(staged(name));
         }
         remove_dir(dir);
@@ -416,13 +501,46 @@ fn pin(
     result
 }
 
+/// What to pin of one program's observers, by name.
+fn pins((links, actions): &Observers) -> Vec<(&'static str, std::os::fd::BorrowedFd<'_>)> {
+    let mut pins = vec![(ACTIONS_MAP, actions.as_fd())];
+    pins.extend(links.iter().map(|(name, fd)| (*name, fd.as_fd())));
+    pins
+}
+
+/// The components' directories in an observers' directory, by slot.
+fn component_dirs(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let slot = name
+                .to_str()?
+                .strip_prefix(COMPONENT_PREFIX)?
+                .parse()
+                .ok()?;
+            Some((slot, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// Removes an observers' directory: unpinning the links detaches the
 /// observers, once nothing else holds them.
 fn remove_dir(dir: &Path) {
-    for name in ["entry", "exit", ACTIONS_MAP] {
-        let _ = fs::remove_file(dir.join(name));
+    let remove = |dir: &Path| {
+        for name in FILES {
+            let _ = fs::remove_file(dir.join(name));
+        }
+        let _ = fs::remove_dir(dir);
+    };
+    for (_, sub) in component_dirs(dir) {
+        remove(&sub);
     }
-    let _ = fs::remove_dir(dir);
+    remove(dir);
 }
 
 /// Removes the observers of `iface`'s program, which keeps running; the
@@ -482,6 +600,29 @@ pub fn is_observed(iface: &str) -> bool {
     NsDir::current().is_ok_and(|ns| find(&ns, iface).is_some())
 }
 
+/// One program's counts, as its observers keep them.
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    /// Per action (in [`ACTIONS`]' order): per CPU, and the sum.
+    pub actions: Vec<(Vec<CpuCounters>, Counters)>,
+    /// Per CPU, over the actions.
+    pub cpus: Vec<CpuCounters>,
+    /// Over the actions and the CPUs.
+    pub total: Counters,
+}
+
+/// A program in one of the observed dispatcher's slots, and its counts:
+/// the frames it saw, under the verdicts it returned.
+#[derive(Clone, Debug)]
+pub struct Component {
+    /// The dispatcher's slot (libxdp runs slot 0 first).
+    pub slot: u32,
+    /// The program.
+    pub program: ProgRef,
+    /// Its counts.
+    pub counts: Counts,
+}
+
 /// One reading of an observed interface's counts.
 #[derive(Clone, Debug)]
 pub struct Observation {
@@ -490,12 +631,11 @@ pub struct Observation {
     /// What runs on the interface now, when that is another program: the
     /// counts are then frozen, not live.
     pub replaced_by: Option<u32>,
-    /// Per action (in [`ACTIONS`]' order): per CPU, and the sum.
-    pub actions: Vec<(Vec<CpuCounters>, Counters)>,
-    /// Per CPU, over the actions.
-    pub cpus: Vec<CpuCounters>,
-    /// Over the actions and the CPUs.
-    pub total: Counters,
+    /// The interface's: the observed program's verdicts.
+    pub counts: Counts,
+    /// The observed dispatcher's components, by slot; empty for a program
+    /// that runs no others.
+    pub components: Vec<Component>,
 }
 
 /// Reads the counts of `iface`'s observers.
@@ -506,6 +646,32 @@ pub struct Observation {
 pub fn read(iface: &str) -> Result<Observation, ObserveError> {
     let ns = NsDir::current()?;
     let dir = find(&ns, iface).ok_or_else(|| ObserveError::NotObserved(iface.to_owned()))?;
+    let online = Cpus::read()?;
+    let (observed, counts) = read_dir(&dir, &online)?;
+    let running = iface::index(iface)
+        .and_then(|i| netlink::interface(i).ok().flatten())
+        .and_then(|i| i.xdp.first().map(|p| p.prog_id));
+    let replaced_by = running.filter(|&id| id != observed.prog_id);
+    let mut components = Vec::new();
+    for (slot, sub) in component_dirs(&dir) {
+        let (program, counts) = read_dir(&sub, &online)?;
+        components.push(Component {
+            slot,
+            program,
+            counts,
+        });
+    }
+    Ok(Observation {
+        observed,
+        replaced_by,
+        counts,
+        components,
+    })
+}
+
+/// The program that the observers pinned in `dir` observe, and their
+/// counts.
+fn read_dir(dir: &Path, online: &Cpus) -> Result<(ProgRef, Counts), ObserveError> {
     let link = sys::obj_get(&dir.join("exit")).map_err(kernel("opening the observers' link"))?;
     let info = sys::link_info(link.as_fd()).map_err(kernel("reading the observers' link"))?;
     let observed = match sys::prog_fd_by_id(info.target_prog_id)
@@ -519,36 +685,17 @@ pub fn read(iface: &str) -> Result<Observation, ObserveError> {
             tag: String::new(),
         },
     };
-    let running = iface::index(iface)
-        .and_then(|i| netlink::interface(i).ok().flatten())
-        .and_then(|i| i.xdp.first().map(|p| p.prog_id));
-    let replaced_by = running.filter(|&id| id != observed.prog_id);
     let map = OpenMap::open(&MapRef::Pinned(dir.join(ACTIONS_MAP)))?;
-    let online = Cpus::read()?;
     let raw = map
         .lookup(&0u32.to_ne_bytes())
         .map_err(kernel("reading the actions map"))?;
-    let (actions, cpus, total) = decode_slots(&raw, map.stride(), &online);
-    Ok(Observation {
-        observed,
-        replaced_by,
-        actions,
-        cpus,
-        total,
-    })
+    Ok((observed, decode_slots(&raw, map.stride(), online)))
 }
-
-/// Per verdict (per CPU, and the sum), per CPU, and the total.
-type Decoded = (
-    Vec<(Vec<CpuCounters>, Counters)>,
-    Vec<CpuCounters>,
-    Counters,
-);
 
 /// Splits a lookup of the per-CPU [`xdpstat_common::ObserverSlot`]s (`stride` bytes
 /// apart, for each possible CPU) into per-verdict counts per CPU and their
 /// sums, the per-CPU totals, and the grand total.
-fn decode_slots(raw: &[u8], stride: usize, online: &Cpus) -> Decoded {
+fn decode_slots(raw: &[u8], stride: usize, online: &Cpus) -> Counts {
     let u64_at = |o: usize| {
         raw.get(o..o + 8)
             .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
@@ -590,7 +737,11 @@ fn decode_slots(raw: &[u8], stride: usize, online: &Cpus) -> Decoded {
         total.bytes += sum.bytes;
         actions.push((per_cpu, sum));
     }
-    (actions, cpus, total)
+    Counts {
+        actions,
+        cpus,
+        total,
+    }
 }
 
 /// Rates between two readings, per second.
@@ -614,16 +765,39 @@ impl Rate {
     }
 }
 
+/// One program's rates since the last step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rates {
+    /// Per action, in [`ACTIONS`]' order.
+    pub actions: Vec<Rate>,
+    /// Over the actions.
+    pub total: Rate,
+}
+
+impl Rates {
+    fn between(before: &Counts, after: &Counts, seconds: f64) -> Self {
+        Self {
+            actions: before
+                .actions
+                .iter()
+                .zip(&after.actions)
+                .map(|((_, b), (_, a))| Rate::between(b, a, seconds))
+                .collect(),
+            total: Rate::between(&before.total, &after.total, seconds),
+        }
+    }
+}
+
 /// One step of `run --observe`.
 #[derive(Clone, Debug)]
 pub struct Step {
     /// The reading.
     pub observation: Observation,
-    /// Per action, since the last step; `None` on the first step, and
-    /// after a re-observe.
-    pub rates: Option<Vec<Rate>>,
-    /// Over the actions.
-    pub total_rate: Option<Rate>,
+    /// The interface's, since the last step; `None` on the first step,
+    /// and after a re-observe.
+    pub rates: Option<Rates>,
+    /// Each component's, as [`Observation::components`].
+    pub component_rates: Option<Vec<Rates>>,
     /// What happened since the last step, for people.
     pub notice: Option<String>,
 }
@@ -665,18 +839,18 @@ impl Follow {
             seen = read(&self.iface)?;
         }
         let taken = std::time::Instant::now();
-        let (rates, total_rate) = match &self.last {
+        let (rates, component_rates) = match &self.last {
             Some((then, before)) => {
                 let seconds = taken.duration_since(*then).as_secs_f64();
-                let rates = before
-                    .actions
+                let parts = before
+                    .components
                     .iter()
-                    .zip(&seen.actions)
-                    .map(|((_, b), (_, a))| Rate::between(b, a, seconds))
+                    .zip(&seen.components)
+                    .map(|(b, a)| Rates::between(&b.counts, &a.counts, seconds))
                     .collect();
                 (
-                    Some(rates),
-                    Some(Rate::between(&before.total, &seen.total, seconds)),
+                    Some(Rates::between(&before.counts, &seen.counts, seconds)),
+                    Some(parts),
                 )
             }
             None => (None, None),
@@ -685,7 +859,7 @@ impl Follow {
         Ok(Step {
             observation: seen,
             rates,
-            total_rate,
+            component_rates,
             notice,
         })
     }

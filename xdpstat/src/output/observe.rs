@@ -1,5 +1,6 @@
 //! `show` of an interface whose program xdpstat observes: the program, a
-//! row per verdict and the total, per CPU on request, and JSON.
+//! row per verdict and the total, per CPU on request, each component of a
+//! dispatcher the same way, and JSON.
 
 use std::io::{self, Write};
 
@@ -8,10 +9,11 @@ use xdpstat_common::ACTIONS;
 
 use super::render::TotalJson;
 use crate::model::counters::CpuCounters;
-use crate::model::observe::{Observation, ProgRef};
+use crate::model::observe::{Counts, Observation, ProgRef, Rate, Rates, Step};
 
 /// `show --json` of an observed interface: today's keys, and `source`,
-/// `observed`, `actions` (also per CPU), `bytes_at`, `replaced_by`.
+/// `observed`, `actions` (also per CPU), `bytes_at`, `replaced_by`, and a
+/// dispatcher's `components`.
 #[derive(Serialize)]
 pub struct ObservedJson<'a> {
     interface: &'a str,
@@ -22,9 +24,55 @@ pub struct ObservedJson<'a> {
     replaced_by: Option<u32>,
     /// When the bytes are measured: on entry, as received.
     bytes_at: &'static str,
+    #[serde(flatten)]
+    counts: CountsJson,
+    components: Vec<ComponentJson<'a>>,
+}
+
+/// One program's counts: per CPU, per action, and the total.
+#[derive(Serialize)]
+struct CountsJson {
     cpus: Vec<CpuJson>,
     actions: ActionsJson,
     total: TotalJson,
+}
+
+impl CountsJson {
+    fn new(counts: &Counts) -> Self {
+        let cpus =
+            counts
+                .cpus
+                .iter()
+                .enumerate()
+                .map(|(i, c)| CpuJson {
+                    cpu: c.cpu,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    online: c.online,
+                    actions: actions_json(counts.actions.iter().map(|(per_cpu, _)| {
+                        per_cpu.get(i).map_or((0, 0), |p| (p.packets, p.bytes))
+                    })),
+                })
+                .collect();
+        Self {
+            cpus,
+            actions: actions_json(counts.actions.iter().map(|(_, s)| (s.packets, s.bytes))),
+            total: TotalJson {
+                packets: counts.total.packets,
+                bytes: counts.total.bytes,
+            },
+        }
+    }
+}
+
+/// A dispatcher's component: its slot, the program, and its counts.
+#[derive(Serialize)]
+struct ComponentJson<'a> {
+    slot: u32,
+    #[serde(flatten)]
+    program: &'a ProgRef,
+    #[serde(flatten)]
+    counts: CountsJson,
 }
 
 #[derive(Serialize)]
@@ -70,20 +118,6 @@ fn actions_json(counts: impl Iterator<Item = (u64, u64)>) -> ActionsJson {
 impl<'a> ObservedJson<'a> {
     /// The JSON record of one reading.
     pub fn new(interface: &'a str, seen: &'a Observation) -> Self {
-        let cpus =
-            seen.cpus
-                .iter()
-                .enumerate()
-                .map(|(i, c)| CpuJson {
-                    cpu: c.cpu,
-                    packets: c.packets,
-                    bytes: c.bytes,
-                    online: c.online,
-                    actions: actions_json(seen.actions.iter().map(|(per_cpu, _)| {
-                        per_cpu.get(i).map_or((0, 0), |p| (p.packets, p.bytes))
-                    })),
-                })
-                .collect();
         Self {
             interface,
             map: "percpu",
@@ -91,12 +125,16 @@ impl<'a> ObservedJson<'a> {
             observed: &seen.observed,
             replaced_by: seen.replaced_by,
             bytes_at: "entry",
-            cpus,
-            actions: actions_json(seen.actions.iter().map(|(_, s)| (s.packets, s.bytes))),
-            total: TotalJson {
-                packets: seen.total.packets,
-                bytes: seen.total.bytes,
-            },
+            counts: CountsJson::new(&seen.counts),
+            components: seen
+                .components
+                .iter()
+                .map(|c| ComponentJson {
+                    slot: c.slot,
+                    program: &c.program,
+                    counts: CountsJson::new(&c.counts),
+                })
+                .collect(),
         }
     }
 }
@@ -117,7 +155,52 @@ fn write_rows(
     Ok(())
 }
 
-/// The text of one reading.
+/// A row per verdict and the total, each CPU's first with `per_cpu`.
+fn write_counts(
+    out: &mut impl Write,
+    indent: &str,
+    counts: &Counts,
+    per_cpu: bool,
+) -> io::Result<()> {
+    let inner = format!("{indent}\t");
+    if per_cpu {
+        for (i, cpu) in counts.cpus.iter().enumerate() {
+            let offline = if cpu.online { "" } else { " (offline)" };
+            writeln!(out, "{indent}CPU: {}{offline}", cpu.cpu)?;
+            let rows = ACTIONS.iter().zip(&counts.actions).map(|(name, (per, _))| {
+                let c = per.get(i).copied().unwrap_or(CpuCounters {
+                    cpu: cpu.cpu,
+                    packets: 0,
+                    bytes: 0,
+                    online: cpu.online,
+                });
+                (*name, c.packets, c.bytes)
+            });
+            write_rows(
+                out,
+                &inner,
+                rows.chain(std::iter::once(("total", cpu.packets, cpu.bytes))),
+            )?;
+        }
+        writeln!(out, "{indent}Overall:")?;
+    }
+    let rows = ACTIONS
+        .iter()
+        .zip(&counts.actions)
+        .map(|(name, (_, sum))| (*name, sum.packets, sum.bytes));
+    write_rows(
+        out,
+        if per_cpu { &inner } else { indent },
+        rows.chain(std::iter::once((
+            "total",
+            counts.total.packets,
+            counts.total.bytes,
+        ))),
+    )
+}
+
+/// The text of one reading: the interface's verdicts, then each
+/// component's.
 ///
 /// # Errors
 ///
@@ -141,44 +224,51 @@ pub fn write_observed(
             p.prog_id
         )?;
     }
-    if per_cpu {
-        for (i, cpu) in seen.cpus.iter().enumerate() {
-            let offline = if cpu.online { "" } else { " (offline)" };
-            writeln!(out, "CPU: {}{offline}", cpu.cpu)?;
-            let rows = ACTIONS.iter().zip(&seen.actions).map(|(name, (per, _))| {
-                let c = per.get(i).copied().unwrap_or(CpuCounters {
-                    cpu: cpu.cpu,
-                    packets: 0,
-                    bytes: 0,
-                    online: cpu.online,
-                });
-                (*name, c.packets, c.bytes)
-            });
-            write_rows(
-                out,
-                "\t",
-                rows.chain(std::iter::once(("total", cpu.packets, cpu.bytes))),
-            )?;
-        }
-        writeln!(out, "Overall:")?;
+    write_counts(out, "", &seen.counts, per_cpu)?;
+    for c in &seen.components {
+        let q = &c.program;
+        writeln!(
+            out,
+            "\ncomponent {}: prog id {} ({}, tag {})",
+            c.slot, q.prog_id, q.name, q.tag
+        )?;
+        write_counts(out, "  ", &c.counts, per_cpu)?;
     }
-    let rows = ACTIONS
+    Ok(())
+}
+
+/// `name` followed by each verdict's count and rate.
+fn step_line(label: String, counts: &Counts, rates: Option<&Rates>) -> String {
+    let rate = |r: Option<&Rate>| {
+        r.map_or_else(
+            || "-".to_owned(),
+            |r| format!("{} pps", super::render::si(r.pps)),
+        )
+    };
+    let mut line = format!(
+        "{label}: {} pkts {} bytes ({})",
+        counts.total.packets,
+        counts.total.bytes,
+        rate(rates.map(|r| &r.total))
+    );
+    for (i, (name, (_, sum))) in ACTIONS.iter().zip(&counts.actions).enumerate() {
+        let r = rates.and_then(|r| r.actions.get(i));
+        line.push_str(&format!(" | {name} {} ({})", sum.packets, rate(r)));
+    }
+    line
+}
+
+/// `{"drop": {"pps", "bps"}, ...}`.
+fn rates_json(rates: &Rates) -> serde_json::Map<String, serde_json::Value> {
+    ACTIONS
         .iter()
-        .zip(&seen.actions)
-        .map(|(name, (_, sum))| (*name, sum.packets, sum.bytes));
-    write_rows(
-        out,
-        if per_cpu { "\t" } else { "" },
-        rows.chain(std::iter::once((
-            "total",
-            seen.total.packets,
-            seen.total.bytes,
-        ))),
-    )
+        .zip(&rates.actions)
+        .map(|(name, r)| ((*name).to_owned(), serde_json::json!(r)))
+        .collect()
 }
 
 /// One line of `run --observe` per step: the total, then each verdict's
-/// count and rate; or, with `json`, one object.
+/// count and rate, and a line per component; or, with `json`, one object.
 ///
 /// # Errors
 ///
@@ -186,32 +276,44 @@ pub fn write_observed(
 pub fn write_step(
     out: &mut impl Write,
     interface: &str,
-    step: &crate::model::observe::Step,
+    step: &Step,
     json: bool,
 ) -> io::Result<()> {
     let seen = &step.observation;
     if json {
         #[derive(Serialize)]
+        struct ComponentRates {
+            slot: u32,
+            rates: serde_json::Map<String, serde_json::Value>,
+            total_rate: Rate,
+        }
+        #[derive(Serialize)]
         struct StepJson<'a> {
             #[serde(flatten)]
             show: ObservedJson<'a>,
             rates: Option<serde_json::Map<String, serde_json::Value>>,
-            total_rate: Option<crate::model::observe::Rate>,
+            total_rate: Option<Rate>,
+            component_rates: Option<Vec<ComponentRates>>,
             notice: Option<&'a str>,
         }
-        let rates = step.rates.as_ref().map(|rates| {
-            ACTIONS
+        let component_rates = step.component_rates.as_ref().map(|all| {
+            seen.components
                 .iter()
-                .zip(rates)
-                .map(|(name, r)| ((*name).to_owned(), serde_json::json!(r)))
+                .zip(all)
+                .map(|(c, r)| ComponentRates {
+                    slot: c.slot,
+                    rates: rates_json(r),
+                    total_rate: r.total,
+                })
                 .collect()
         });
         serde_json::to_writer(
             &mut *out,
             &StepJson {
                 show: ObservedJson::new(interface, seen),
-                rates,
-                total_rate: step.total_rate,
+                rates: step.rates.as_ref().map(rates_json),
+                total_rate: step.rates.as_ref().map(|r| r.total),
+                component_rates,
                 notice: step.notice.as_deref(),
             },
         )?;
@@ -220,22 +322,19 @@ pub fn write_step(
     if let Some(n) = &step.notice {
         writeln!(out, "notice: {n}")?;
     }
-    let rate = |r: Option<&crate::model::observe::Rate>| {
-        r.map_or_else(
-            || "-".to_owned(),
-            |r| format!("{} pps", super::render::si(r.pps)),
-        )
-    };
-    let mut line = format!(
-        "{interface} prog {}: {} pkts {} bytes ({})",
-        seen.observed.prog_id,
-        seen.total.packets,
-        seen.total.bytes,
-        rate(step.total_rate.as_ref())
-    );
-    for (i, (name, (_, sum))) in ACTIONS.iter().zip(&seen.actions).enumerate() {
-        let r = step.rates.as_ref().and_then(|r| r.get(i));
-        line.push_str(&format!(" | {name} {} ({})", sum.packets, rate(r)));
+    let label = format!("{interface} prog {}", seen.observed.prog_id);
+    writeln!(
+        out,
+        "{}",
+        step_line(label, &seen.counts, step.rates.as_ref())
+    )?;
+    for (i, c) in seen.components.iter().enumerate() {
+        let rates = step.component_rates.as_ref().and_then(|r| r.get(i));
+        let label = format!(
+            "  component {} prog {} ({})",
+            c.slot, c.program.prog_id, c.program.name
+        );
+        writeln!(out, "{}", step_line(label, &c.counts, rates))?;
     }
-    writeln!(out, "{line}")
+    Ok(())
 }

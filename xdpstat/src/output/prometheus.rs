@@ -14,6 +14,10 @@
 //!   the same two families with an `action` label (`aborted`, `drop`,
 //!   `pass`, `tx`, `redirect`, `other`), so that `sum by (interface)` is
 //!   the total; dropped once the program is replaced;
+//! - for each component of an observed libxdp dispatcher,
+//!   `xdpstat_component_packets_total` and `xdpstat_component_bytes_total`
+//!   `{interface,slot,prog_id,name,action[,cpu]}`: what it saw and returned
+//!   (families of their own, so that the interface's sums stay its total);
 //! - `xdpstat_program_info{interface,prog_id,tag,mode,map}`: 1 for the
 //!   program xdpstat has attached;
 //! - `xdpstat_observed_program_info{interface,prog_id,name,tag,state}`: 1
@@ -142,13 +146,46 @@ fn observed_series(
     if seen.replaced_by.is_some() {
         return Vec::new();
     }
+    action_series(&[("interface", iface.to_owned())], &seen.counts, per_cpu)
+}
+
+/// The series of an observed dispatcher's components, labelled with their
+/// slot and program: none once the dispatcher was replaced.
+fn component_series(reading: &Reading, per_cpu: bool) -> Vec<(Labels, Counters)> {
+    let Some(seen) = reading
+        .observed
+        .as_ref()
+        .filter(|s| s.replaced_by.is_none())
+    else {
+        return Vec::new();
+    };
+    seen.components
+        .iter()
+        .flat_map(|c| {
+            let base = [
+                ("interface", reading.sample.iface.clone()),
+                ("slot", c.slot.to_string()),
+                ("prog_id", c.program.prog_id.to_string()),
+                ("name", c.program.name.clone()),
+            ];
+            action_series(&base, &c.counts, per_cpu)
+        })
+        .collect()
+}
+
+/// A series per verdict of `counts`, with `base` and `action` labels, and
+/// per CPU with `per_cpu`.
+fn action_series(
+    base: &[(&'static str, String)],
+    counts: &crate::model::observe::Counts,
+    per_cpu: bool,
+) -> Vec<(Labels, Counters)> {
     let mut series = Vec::new();
-    for (action, (cpus, sum)) in xdpstat_common::ACTIONS.iter().zip(&seen.actions) {
+    for (action, (cpus, sum)) in xdpstat_common::ACTIONS.iter().zip(&counts.actions) {
         let labels = || {
-            vec![
-                ("interface", iface.to_owned()),
-                ("action", (*action).to_owned()),
-            ]
+            let mut l = base.to_vec();
+            l.push(("action", (*action).to_owned()));
+            l
         };
         if per_cpu {
             for c in cpus {
@@ -169,6 +206,19 @@ struct CounterFamily {
     help: &'static str,
     value: fn(&Counters) -> u64,
 }
+
+const COMPONENT_FAMILIES: [CounterFamily; 2] = [
+    CounterFamily {
+        name: "xdpstat_component_packets",
+        help: "Frames a component of an observed XDP dispatcher (libxdp) saw, by the verdict it returned.",
+        value: |c| c.packets,
+    },
+    CounterFamily {
+        name: "xdpstat_component_bytes",
+        help: "Bytes of the frames a component of an observed XDP dispatcher (libxdp) saw, as they reached it, by its verdict.",
+        value: |c| c.bytes,
+    },
+];
 
 const COUNTER_FAMILIES: [CounterFamily; 2] = [
     CounterFamily {
@@ -198,12 +248,27 @@ pub fn encode_readings(
         .iter()
         .flat_map(|r| counter_series(r, per_cpu))
         .collect();
+    let components: Vec<(Labels, Counters)> = readings
+        .iter()
+        .flat_map(|r| component_series(r, per_cpu))
+        .collect();
     for f in &COUNTER_FAMILIES {
         let mut family = encoder.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
         for (labels, c) in &series {
             family
                 .encode_family(labels)?
                 .encode_counter::<NoLabelSet, _, u64>(&(f.value)(c), None)?;
+        }
+    }
+    if !components.is_empty() {
+        for f in &COMPONENT_FAMILIES {
+            let mut family =
+                encoder.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
+            for (labels, c) in &components {
+                family
+                    .encode_family(labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&(f.value)(c), None)?;
+            }
         }
     }
 
@@ -520,7 +585,7 @@ mod tests {
     }
 
     fn observed(replaced_by: Option<u32>) -> Reading {
-        use crate::model::observe::{Observation, ProgRef};
+        use crate::model::observe::{Counts, Observation, ProgRef};
         let cpu = |cpu: u32, packets: u64, bytes: u64| CpuCounters {
             cpu,
             packets,
@@ -555,12 +620,15 @@ mod tests {
                     tag: "00112233445566ff".to_owned(),
                 },
                 replaced_by,
-                cpus: vec![cpu(0, 5, 1380), cpu(1, 2, 393)],
-                total: Counters {
-                    packets: 7,
-                    bytes: 1773,
+                counts: Counts {
+                    cpus: vec![cpu(0, 5, 1380), cpu(1, 2, 393)],
+                    total: Counters {
+                        packets: 7,
+                        bytes: 1773,
+                    },
+                    actions,
                 },
-                actions,
+                components: Vec::new(),
             }),
         }
     }

@@ -245,12 +245,17 @@ impl VethNs {
     /// Sends raw Ethernet frames of the given lengths out of `b` (so they
     /// arrive on `a`), from the calling thread's CPU unless `cpu` pins it.
     pub fn send_frames(&self, lengths: Vec<usize>, cpu: Option<usize>) {
+        self.send_raw(lengths.into_iter().map(frame).collect(), cpu);
+    }
+
+    /// Sends the given Ethernet frames out of `b`, as [`Self::send_frames`].
+    pub fn send_raw(&self, frames: Vec<Vec<u8>>, cpu: Option<usize>) {
         let b = self.b.clone();
         self.run(move || {
             if let Some(cpu) = cpu {
                 pin_to_cpu(cpu);
             }
-            send_frames_on(&b, &lengths);
+            send_raw_on(&b, &frames);
         });
     }
 
@@ -411,9 +416,15 @@ pub fn frame(len: usize) -> Vec<u8> {
     f
 }
 
-/// Sends frames out of `iface` with an AF_PACKET socket, in the calling
-/// thread's namespace.
+/// Sends frames of the given lengths out of `iface` with an AF_PACKET
+/// socket, in the calling thread's namespace.
 pub fn send_frames_on(iface: &str, lengths: &[usize]) {
+    let frames: Vec<Vec<u8>> = lengths.iter().map(|&len| frame(len)).collect();
+    send_raw_on(iface, &frames);
+}
+
+/// Sends Ethernet frames out of `iface`, as [`send_frames_on`].
+pub fn send_raw_on(iface: &str, frames: &[Vec<u8>]) {
     let ifindex = xdpstat::kernel::iface::index(iface).expect("sender interface exists");
     // SAFETY: plain socket calls on values we own; results are checked.
     unsafe {
@@ -428,8 +439,8 @@ pub fn send_frames_on(iface: &str, lengths: &[usize]) {
         addr.sll_family = libc::AF_PACKET as u16;
         addr.sll_ifindex = ifindex as i32;
         addr.sll_halen = 6;
-        for &len in lengths {
-            let f = frame(len);
+        for f in frames {
+            let len = f.len();
             let mut tries = 0;
             let sent = loop {
                 let sent = libc::sendto(

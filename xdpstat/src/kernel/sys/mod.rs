@@ -38,6 +38,10 @@ pub const PROG_TYPE_XDP: u32 = bpf_prog_type::BPF_PROG_TYPE_XDP as u32;
 /// `BPF_PROG_TYPE_TRACING` (fentry, fexit).
 pub const PROG_TYPE_TRACING: u32 = bpf_prog_type::BPF_PROG_TYPE_TRACING as u32;
 
+/// `BPF_PROG_TYPE_EXT` (freplace: libxdp's dispatcher runs its components
+/// so).
+pub const PROG_TYPE_EXT: u32 = bpf_prog_type::BPF_PROG_TYPE_EXT as u32;
+
 /// `BPF_TRACE_FENTRY`, an `expected_attach_type`.
 pub const TRACE_FENTRY: u32 = 24;
 
@@ -277,9 +281,12 @@ pub struct LinkInfo {
     pub prog_id: u32,
     /// For an XDP link, the interface; 0 once the interface is gone.
     pub xdp_ifindex: u32,
-    /// For a tracing link to a program (fentry, fexit), that program's id;
-    /// else 0.
+    /// For a tracing link to a program (fentry, fexit, freplace), that
+    /// program's id; else 0.
     pub target_prog_id: u32,
+    /// For a tracing link to a program, the BTF id (in that program's BTF)
+    /// of the function it attaches to; else 0.
+    pub target_btf_id: u32,
 }
 
 /// Reads a link's info (`BPF_OBJ_GET_INFO_BY_FD`).
@@ -323,6 +330,11 @@ pub fn link_info(fd: BorrowedFd<'_>) -> Result<LinkInfo, SyscallError> {
         } else {
             0
         },
+        target_btf_id: if raw.link_type == LINK_TYPE_TRACING {
+            raw._rest[1]
+        } else {
+            0
+        },
     })
 }
 
@@ -334,6 +346,8 @@ pub const LINK_TYPE_TRACING: u32 = bpf_link_type::BPF_LINK_TYPE_TRACING as u32;
 pub struct ProgIdentity {
     /// Its id.
     pub id: u32,
+    /// `BPF_PROG_TYPE_*`.
+    pub prog_type: u32,
     /// Its name (the kernel keeps 15 bytes).
     pub name: String,
     /// Its tag, as bpftool prints it (the 8 bytes read big-endian).
@@ -396,6 +410,7 @@ pub fn prog_identity(fd: BorrowedFd<'_>) -> Result<ProgIdentity, SyscallError> {
     let name_len = info.name.iter().position(|&b| b == 0).unwrap_or(16);
     Ok(ProgIdentity {
         id: info.id,
+        prog_type: info.prog_type,
         name: String::from_utf8_lossy(&info.name[..name_len]).into_owned(),
         tag: u64::from_be_bytes(info.tag),
         func_btf_id: (info.btf_id != 0 && info.nr_func_info > 0).then_some(record[1]),
@@ -487,6 +502,21 @@ pub fn link_detach(link: BorrowedFd<'_>) -> Result<(), SyscallError> {
 ///
 /// A failure to walk or open the links.
 pub fn xdp_links() -> Result<Vec<(OwnedFd, LinkInfo)>, SyscallError> {
+    links_where(|info| info.link_type == LINK_TYPE_XDP && info.xdp_ifindex != 0)
+}
+
+/// Every tracing link attached to program `target` (fentry, fexit,
+/// freplace), with its info.
+///
+/// # Errors
+///
+/// A failure to walk or open the links.
+pub fn links_to_prog(target: u32) -> Result<Vec<(OwnedFd, LinkInfo)>, SyscallError> {
+    links_where(|info| info.link_type == LINK_TYPE_TRACING && info.target_prog_id == target)
+}
+
+/// Every link whose info passes `keep`.
+fn links_where(keep: impl Fn(&LinkInfo) -> bool) -> Result<Vec<(OwnedFd, LinkInfo)>, SyscallError> {
     let mut found = Vec::new();
     for id in link_ids()? {
         let fd = match link_fd_by_id(id) {
@@ -497,7 +527,7 @@ pub fn xdp_links() -> Result<Vec<(OwnedFd, LinkInfo)>, SyscallError> {
             Err(e) => return Err(e),
         };
         let info = link_info(std::os::fd::AsFd::as_fd(&fd))?;
-        if info.link_type == LINK_TYPE_XDP && info.xdp_ifindex != 0 {
+        if keep(&info) {
             found.push((fd, info));
         }
     }
