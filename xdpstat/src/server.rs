@@ -664,6 +664,7 @@ mod tests {
                         cpu_rates: Vec::new(),
                         notice: None,
                         present: true,
+                        observed: None,
                     },
                     program: None,
                     program_error: None,

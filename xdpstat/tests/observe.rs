@@ -714,3 +714,71 @@ fn a_libxdp_dispatcher_is_observed_per_component_and_overall() {
         "no observers left"
     );
 }
+
+#[test]
+fn watch_shows_the_verdicts_and_follows_a_replaced_program() {
+    if !privileged("watch_shows_the_verdicts_and_follows_a_replaced_program") || !have_tool("clang")
+    {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let scratch = Scratch::new("watch");
+    let (ns, old) = with_verdicts("xdpgeneric", &scratch.0, true);
+    if observe_or_refusal(&ns).is_none() {
+        return; // The refusal test covers a kernel that refuses.
+    }
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_xdpstat"))
+        .args(["watch", "--json", "--interval", "200ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let first = next();
+    assert_eq!(
+        first["interface"],
+        ns.a.as_str(),
+        "watch finds what is observed"
+    );
+    assert_eq!(first["source"], "observe");
+    assert_eq!(first["observed"]["prog_id"], old);
+    ns.send_frames(MIX.to_vec(), None);
+    let line = next_until(&mut next, |l| l["actions"] == expected(1));
+    assert_eq!(line["total"]["packets"], MIX.len());
+
+    let obj = scratch.0.join("verdicts.o");
+    replace_program(&ns, &obj);
+    let new = prog_ids(&ns, &ns.a)[0];
+    let line = next_until(&mut next, |l| l["notice"].is_string());
+    assert!(
+        line["notice"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("now runs prog id {new}")),
+        "{line}"
+    );
+    assert!(line["rates"].is_null(), "rates restart");
+    ns.send_frames(MIX.to_vec(), None);
+    let line = next_until(&mut next, |l| l["actions"] == expected(1));
+    assert_eq!(
+        line["observed"]["prog_id"], new,
+        "the new program's own counts"
+    );
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    // watch re-observed on the user's behalf; the observers stay until
+    // detach, as `attach --observe` left them.
+    let out = ns.xdpstat_ok(&["detach", &ns.a]);
+    assert!(
+        out.contains(&format!("prog id {new} stays attached")),
+        "{out}"
+    );
+    assert!(
+        std::fs::read_dir(ns.ns_dir().path()).map_or(true, |d| d.count() == 0),
+        "no observers left"
+    );
+}

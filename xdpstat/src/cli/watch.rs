@@ -62,9 +62,9 @@ pub(super) fn watch_cmd(args: &WatchArgs) -> Result<()> {
 /// exist in this network namespace is an input error.
 fn interfaces(given: &[String]) -> Result<Vec<String>> {
     if given.is_empty() {
-        let counted = monitor::counted_interfaces()?;
+        let counted = monitor::watched_interfaces()?;
         if counted.is_empty() {
-            return Err(Error::Failed("xdpstat is not counting on any interface; attach first (`xdpstat attach IFACE`), or name the interfaces to watch".to_owned()));
+            return Err(Error::Failed("xdpstat is not counting on any interface; attach first (`xdpstat attach IFACE`, or `--observe` for the program already there), or name the interfaces to watch".to_owned()));
         }
         return Ok(counted);
     }

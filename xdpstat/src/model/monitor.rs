@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::kernel::iface;
 use crate::model::attach::{self, AttachError};
 use crate::model::counters::{CountersMap, Rates, Snapshot};
+use crate::model::observe;
 
 /// Something the reader noticed, worth telling the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -37,6 +38,14 @@ pub enum Notice {
         /// Why.
         message: String,
     },
+    /// The observed program was replaced, and the new one is observed now:
+    /// rates restart.
+    ProgramReplaced {
+        /// The program observed before.
+        old_id: u32,
+        /// The program observed now.
+        new_id: u32,
+    },
 }
 
 impl Notice {
@@ -52,6 +61,9 @@ impl Notice {
             Self::InterfaceGone => "interface gone".to_owned(),
             Self::NotCounting => "xdpstat is not counting here (not attached)".to_owned(),
             Self::ReadError { message } => format!("read failed: {message}"),
+            Self::ProgramReplaced { old_id, new_id } => format!(
+                "observed program replaced (prog id {old_id} -> {new_id}); observing the new one; rates restart"
+            ),
         }
     }
 }
@@ -80,6 +92,9 @@ pub struct Sample {
     pub notice: Option<Notice>,
     /// Whether the interface still exists.
     pub present: bool,
+    /// For an interface whose program xdpstat observes, the verdicts:
+    /// `snapshot` then holds their sums.
+    pub observed: Option<Box<observe::Step>>,
 }
 
 /// Follows the counters of xdpstat's program on one interface.
@@ -88,6 +103,7 @@ pub struct Watch {
     iface: String,
     map: Option<CountersMap>,
     last: Option<Snapshot>,
+    follow: Option<observe::Follow>,
 }
 
 impl Watch {
@@ -99,6 +115,7 @@ impl Watch {
             iface: iface.to_owned(),
             map: None,
             last: None,
+            follow: None,
         }
     }
 
@@ -117,7 +134,15 @@ impl Watch {
             cpu_rates: Vec::new(),
             notice: (!present).then_some(Notice::InterfaceGone),
             present,
+            observed: None,
         };
+        if present && observe::is_observed(&self.iface) {
+            self.map = None;
+            return self.sample_observed(sample);
+        }
+        if self.follow.take().is_some() {
+            self.last = None;
+        }
         let pinned_id = match attach::inspect(&self.iface) {
             Ok(Some(a)) if a.map_id != 0 => a.map_id,
             Ok(_) => {
@@ -168,6 +193,48 @@ impl Watch {
                 return sample;
             }
         };
+        self.rate(sample, snapshot)
+    }
+
+    /// Reads the observers of the program on the interface, which another
+    /// loader attached; observes anew a program that replaced it.
+    fn sample_observed(&mut self, mut sample: Sample) -> Sample {
+        let follow = self
+            .follow
+            .get_or_insert_with(|| observe::Follow::new(&self.iface));
+        let before = follow.observed_prog_id();
+        let step = match follow.step() {
+            Ok(step) => step,
+            Err(e) => {
+                self.last = None;
+                sample.notice = Some(Notice::ReadError {
+                    message: xdpstat_analysis::error::chain(&e),
+                });
+                return sample;
+            }
+        };
+        let now = step.observation.observed.prog_id;
+        if let Some(old_id) = before.filter(|&old| old != now) {
+            sample.notice = Some(Notice::ProgramReplaced {
+                old_id,
+                new_id: now,
+            });
+            self.last = None;
+        }
+        let counts = &step.observation.counts;
+        let snapshot = Snapshot {
+            layout: crate::model::layout::Layout::Percpu,
+            map_id: 0,
+            cpus: counts.cpus.clone(),
+            total: counts.total,
+            taken: Instant::now(),
+        };
+        sample.observed = Some(Box::new(step));
+        self.rate(sample, snapshot)
+    }
+
+    /// Fills in the rates from the last snapshot to this one, and keeps it.
+    fn rate(&mut self, mut sample: Sample, snapshot: Snapshot) -> Sample {
         if let Some(last) = &self.last {
             sample.rates = Rates::between(last, &snapshot);
             let went_down = snapshot.total.packets < last.total.packets
@@ -222,5 +289,18 @@ pub fn counted_interfaces() -> Result<Vec<String>, AttachError> {
         .map(|a| a.interface)
         .collect();
     names.sort();
+    Ok(names)
+}
+
+/// The interfaces that xdpstat counts on or observes, sorted by name.
+///
+/// # Errors
+///
+/// As [`counted_interfaces`].
+pub fn watched_interfaces() -> Result<Vec<String>, AttachError> {
+    let mut names = counted_interfaces()?;
+    names.extend(observe::observed_interfaces());
+    names.sort();
+    names.dedup();
     Ok(names)
 }

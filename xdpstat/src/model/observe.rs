@@ -819,6 +819,11 @@ impl Follow {
         }
     }
 
+    /// The program observed at the last step.
+    pub fn observed_prog_id(&self) -> Option<u32> {
+        self.last.as_ref().map(|(_, o)| o.observed.prog_id)
+    }
+
     /// Reads once; re-observes a replaced program first.
     ///
     /// # Errors

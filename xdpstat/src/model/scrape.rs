@@ -63,6 +63,7 @@ impl Reading {
                     ),
                 }),
                 present: false,
+                observed: None,
             },
             program: None,
             program_error: None,
@@ -211,6 +212,7 @@ fn observed_reading(iface: &str) -> Reading {
                 .clone()
                 .map(|message| monitor::Notice::ReadError { message }),
             present: true,
+            observed: None,
         },
         program: None,
         program_error: None,

@@ -488,6 +488,7 @@ mod tests {
             cpu_rates: Vec::new(),
             notice,
             present: true,
+            observed: None,
         }
     }
 

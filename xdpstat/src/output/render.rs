@@ -141,6 +141,10 @@ pub struct RunJson<'a> {
 ///
 /// Write errors.
 pub fn write_sample(out: &mut impl Write, sample: &Sample, json: bool) -> io::Result<()> {
+    // The step carries its own notice of a re-observe.
+    if let Some(step) = &sample.observed {
+        return super::observe::write_step(out, &sample.iface, step, json);
+    }
     if json {
         let line = RunJson {
             interface: &sample.iface,

@@ -90,6 +90,7 @@ mod tests {
                 .collect(),
             notice: None,
             present: true,
+            observed: None,
         }
     }
 
@@ -101,6 +102,7 @@ mod tests {
             cpu_rates: Vec::new(),
             notice: Some(Notice::InterfaceGone),
             present: false,
+            observed: None,
         }
     }
 
@@ -380,5 +382,155 @@ mod tests {
         reset.notice = Some(Notice::CountersReset);
         assert_eq!(event_of(Some(&reset), &reset).unwrap().1, "counters reset");
         assert!(event_of(Some(&reset), &s).is_none());
+    }
+
+    /// An observed interface: the sums of `per_verdict` (packets, pps),
+    /// with rates once `pps` is given.
+    fn observed(iface: &str, prog_id: u32, per_verdict: [(u64, Option<f64>); 6]) -> Sample {
+        use crate::model::observe::{Counts, Observation, ProgRef, Rate, Rates, Step};
+        let total: u64 = per_verdict.iter().map(|v| v.0).sum();
+        let all = Counters {
+            packets: total,
+            bytes: total * 100,
+        };
+        let cpus = vec![CpuCounters {
+            cpu: 0,
+            packets: total,
+            bytes: total * 100,
+            online: true,
+        }];
+        let counts = Counts {
+            actions: per_verdict
+                .iter()
+                .map(|&(p, _)| {
+                    let c = Counters {
+                        packets: p,
+                        bytes: p * 100,
+                    };
+                    (
+                        vec![CpuCounters {
+                            cpu: 0,
+                            packets: p,
+                            bytes: p * 100,
+                            online: true,
+                        }],
+                        c,
+                    )
+                })
+                .collect(),
+            cpus: cpus.clone(),
+            total: all,
+        };
+        let verdict_rates = per_verdict[0].1.map(|_| Rates {
+            actions: per_verdict
+                .iter()
+                .map(|v| Rate {
+                    pps: v.1.unwrap_or(0.0),
+                    bps: 0.0,
+                })
+                .collect(),
+            total: Rate {
+                pps: per_verdict.iter().filter_map(|v| v.1).sum(),
+                bps: 0.0,
+            },
+        });
+        let pps: Option<f64> = verdict_rates.as_ref().map(|r| r.total.pps);
+        Sample {
+            iface: iface.to_owned(),
+            snapshot: Some(Snapshot {
+                layout: MapLayout::Percpu,
+                map_id: 0,
+                cpus,
+                total: all,
+                taken: Instant::now(),
+            }),
+            rates: pps.map(rates),
+            cpu_rates: Vec::new(),
+            notice: None,
+            present: true,
+            observed: Some(Box::new(Step {
+                observation: Observation {
+                    observed: ProgRef {
+                        prog_id,
+                        name: "verdict_by_length".to_owned(),
+                        tag: "00112233445566ff".to_owned(),
+                    },
+                    replaced_by: None,
+                    counts,
+                    components: Vec::new(),
+                },
+                rates: verdict_rates,
+                component_rates: None,
+                notice: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn an_observed_interface_shows_its_verdict_mix_with_shares_and_history() {
+        let t0 = Instant::now();
+        let mut app = App::new(&["obs0".to_owned()], SEC, t0);
+        app.update(
+            vec![observed(
+                "obs0",
+                42,
+                [
+                    (0, None),
+                    (10, None),
+                    (30, None),
+                    (0, None),
+                    (0, None),
+                    (0, None),
+                ],
+            )],
+            t0,
+            "12:00:00",
+        );
+        for i in 1..=3u32 {
+            let n = u64::from(i) * 100;
+            app.update(
+                vec![observed(
+                    "obs0",
+                    42,
+                    [
+                        (0, Some(0.0)),
+                        (10 + n, Some(25.0)),
+                        (30 + 3 * n, Some(75.0)),
+                        (0, Some(0.0)),
+                        (0, Some(0.0)),
+                        (0, Some(0.0)),
+                    ],
+                )],
+                t0 + SEC * i,
+                "12:00:01",
+            );
+        }
+        let text = screen(&app, 150, 40);
+        assert!(
+            text.contains("observing prog id 42 (verdict_by_length)"),
+            "{text}"
+        );
+        assert!(text.contains("observe"), "{text}");
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| {
+                    l.trim_start_matches(['│', ' '])
+                        .starts_with(&format!("{name} "))
+                })
+                .unwrap_or_else(|| panic!("no {name} row in\n{text}"))
+                .to_owned()
+        };
+        let drop = row("drop");
+        assert!(drop.contains(" 25% █▎"), "{drop}");
+        assert!(drop.contains(" 25 pkt/s"), "{drop}");
+        assert!(drop.contains(" 310 "), "{drop}");
+        let pass = row("pass");
+        assert!(pass.contains(" 75% ███▊"), "{pass}");
+        // The history: a gap for the first tick, then three bars, pass's at
+        // the top of the shared scale and drop's a third of it.
+        assert!(pass.trim_end_matches('│').ends_with(" ███"), "{pass}");
+        assert!(drop.trim_end_matches('│').ends_with(" ▄▄▄"), "{drop}");
+        let aborted = row("aborted");
+        assert!(aborted.contains("  0% "), "{aborted}");
     }
 }

@@ -181,6 +181,11 @@ pub(super) fn event_of(
         Some(n @ Notice::CountersReset) => {
             Some((n.text(), "counters reset".to_owned(), Severity::Warning))
         }
+        Some(n @ Notice::ProgramReplaced { .. }) => Some((
+            n.text(),
+            "re-observed, new prog".to_owned(),
+            Severity::Warning,
+        )),
         Some(n) if before.map(|b| &b.notice) != Some(&now.notice) => {
             let (short, severity) = match n {
                 Notice::InterfaceGone => ("GONE", Severity::Alert),
@@ -217,6 +222,9 @@ pub struct IfaceView {
     pub bps: History,
     /// Packets per second, per CPU.
     pub cpu_pps: BTreeMap<u32, History>,
+    /// For an observed program, packets per second per verdict, in
+    /// [`ACTIONS`](xdpstat_common::ACTIONS)' order.
+    pub verdict_pps: Vec<History>,
     /// The latest event on this interface.
     pub event: Option<Event>,
     pub(super) capacity: usize,
@@ -230,6 +238,7 @@ impl IfaceView {
             pps: History::new(capacity),
             bps: History::new(capacity),
             cpu_pps: BTreeMap::new(),
+            verdict_pps: Vec::new(),
             event: None,
             capacity,
         }
@@ -243,6 +252,19 @@ impl IfaceView {
             self.cpu_pps
                 .entry(c.cpu)
                 .or_insert_with(|| History::new(capacity));
+        }
+        if sample.observed.is_some() {
+            let capacity = self.capacity;
+            self.verdict_pps
+                .resize_with(xdpstat_common::ACTIONS.len(), || History::new(capacity));
+        }
+        let verdict_rates = sample
+            .observed
+            .as_ref()
+            .and_then(|s| s.rates.as_ref())
+            .map(|r| &r.actions);
+        for (i, history) in self.verdict_pps.iter_mut().enumerate() {
+            history.push(verdict_rates.and_then(|r| r.get(i)).map(|r| r.pps));
         }
         // Every CPU's history moves on each tick, so that the columns of
         // all of them stay aligned in time.

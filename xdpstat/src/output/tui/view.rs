@@ -13,6 +13,7 @@ use ratatui::{
 
 use super::state::*;
 use crate::model::layout::Layout as MapLayout;
+use crate::model::observe::Step;
 use crate::output::render::si;
 
 /// A rate as `run` writes it: `16.40 kpkt/s`, or `- pkt/s` when there is
@@ -182,7 +183,11 @@ fn table_lines(app: &App, history_width: usize) -> (Line<'static>, Vec<Line<'sta
             RowCells {
                 mark: if selected { "▶" } else { "" },
                 name: view.name.clone(),
-                map: snapshot.map_or_else(|| "-".to_owned(), |s| s.layout.to_string()),
+                map: if sample.is_some_and(|s| s.observed.is_some()) {
+                    "observe".to_owned()
+                } else {
+                    snapshot.map_or_else(|| "-".to_owned(), |s| s.layout.to_string())
+                },
                 pps: rate_text(rates.map(|r| r.pps), "pkt/s"),
                 bps: rate_text(rates.map(|r| r.bps), "bit/s"),
                 share: String::new(),
@@ -353,11 +358,20 @@ fn render_charts(frame: &mut Frame, app: &App, view: &IfaceView, area: Rect) {
         format!(" {} ", view.name),
         Style::new().add_modifier(Modifier::BOLD),
     )];
-    if let Some(s) = snapshot {
-        title.push(Span::raw(format!(
+    let observed = view.sample.as_ref().and_then(|s| s.observed.as_deref());
+    match (snapshot, observed) {
+        (Some(s), Some(step)) => {
+            let p = &step.observation.observed;
+            title.push(Span::raw(format!(
+                "· observing prog id {} ({}) · {} packets · {} bytes ",
+                p.prog_id, p.name, s.total.packets, s.total.bytes
+            )));
+        }
+        (Some(s), None) => title.push(Span::raw(format!(
             "· {} map id {} · {} packets · {} bytes ",
             s.layout, s.map_id, s.total.packets, s.total.bytes
-        )));
+        ))),
+        _ => {}
     }
     let row_state = view.state(live.now);
     let (state, state_style) = state_text(row_state);
@@ -372,9 +386,27 @@ fn render_charts(frame: &mut Frame, app: &App, view: &IfaceView, area: Rect) {
         });
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    let rates = view.sample.as_ref().and_then(|s| s.rates);
+    if let Some(step) = observed {
+        let mix = verdict_lines(view, step, usize::from(inner.width));
+        let height = u16::try_from(mix.len()).unwrap_or(u16::MAX);
+        let [mix_area, pps_area] =
+            Layout::vertical([Constraint::Length(height), Constraint::Fill(1)]).areas(inner);
+        frame.render_widget(Paragraph::new(mix), mix_area);
+        chart(
+            frame,
+            app,
+            &view.pps,
+            rates.map(|r| r.pps),
+            "packets/s, all verdicts",
+            "pkt/s",
+            Color::Green,
+            pps_area,
+        );
+        return;
+    }
     let [pps_area, bps_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(inner);
-    let rates = view.sample.as_ref().and_then(|s| s.rates);
     chart(
         frame,
         app,
@@ -395,6 +427,116 @@ fn render_charts(frame: &mut Frame, app: &App, view: &IfaceView, area: Rect) {
         Color::Magenta,
         bps_area,
     );
+}
+
+/// The verdict mix of an observed program at a glance: a row per verdict
+/// with its share of the packets now (of the last interval's rate, or of
+/// the counts before there is one), its rate, its counts and its history;
+/// then a line per component of a dispatcher with its shares.
+fn verdict_lines(view: &IfaceView, step: &Step, width: usize) -> Vec<Line<'static>> {
+    const W_NAME: usize = 9;
+    // The columns and the spaces between them.
+    let fixed = W_NAME + W_SHARE + W_PPS + W_PACKETS + W_BYTES + 6;
+    let history_width = width.saturating_sub(fixed).min(120);
+    let counts = &step.observation.counts;
+    let rates = step.rates.as_ref();
+    let total_pps = rates.map(|r| r.total.pps);
+    let mut lines = vec![Line::styled(
+        format!(
+            "{:<W_NAME$} {:<W_SHARE$} {:>W_PPS$} {:>W_PACKETS$} {:>W_BYTES$}  {}",
+            "VERDICT",
+            "SHARE",
+            "PKT/S",
+            "PACKETS",
+            "BYTES",
+            if history_width >= 8 {
+                "PKT/S HISTORY"
+            } else {
+                ""
+            }
+        ),
+        Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
+    )];
+    // One scale for all verdicts, so that their bars compare.
+    let recent: Vec<Vec<Option<f64>>> = view
+        .verdict_pps
+        .iter()
+        .map(|h| h.recent(history_width))
+        .collect();
+    let max = recent
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .fold(0.0, f64::max);
+    for (i, name) in xdpstat_common::ACTIONS.iter().enumerate() {
+        let Some((_, sum)) = counts.actions.get(i) else {
+            continue;
+        };
+        let pps = rates.and_then(|r| r.actions.get(i)).map(|r| r.pps);
+        let share = match (pps, total_pps) {
+            (Some(p), Some(t)) => share_text(Some(p), Some(t)),
+            _ => share_text(Some(sum.packets as f64), Some(counts.total.packets as f64)),
+        };
+        let color = verdict_color(name);
+        let mut spans = vec![
+            Span::styled(
+                format!("{name:<W_NAME$} "),
+                Style::new().fg(color).add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(format!("{share:<W_SHARE$}"), Style::new().fg(color)),
+            Span::raw(format!(
+                " {:>W_PPS$} {:>W_PACKETS$} {:>W_BYTES$}  ",
+                rate_text(pps, "pkt/s"),
+                sum.packets,
+                sum.bytes
+            )),
+        ];
+        if history_width >= 8 {
+            let points = recent.get(i).map_or(&[][..], Vec::as_slice);
+            spans.push(Span::styled(
+                format!("{:>history_width$}", spark_text(points, max)),
+                Style::new().fg(color),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    for c in &step.observation.components {
+        let shares: Vec<String> = xdpstat_common::ACTIONS
+            .iter()
+            .zip(&c.counts.actions)
+            .filter(|(_, (_, sum))| sum.packets > 0)
+            .map(|(name, (_, sum))| {
+                let share = sum.packets as f64 / c.counts.total.packets.max(1) as f64;
+                format!("{name} {:.0}%", share * 100.0)
+            })
+            .collect();
+        lines.push(Line::styled(
+            format!(
+                "component {} prog {} ({}): {} packets{}{}",
+                c.slot,
+                c.program.prog_id,
+                c.program.name,
+                c.counts.total.packets,
+                if shares.is_empty() { "" } else { ": " },
+                shares.join(", ")
+            ),
+            Style::new().fg(Color::Gray),
+        ));
+    }
+    lines
+}
+
+/// Each verdict's colour in the mix.
+fn verdict_color(name: &str) -> Color {
+    match name {
+        "pass" => Color::Green,
+        "drop" => Color::Yellow,
+        "aborted" => Color::Red,
+        "tx" => Color::Cyan,
+        "redirect" => Color::Blue,
+        _ => Color::Magenta,
+    }
 }
 
 #[allow(
