@@ -61,9 +61,9 @@ impl Drop for Scratch {
 }
 
 /// A namespace whose `a` runs the verdicts program, attached in `mode`:
-/// by `ip` (netlink) with `xdpgeneric` or `xdpdrv`, or with `link` through
-/// a BPF link (generic), pinned as a libbpf loader would; and a second
-/// pair to redirect to.
+/// by `ip` (netlink) with `xdpgeneric` or `xdpdrv`, with `link` through a
+/// BPF link (generic), pinned as a libbpf loader would, or with `load` by
+/// `xdpstat load` (generic); and a second pair to redirect to.
 fn with_verdicts(mode: &str, dir: &Path, btf: bool) -> (VethNs, u32) {
     let ns = VethNs::new();
     ns.ip(&[
@@ -74,6 +74,12 @@ fn with_verdicts(mode: &str, dir: &Path, btf: bool) -> (VethNs, u32) {
     let obj = build(dir, ns.ifindex("rdc0"), btf);
     if mode == "link" {
         ns.attach_link(&ns.a, &obj, "verdict_by_length");
+    } else if mode == "load" {
+        // xdpstat's loader: the user's program, observed like any other.
+        let obj = obj.to_str().unwrap();
+        ns.xdpstat_ok(&[
+            "load", obj, "--dev", &ns.a, "--sec", "xdp", "--mode", "generic",
+        ]);
     } else {
         let obj = obj.to_str().unwrap();
         ns.ip(&["link", "set", "dev", &ns.a, mode, "obj", obj, "sec", "xdp"]);
@@ -150,10 +156,12 @@ fn counts_every_verdict_exactly(mode: &str) {
         .cloned()
         .unwrap();
     assert_eq!(entry["observed"], true, "{status}");
-    assert_eq!(entry["owner"], "other");
+    // What `xdpstat load` attached is xdpstat's to detach.
+    let owner = if mode == "load" { "xdpstat" } else { "other" };
+    assert_eq!(entry["owner"], owner);
     assert!(ns
         .xdpstat_ok(&["status"])
-        .contains("other, observed by xdpstat"));
+        .contains(&format!("{owner}, observed by xdpstat")));
 
     std::thread::scope(|s| {
         for cpu in [0, 1] {
@@ -365,6 +373,16 @@ fn every_verdict_is_counted_exactly_under_a_bpf_link() {
         return;
     }
     counts_every_verdict_exactly("link");
+}
+
+#[test]
+fn every_verdict_is_counted_exactly_for_what_xdpstat_load_attached() {
+    if !privileged("every_verdict_is_counted_exactly_for_what_xdpstat_load_attached")
+        || !have_tool("clang")
+    {
+        return;
+    }
+    counts_every_verdict_exactly("load");
 }
 
 #[test]

@@ -206,7 +206,12 @@ pub fn observe(iface: &str) -> Result<Observed, ObserveError> {
     let Some(running) = current.first().copied() else {
         return Err(ObserveError::NoProgram(iface.to_owned()));
     };
-    if let Some(a) = own.filter(|a| a.prog_id == running.prog_id) {
+    // What `xdpstat load` attached is the user's program, observed like
+    // any other; xdpstat's own counting program is not.
+    let counting = own.filter(|a| {
+        a.prog_id == running.prog_id && layout::Layout::from_program_name(&a.program).is_some()
+    });
+    if let Some(a) = counting {
         return Err(ObserveError::OwnProgram {
             iface: iface.to_owned(),
             prog_id: a.prog_id,

@@ -237,12 +237,12 @@ pub fn write_observed(
     Ok(())
 }
 
-/// `name` followed by each verdict's count and rate.
+/// `label`, the total, then the count and rate of each verdict returned.
 fn step_line(label: String, counts: &Counts, rates: Option<&Rates>) -> String {
     let rate = |r: Option<&Rate>| {
         r.map_or_else(
             || "-".to_owned(),
-            |r| format!("{} pps", super::render::si(r.pps)),
+            |r| format!("{}pkt/s", super::render::si(r.pps)),
         )
     };
     let mut line = format!(
@@ -251,7 +251,11 @@ fn step_line(label: String, counts: &Counts, rates: Option<&Rates>) -> String {
         counts.total.bytes,
         rate(rates.map(|r| &r.total))
     );
+    // The verdicts it returned at all; JSON has every one.
     for (i, (name, (_, sum))) in ACTIONS.iter().zip(&counts.actions).enumerate() {
+        if sum.packets == 0 {
+            continue;
+        }
         let r = rates.and_then(|r| r.actions.get(i));
         line.push_str(&format!(" | {name} {} ({})", sum.packets, rate(r)));
     }

@@ -387,7 +387,12 @@ impl Drop for VethNs {
 fn remove_pins(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
-            let _ = fs::remove_file(entry.path());
+            // An observers' directory holds a directory per component.
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_pins(&entry.path());
+            } else {
+                let _ = fs::remove_file(entry.path());
+            }
         }
     }
     let _ = fs::remove_dir(dir);
