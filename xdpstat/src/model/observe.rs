@@ -313,12 +313,30 @@ fn components(target: &ProgIdentity) -> Result<Vec<Part>, ObserveError> {
         .collect())
 }
 
-/// The name of type `type_id` in BTF object `btf_id`.
+/// The name of type `type_id` in BTF object `btf_id`. Kept once found:
+/// `run` and `watch` name the same programs at every interval, and a BTF
+/// object never changes.
 fn btf_name(btf_id: u32, type_id: u32) -> Option<String> {
+    static NAMES: std::sync::Mutex<Vec<((u32, u32), String)>> = std::sync::Mutex::new(Vec::new());
+    let names = || {
+        NAMES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some((_, name)) = names().iter().find(|(key, _)| *key == (btf_id, type_id)) {
+        return Some(name.clone());
+    }
     let fd = sys::maps::btf_fd_by_id(btf_id).ok()?;
     let btf = xdpstat_analysis::btf::Btf::parse(sys::maps::btf_data(fd.as_fd()).ok()?).ok()?;
     let t = btf.type_by_id(type_id).ok()?;
-    btf.name(t.name_off).ok().map(str::to_owned)
+    let name = btf.name(t.name_off).ok()?.to_owned();
+    let mut names = names();
+    // A long `watch` through many reloads keeps the newest names only.
+    if names.len() == 64 {
+        names.remove(0);
+    }
+    names.push(((btf_id, type_id), name.clone()));
+    Some(name)
 }
 
 /// The program the observers in `dir` observe, if their link still holds.
