@@ -9,7 +9,7 @@
 //! together with the BTF.ext records that name them, before aya sees it.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{HashMap, HashSet},
     io,
     path::{Path, PathBuf},
 };
@@ -169,8 +169,10 @@ pub struct BpfObject {
     bytes: Vec<u8>,
     programs: Vec<XdpProgram>,
     license: String,
-    /// The bytes aya is given: `bytes` with assumed-XDP sections renamed.
-    for_aya: Vec<u8>,
+    /// The bytes aya is given for the programs of each section: `bytes`
+    /// with only that section left as a program section, named as aya
+    /// parses XDP ([`aya_view`]).
+    for_aya: HashMap<String, Vec<u8>>,
 }
 
 fn section_is_xdp_by_name(name: &str) -> bool {
@@ -337,30 +339,47 @@ impl BpfObject {
             .and_then(|s| s.data().ok())
             .map(|d| String::from_utf8_lossy(d.split(|&b| b == 0).next().unwrap_or(d)).into_owned())
             .unwrap_or_default();
-        let assumed: HashSet<String> = programs
-            .iter()
-            .filter(|p| p.by == XdpBy::Assumed)
-            .map(|p| p.section.clone())
-            .collect();
-        let for_aya = if assumed.is_empty() {
-            bytes.clone()
-        } else {
-            retype_as_xdp(&bytes, &assumed).map_err(|reason| ObjectError::Parse {
+        // Each section's programs get a view of their own, so that no two
+        // sections share a name in aya's eyes (their BTF.ext records are
+        // found by section name), and no other section, XDP or not, can
+        // stop aya from parsing the object.
+        let mut for_aya = HashMap::new();
+        for program in &programs {
+            if for_aya.contains_key(&program.section) {
+                continue;
+            }
+            let others: HashSet<&str> = executable
+                .iter()
+                .map(String::as_str)
+                .filter(|s| *s != program.section)
+                .collect();
+            let view = aya_view(
+                &bytes,
+                &program.section,
+                program.by == XdpBy::Assumed,
+                &others,
+            )
+            .map_err(|reason| ObjectError::Parse {
                 path: path.to_owned(),
                 reason,
-            })?
-        };
-        // What aya-obj cannot parse fails here, for every command alike,
-        // rather than in whichever later step parses it first.
-        match guard::aya(|| aya_obj::Object::parse(&for_aya)) {
-            Err(panic) => return Err(malformed(panic.to_string())),
-            Ok(Err(e)) => {
-                return Err(ObjectError::Parse {
-                    path: path.to_owned(),
-                    reason: format!("aya-obj cannot parse it: {}", crate::error::chain(&e)),
-                })
+            })?;
+            // What aya-obj cannot parse fails here, for every command alike,
+            // rather than in whichever later step parses it first.
+            match guard::aya(|| aya_obj::Object::parse(&view)) {
+                Err(panic) => return Err(malformed(panic.to_string())),
+                Ok(Err(e)) => {
+                    return Err(ObjectError::Parse {
+                        path: path.to_owned(),
+                        reason: format!(
+                            "aya-obj cannot parse section {}: {}",
+                            program.section,
+                            crate::error::chain(&e)
+                        ),
+                    })
+                }
+                Ok(Ok(_)) => {}
             }
-            Ok(Ok(_)) => {}
+            for_aya.insert(program.section.clone(), view);
         }
         Ok(Self {
             path: path.to_owned(),
@@ -381,9 +400,12 @@ impl BpfObject {
         &self.bytes
     }
 
-    /// The bytes to give aya (assumed-XDP sections renamed to `xdp`).
-    pub fn bytes_for_aya(&self) -> &[u8] {
-        &self.for_aya
+    /// The bytes to give aya for `program`: its section is the object's
+    /// only program section, named `xdp` if aya would not take its name.
+    pub fn bytes_for_aya(&self, program: &XdpProgram) -> &[u8] {
+        self.for_aya
+            .get(&program.section)
+            .map_or(&self.bytes, Vec::as_slice)
     }
 
     /// Every XDP program, in file order.
@@ -468,7 +490,7 @@ impl BpfObject {
             path: self.path.clone(),
             source,
         })?;
-        let strings = btf_strings(&self.for_aya);
+        let strings = btf_strings(self.bytes_for_aya(program));
         let lines = function
             .line_info
             .line_info
@@ -509,7 +531,13 @@ impl BpfObject {
         fds: &std::collections::HashMap<String, i32>,
         kernel: &KernelFeatures<'_>,
     ) -> Result<KernelProgram, ObjectError> {
-        prepare_program(&self.path, &self.for_aya, &program.name, fds, kernel)
+        prepare_program(
+            &self.path,
+            self.bytes_for_aya(program),
+            &program.name,
+            fds,
+            kernel,
+        )
     }
 }
 
@@ -689,8 +717,8 @@ impl BpfObject {
             path: self.path.clone(),
             reason,
         };
-        let mut obj =
-            aya_obj::Object::parse(&self.for_aya).map_err(|e| parse_error(e.to_string()))?;
+        let mut obj = aya_obj::Object::parse(self.bytes_for_aya(program))
+            .map_err(|e| parse_error(e.to_string()))?;
         let text_sections: HashSet<usize> =
             obj.functions.keys().map(|(section, _)| *section).collect();
         let mut maps: Vec<(String, aya_obj::Map)> = obj
@@ -897,129 +925,187 @@ impl BtfHeader {
     }
 }
 
-/// Renames `sections` to `xdp` in a copy of the object, and points the
-/// BTF.ext func/line info of those sections at an `xdp` string, so that aya
-/// loads them as XDP with their line info.
+/// A copy of the object as aya must see it to load the programs of section
+/// `keep`:
+/// - the sections in `hide` are no longer executable, so aya-obj ignores
+///   them (it refuses section names it does not know, such as `tc`, and
+///   keys BTF.ext records by section name);
+/// - with `rename`, `keep` is named `xdp`, for a name aya would refuse
+///   (`stats`, `xdp_prog`, `2/N`);
+/// - the BTF.ext records of `keep` follow it to its new name, and those of
+///   hidden sections name none.
 ///
-/// The names are overwritten in place (`stats\0` becomes `xdp\0s\0`), so no
-/// offset in the file moves. A string table may share one string's tail
-/// with another name (`.relstats` ends in `stats`); renaming the relocation
-/// section along with its section is right, but any other name that would
-/// change is a reason to refuse.
-fn retype_as_xdp(bytes: &[u8], sections: &HashSet<String>) -> Result<Vec<u8>, String> {
-    use object::read::elf::{ElfFile64, FileHeader as _, SectionHeader as _, Sym as _};
+/// Nothing is renamed in place, since clang shares one string between a
+/// section's name and a symbol's (`xdp_fail1` is the tail of
+/// `_xdp_fail1`): the new names are appended to copies of the string
+/// tables at the end of the file, and the headers point at those copies.
+fn aya_view(
+    bytes: &[u8],
+    keep: &str,
+    rename: bool,
+    hide: &HashSet<&str>,
+) -> Result<Vec<u8>, String> {
+    use object::read::elf::{ElfFile64, FileHeader as _, SectionHeader as _};
 
     let elf = ElfFile64::<object::Endianness>::parse(bytes).map_err(|e| e.to_string())?;
     let endian = elf.endian();
+    let little = bytes.get(5) == Some(&1);
+    let header = elf.elf_header();
+    let shoff = header.e_shoff(endian) as usize;
+    let shentsize = header.e_shentsize(endian) as usize;
+    let shstrndx = header.e_shstrndx(endian) as usize;
     let table = elf.elf_section_table();
-    let shstrndx = elf.elf_header().e_shstrndx(endian) as usize;
-    let shstr = table
-        .section(object::SectionIndex(shstrndx))
-        .map_err(|e| e.to_string())?;
-    let shstr_off = shstr.sh_offset(endian) as usize;
-    let name_at = |off: u32| -> &[u8] {
-        let tail = bytes
-            .get(shstr_off.saturating_add(off as usize)..)
-            .unwrap_or_default();
-        &tail[..tail.iter().position(|&b| b == 0).unwrap_or(tail.len())]
+    let section_name = |h: &object::elf::SectionHeader64<object::Endianness>| {
+        table
+            .section_name(endian, h)
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default()
     };
     let mut out = bytes.to_vec();
-    // (start, end) of every name in the section-name table that is in use,
-    // with whether it may change along with a renamed section.
-    let mut names: Vec<(usize, usize, u32, usize)> = Vec::new();
-    for (index, header) in table.iter().enumerate() {
-        let off = header.sh_name(endian);
-        names.push((
-            off as usize,
-            off as usize + name_at(off).len(),
-            header.sh_type(endian),
-            index,
-        ));
+    let put = |out: &mut Vec<u8>, at: usize, value: u64, width: usize| -> Result<(), String> {
+        let slot = out
+            .get_mut(at..at + width)
+            .ok_or("a section header runs past the end of the file")?;
+        let raw = if little {
+            value.to_le_bytes()
+        } else {
+            value.to_be_bytes()
+        };
+        if little {
+            slot.copy_from_slice(&raw[..width]);
+        } else {
+            slot.copy_from_slice(&raw[8 - width..]);
+        }
+        Ok(())
+    };
+    // ELF64 section header fields: sh_name at 0, sh_flags at 8,
+    // sh_offset at 24, sh_size at 32.
+    let header_at = |index: usize| shoff + index * shentsize;
+    let mut keep_index = None;
+    let mut btf_index = None;
+    let mut btf_ext_index = None;
+    for (index, h) in table.iter().enumerate() {
+        let name = section_name(h);
+        if name == keep && h.sh_type(endian) == object::elf::SHT_PROGBITS {
+            keep_index = Some(index);
+        } else if name == ".BTF" {
+            btf_index = Some(index);
+        } else if name == ".BTF.ext" {
+            btf_ext_index = Some(index);
+        } else if hide.contains(name.as_str()) {
+            let flags = h.sh_flags(endian) & !u64::from(object::elf::SHF_EXECINSTR);
+            put(&mut out, header_at(index) + 8, flags, 8)?;
+        }
     }
-    let symbols = elf.elf_symbol_table();
-    let symbols_share_table = symbols.string_section().0 == shstrndx;
-    let mut renamed = Vec::new();
-    for (index, header) in table.iter().enumerate() {
-        let off = header.sh_name(endian) as usize;
-        let name = String::from_utf8_lossy(name_at(off as u32)).into_owned();
-        if !sections.contains(&name) {
+    let keep_index = keep_index.ok_or_else(|| format!("no section '{keep}'"))?;
+    let append = |out: &mut Vec<u8>, data: &[u8]| -> usize {
+        out.resize(out.len().next_multiple_of(8), 0);
+        let at = out.len();
+        out.extend_from_slice(data);
+        at
+    };
+    if rename {
+        let strtab = table
+            .section(object::SectionIndex(shstrndx))
+            .map_err(|e| e.to_string())?;
+        let mut names = strtab
+            .data(endian, bytes)
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        let xdp_at = names.len();
+        names.extend_from_slice(b"xdp\0");
+        let at = append(&mut out, &names);
+        put(&mut out, header_at(shstrndx) + 24, at as u64, 8)?;
+        put(&mut out, header_at(shstrndx) + 32, names.len() as u64, 8)?;
+        put(&mut out, header_at(keep_index), xdp_at as u64, 4)?;
+    }
+    let (Some(btf_index), Some(ext_index)) = (btf_index, btf_ext_index) else {
+        return Ok(out);
+    };
+    let u32_in = |data: &[u8], at: usize| -> Option<u32> {
+        let raw: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+        Some(if little {
+            u32::from_le_bytes(raw)
+        } else {
+            u32::from_be_bytes(raw)
+        })
+    };
+    let btf_header = table
+        .section(object::SectionIndex(btf_index))
+        .map_err(|e| e.to_string())?;
+    let btf = btf_header.data(endian, bytes).map_err(|e| e.to_string())?;
+    let parsed = BtfHeader::parse(btf).ok_or("malformed .BTF header")?;
+    let strings = btf
+        .get(parsed.str_start()..parsed.str_start() + parsed.str_len as usize)
+        .ok_or("malformed .BTF strings")?;
+    let string_at = |off: u32| -> &[u8] {
+        let tail = strings.get(off as usize..).unwrap_or_default();
+        &tail[..tail.iter().position(|&b| b == 0).unwrap_or(tail.len())]
+    };
+    // Where `keep`'s records will point: an `xdp` string, appended to the
+    // BTF strings when the section is renamed (only possible when they
+    // end the section, as clang writes it).
+    let mut xdp_string = None;
+    if rename && parsed.str_start() + parsed.str_len as usize == btf.len() {
+        let mut grown = btf.to_vec();
+        grown.extend_from_slice(b"xdp\0");
+        let str_len = parsed.str_len + 4;
+        let raw = if little {
+            str_len.to_le_bytes()
+        } else {
+            str_len.to_be_bytes()
+        };
+        grown[20..24].copy_from_slice(&raw);
+        let at = append(&mut out, &grown);
+        put(&mut out, header_at(btf_index) + 24, at as u64, 8)?;
+        put(&mut out, header_at(btf_index) + 32, grown.len() as u64, 8)?;
+        xdp_string = Some(parsed.str_len);
+    }
+    let ext_header = table
+        .section(object::SectionIndex(ext_index))
+        .map_err(|e| e.to_string())?;
+    let (ext_off, _) = ext_header
+        .file_range(endian)
+        .ok_or(".BTF.ext has no data")?;
+    let ext = ext_header.data(endian, bytes).map_err(|e| e.to_string())?;
+    let hdr_len = u32_in(ext, 4).ok_or("malformed .BTF.ext header")? as usize;
+    // func_info, line_info, and (in a longer header) core_relo: each an
+    // (offset, length) pair after the header, of a record size followed by
+    // blocks of (section name, count, records).
+    let mut subsections = vec![8, 16];
+    if hdr_len >= 32 {
+        subsections.push(24);
+    }
+    for field in subsections {
+        let (Some(off), Some(len)) = (u32_in(ext, field), u32_in(ext, field + 4)) else {
             continue;
-        }
-        if name.len() < 3 {
-            return Err(format!(
-                "section '{name}' is too short a name to load as XDP; name it xdp (SEC(\"xdp\"))"
-            ));
-        }
-        let end = off + name.len();
-        // Names ending where this one ends would change too.
-        for &(start, stop, sh_type, other) in &names {
-            let is_its_rel = (sh_type == object::elf::SHT_REL || sh_type == object::elf::SHT_RELA)
-                && table
-                    .section(object::SectionIndex(other))
-                    .is_ok_and(|h| h.sh_info(endian) as usize == index);
-            if other != index && stop == end && start < end && !is_its_rel {
-                return Err(format!(
-                    "section '{name}' shares its name's bytes with another section"
-                ));
+        };
+        let start = hdr_len + off as usize;
+        let end = start + len as usize;
+        let Some(rec_size) = u32_in(ext, start) else {
+            continue;
+        };
+        let mut at = start + 4;
+        while at + 8 <= end {
+            let (Some(name_off), Some(count)) = (u32_in(ext, at), u32_in(ext, at + 4)) else {
+                break;
+            };
+            let name = string_at(name_off);
+            let new = if name == keep.as_bytes() {
+                xdp_string
+            } else if hide.contains(String::from_utf8_lossy(name).as_ref()) {
+                // The empty string: no section's.
+                Some(0)
+            } else {
+                None
+            };
+            if let Some(new) = new {
+                put(&mut out, ext_off as usize + at, u64::from(new), 4)?;
             }
+            at += 8 + count as usize * rec_size as usize;
         }
-        if symbols_share_table {
-            for sym in symbols.symbols() {
-                let start = sym.st_name(endian) as usize;
-                let stop = start + name_at(start as u32).len();
-                let is_section_symbol = sym.st_type() == object::elf::STT_SECTION;
-                if stop == end && start < end && start != 0 && !is_section_symbol {
-                    return Err(format!(
-                        "section '{name}' shares its name's bytes with a symbol"
-                    ));
-                }
-            }
-        }
-        let at = shstr_off + off;
-        let slot = out
-            .get_mut(at..at + 4)
-            .ok_or("a section name runs past the end of the file")?;
-        slot.copy_from_slice(b"xdp\0");
-        renamed.push(name);
-    }
-    // The BTF.ext records name their section through the .BTF strings.
-    let file = object::File::parse(bytes).map_err(|e| e.to_string())?;
-    let (Some(btf), Some(_)) = (
-        file.section_by_name(".BTF"),
-        file.section_by_name(".BTF.ext"),
-    ) else {
-        return Ok(out);
-    };
-    let Some((btf_off, _)) = btf.file_range() else {
-        return Ok(out);
-    };
-    let btf_data = btf.data().map_err(|e| e.to_string())?;
-    let header = BtfHeader::parse(btf_data).ok_or("malformed .BTF header")?;
-    let strings_at = btf_off as usize + header.str_start();
-    let mut targets = BTreeMap::new();
-    for name in &renamed {
-        let strings = &out[strings_at..strings_at + header.str_len as usize];
-        let mut pos = 0;
-        while let Some(found) = find(&strings[pos..], name.as_bytes()) {
-            let at = pos + found;
-            if (at == 0 || strings[at - 1] == 0) && strings.get(at + name.len()) == Some(&0) {
-                targets.insert(at as u32, name.clone());
-            }
-            pos = at + 1;
-        }
-    }
-    for &at in targets.keys() {
-        let abs = strings_at + at as usize;
-        let slot = out
-            .get_mut(abs..abs + 4)
-            .ok_or(".BTF strings run past the end of the file")?;
-        slot.copy_from_slice(b"xdp\0");
     }
     Ok(out)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Finds source files named by line info: as recorded, next to the object,

@@ -80,7 +80,7 @@ pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict
     let ebpf = guard::aya(|| {
         EbpfLoader::new()
             .verifier_log_level(VerifierLogLevel::DISABLE)
-            .load(obj.bytes_for_aya())
+            .load(obj.bytes_for_aya(program))
     })
     .map_err(|panic| {
         WorkbenchError::Object(ObjectError::Malformed {

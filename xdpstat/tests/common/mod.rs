@@ -555,3 +555,8 @@ pub fn xdpstat(args: &[&str]) -> Output {
         .output()
         .expect("run xdpstat")
 }
+
+/// llvm-objdump: `$XDPSTAT_LLVM_OBJDUMP`, else the one on PATH.
+pub fn llvm_objdump() -> String {
+    std::env::var("XDPSTAT_LLVM_OBJDUMP").unwrap_or_else(|_| "llvm-objdump".to_owned())
+}
