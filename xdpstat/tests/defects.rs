@@ -222,3 +222,136 @@ fn f4_programs_of_other_types_do_not_block_the_xdp_one() {
     let out = xdpstat(&["check", obj.to_str().unwrap(), "--sec", "tc"]);
     assert_fails(&out, 2, &["no section 'tc'", "xdp"]);
 }
+
+/// A pin at `/sys/fs/bpf/<name>` that this test made or expects, removed
+/// when the test ends.
+struct OwnPin(PathBuf);
+
+impl Drop for OwnPin {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `xdpstat-check-*` directories in bpffs' root: check's private ones.
+fn check_dirs() -> Vec<String> {
+    std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("xdpstat-check-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn bpftool(args: &[&str]) -> String {
+    let out = Command::new("bpftool").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "bpftool {args:?}: {}",
+        common::stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn f5_f6_maps_pinned_by_name_are_checked_and_cleaned_up() {
+    if !privileged("f5_f6_maps_pinned_by_name_are_checked_and_cleaned_up")
+        || !have_tool("clang")
+        || !have_tool("bpftool")
+    {
+        return;
+    }
+    let scratch = Scratch::new("f6");
+    let map = format!("xdpstat_f6_{}", std::process::id());
+    let define = format!("-DMAP_NAME={map}");
+    let obj = build(&scratch, "pinned_maps", &[&define]);
+    let obj_s = obj.to_str().unwrap();
+    let pin = OwnPin(PathBuf::from("/sys/fs/bpf").join(&map));
+    let before = check_dirs();
+
+    // check pins nothing that outlives it.
+    let programs = check_json(&obj);
+    assert_eq!(programs[0]["accepted"], true, "{programs:?}");
+    assert!(!pin.0.exists(), "check left {}", pin.0.display());
+    assert_eq!(check_dirs(), before, "check left its directory");
+
+    // load pins it as libbpf does, and detach removes what load pinned.
+    let ns = VethNs::new();
+    let load = |ns: &VethNs| ns.xdpstat(&["load", obj_s, "--dev", &ns.a, "--mode", "generic"]);
+    let out = load(&ns);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(pin.0.exists(), "load pins {map} by name");
+    ns.xdpstat_ok(&["detach", &ns.a]);
+    assert!(!pin.0.exists(), "detach removes the pin load made");
+
+    // A pin of another shape is refused, and left as it was.
+    let pin_s = pin.0.to_str().unwrap();
+    bpftool(&[
+        "map", "create", pin_s, "type", "hash", "key", "4", "value", "8", "entries", "16", "name",
+        "other",
+    ]);
+    let id_before = bpftool(&["map", "show", "pinned", pin_s]);
+    let out = load(&ns);
+    assert_fails(
+        &out,
+        2,
+        &[
+            pin_s,
+            "hash (key 4, value 8, 16 entries",
+            "percpu_array (key 4, value 8, 4 entries",
+            "libbpf",
+        ],
+    );
+    assert!(ns.xdp_on(&ns.a).is_empty(), "nothing attached");
+    assert_eq!(bpftool(&["map", "show", "pinned", pin_s]), id_before);
+    // check does not reuse it: its own map, no bogus diagnosis.
+    assert_eq!(check_json(&obj)[0]["accepted"], true);
+    std::fs::remove_file(&pin.0).unwrap();
+
+    // A pin of the same shape is reused, and stays after detach.
+    bpftool(&[
+        "map",
+        "create",
+        pin_s,
+        "type",
+        "percpu_array",
+        "key",
+        "4",
+        "value",
+        "8",
+        "entries",
+        "4",
+        "name",
+        "same",
+    ]);
+    let out = load(&ns);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let pinned: Value =
+        serde_json::from_str(&bpftool(&["map", "show", "pinned", pin_s, "-j"])).unwrap();
+    let prog = ns.xdp_on(&ns.a)[0].prog_id;
+    let prog: Value =
+        serde_json::from_str(&bpftool(&["prog", "show", "id", &prog.to_string(), "-j"])).unwrap();
+    assert_eq!(
+        prog["map_ids"][0], pinned["id"],
+        "the program uses the pinned map"
+    );
+    ns.xdpstat_ok(&["detach", &ns.a]);
+    assert!(pin.0.exists(), "a reused pin stays");
+    std::fs::remove_file(&pin.0).unwrap();
+
+    // A rejected load leaves no pin.
+    let rejected = build(&scratch, "pinned_maps", &[&define, "-DREJECT"]);
+    let out = ns.xdpstat(&[
+        "load",
+        rejected.to_str().unwrap(),
+        "--dev",
+        &ns.a,
+        "--mode",
+        "generic",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    assert!(!pin.0.exists(), "a rejected load left {}", pin.0.display());
+    assert_eq!(check_dirs(), before);
+}

@@ -55,7 +55,14 @@ fn the_kernels_logs_and_the_decoded_instructions_agree_on_the_corpus() {
                 continue;
             }
             let linked = obj.linked(program).unwrap();
-            let text = match load(&obj, program, LOG_LEVEL_2).unwrap() {
+            let text = match load(
+                &obj,
+                program,
+                LOG_LEVEL_2,
+                xdpstat::model::workbench::PinPlace::Private,
+            )
+            .unwrap()
+            {
                 Verdict::Accepted { log, .. } | Verdict::Rejected { log, .. } => log,
             };
             let parsed = log::parse_str(&text);

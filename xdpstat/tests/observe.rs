@@ -561,6 +561,8 @@ fn what_cannot_be_observed_is_refused_in_one_line() {
 struct Loaded<'a> {
     ns: &'a VethNs,
     iface: String,
+    /// Whether libxdp's directory in bpffs is this test's to remove.
+    made_dir: bool,
 }
 
 impl Drop for Loaded<'_> {
@@ -570,8 +572,16 @@ impl Drop for Loaded<'_> {
             .command("xdp-loader")
             .args(["unload", &self.iface, "--all"])
             .output();
+        if self.made_dir {
+            // Only if empty: another user's dispatchers may be there now.
+            let _ = std::fs::remove_dir(LIBXDP_DIR);
+        }
     }
 }
+
+/// Where libxdp pins its dispatchers; it makes the directory even when
+/// the kernel refuses them.
+const LIBXDP_DIR: &str = "/sys/fs/bpf/xdp";
 
 /// An Ethernet frame of `len` bytes carrying IPv4 UDP to port `dport`.
 fn udp_frame(len: usize, dport: u16) -> Vec<u8> {
@@ -622,6 +632,7 @@ fn a_libxdp_dispatcher_is_observed_per_component_and_overall() {
         })
         .collect();
     let ns = VethNs::new();
+    let made_dir = !Path::new(LIBXDP_DIR).exists();
     let load = ns
         .command("xdp-loader")
         .args(["load", "-m", "skb", &ns.a])
@@ -631,6 +642,7 @@ fn a_libxdp_dispatcher_is_observed_per_component_and_overall() {
     let _loaded = Loaded {
         ns: &ns,
         iface: ns.a.clone(),
+        made_dir,
     };
     if !load.status.success() {
         // This machine's kernel refuses freplace as it refuses tracing

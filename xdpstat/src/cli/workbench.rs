@@ -159,9 +159,10 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
     let obj = BpfObject::open(&args.obj)?;
     let program = obj.single(args.sec.as_deref())?.clone();
     privileges::require("xdpstat load", &[Capability::Bpf, Capability::NetAdmin])?;
-    let (r, ebpf) = workbench::check(&obj, &program, &args.src)?;
+    let checked = workbench::check(&obj, &program, &args.src, workbench::PinPlace::Shared)?;
+    let r = checked.report;
     let mut out = io::stdout().lock();
-    let Some(mut ebpf) = ebpf else {
+    let Some(mut ebpf) = checked.ebpf else {
         if args.json {
             serde_json::to_writer(&mut out, &ProgramsJson { programs: &[r] })?;
             writeln!(out)?;
@@ -170,6 +171,13 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
         }
         return Ok(1);
     };
+    // The pins by name this load made, which detach removes with the
+    // rest; a pin that was there before is only reused, and stays.
+    let made: Vec<String> = checked
+        .pinned
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .collect();
     let opts = AttachOptions {
         mode: args.mode,
         layout: Default::default(),
@@ -183,6 +191,17 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
                 what: format!("pinning map {map_name}"),
                 source: e.into(),
             })?;
+            if made.iter().any(|m| m == map_name) {
+                let path = pins.stage(&format!(
+                    "{}{}",
+                    crate::model::attach::BY_NAME_PREFIX,
+                    pin_name(map_name)
+                ));
+                map.pin(&path).map_err(|e| AttachError::Load {
+                    what: format!("pinning map {map_name}"),
+                    source: e.into(),
+                })?;
+            }
         }
         let xdp: &mut aya::programs::Xdp = ebpf
             .program_mut(&name)
@@ -205,7 +224,16 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
             program: name.clone(),
             counters_kept: false,
         })
-    })?;
+    });
+    let attached = match attached {
+        Ok(a) => a,
+        Err(e) => {
+            for path in &checked.pinned {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e.into());
+        }
+    };
     let a = attached.attachment;
     if args.json {
         #[derive(Serialize)]
@@ -286,10 +314,10 @@ pub(super) fn check_cmd(args: &CheckArgs) -> Result<u8> {
     };
     let mut reports = Vec::new();
     for program in &programs {
-        // Each program is loaded alone and unloaded when `ebpf` drops.
-        let (r, ebpf) = workbench::check(&obj, program, &args.src)?;
-        drop(ebpf);
-        reports.push(r);
+        // Each program is loaded alone and unloaded when its object
+        // drops; check pins nothing that outlives it.
+        let checked = workbench::check(&obj, program, &args.src, workbench::PinPlace::Private)?;
+        reports.push(checked.report);
     }
     if let Some(dir) = &args.guest_out {
         kernels::write_results(dir, &reports).map_err(|e| {

@@ -27,15 +27,167 @@ pub enum WorkbenchError {
     /// it (an input error, exit 2, like the other [`ObjectError`]s).
     #[error("{0}")]
     Object(#[source] ObjectError),
+    /// A map the object pins by name is pinned already, with another
+    /// shape: libbpf refuses to reuse it, and so does xdpstat.
+    #[error("{} is pinned as {pinned}, but {object_path}'s map {map} is {wanted}; libbpf would refuse to reuse it too: remove the pin if it is stale (`rm {}`), or give the map another name", path.display(), path.display())]
+    PinMismatch {
+        /// The existing pin.
+        path: PathBuf,
+        /// The object.
+        object_path: String,
+        /// The map's name.
+        map: String,
+        /// What is pinned there.
+        pinned: String,
+        /// What the object declares.
+        wanted: String,
+    },
+    /// The object pins maps by name, and `check` has nowhere private to
+    /// pin them.
+    #[error("{object_path} pins maps by name ({maps}), and checking it needs bpffs for them: mount it with `mount -t bpf bpf /sys/fs/bpf` ({reason})")]
+    NoBpffs {
+        /// The object.
+        object_path: String,
+        /// The maps.
+        maps: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl WorkbenchError {
-    /// Whether it is the input's fault (exit 2): a malformed object.
+    /// Whether it is the input's fault (exit 2): a malformed object, a
+    /// pin in the way, no bpffs.
     pub fn is_usage(&self) -> bool {
         match self {
             Self::Object(e) => e.is_usage(),
+            Self::PinMismatch { .. } | Self::NoBpffs { .. } => true,
             Self::Prepare { .. } => false,
         }
+    }
+}
+
+/// Where the maps that an object pins by name (`LIBBPF_PIN_BY_NAME`) go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinPlace {
+    /// Nowhere that outlives the load: `check` pins them in a directory
+    /// of its own and removes it at once, so it never reuses (or leaves)
+    /// a pin.
+    Private,
+    /// `/sys/fs/bpf/<name>`, as libbpf pins them, for `load`: an existing
+    /// pin of the same shape is reused, one of another shape refused.
+    Shared,
+}
+
+/// The maps `program`'s view of the object pins by name.
+fn maps_by_name(obj: &BpfObject, program: &XdpProgram) -> Vec<(String, aya_obj::Map)> {
+    let Ok(Ok(parsed)) = guard::aya(|| aya_obj::Object::parse(obj.bytes_for_aya(program))) else {
+        return Vec::new();
+    };
+    let mut maps: Vec<(String, aya_obj::Map)> = parsed
+        .maps
+        .into_iter()
+        .filter(|(_, m)| m.pinning() == aya_obj::maps::PinningType::ByName)
+        .collect();
+    maps.sort_by(|a, b| a.0.cmp(&b.0));
+    maps
+}
+
+/// `percpu_array (key 4, value 16, 5 entries, flags 0x0)`.
+fn shape(map_type: u32, key: u32, value: u32, entries: u32, flags: u32) -> String {
+    let name = crate::kernel::map::MapType(map_type)
+        .name()
+        .map_or_else(|| format!("type {map_type}"), str::to_owned);
+    format!("{name} (key {key}, value {value}, {entries} entries, flags {flags:#x})")
+}
+
+/// Checks an existing pin against the map the object declares, as libbpf
+/// does before reusing it.
+fn check_pin(
+    obj: &BpfObject,
+    name: &str,
+    map: &aya_obj::Map,
+    path: &std::path::Path,
+) -> Result<(), WorkbenchError> {
+    use std::os::fd::AsFd as _;
+    let mismatch = |pinned: String| WorkbenchError::PinMismatch {
+        path: path.to_owned(),
+        object_path: obj.path().display().to_string(),
+        map: name.to_owned(),
+        pinned,
+        wanted: shape(
+            map.map_type(),
+            map.key_size(),
+            map.value_size(),
+            map.max_entries(),
+            map.map_flags(),
+        ),
+    };
+    let fd = crate::kernel::sys::obj_get(path)
+        .map_err(|e| mismatch(format!("something xdpstat cannot open ({e})")))?;
+    let info = crate::kernel::sys::maps::map_info(fd.as_fd())
+        .map_err(|_| mismatch("something that is not a map".to_owned()))?;
+    // A map type whose size the loader sets (0 in the object) matches any.
+    let entries_match = map.max_entries() == 0 || map.max_entries() == info.max_entries;
+    if info.map_type == map.map_type()
+        && info.key_size == map.key_size()
+        && info.value_size == map.value_size()
+        && entries_match
+        && info.map_flags == map.map_flags()
+    {
+        Ok(())
+    } else {
+        Err(mismatch(shape(
+            info.map_type,
+            info.key_size,
+            info.value_size,
+            info.max_entries,
+            info.map_flags,
+        )))
+    }
+}
+
+/// A directory of `check`'s own in bpffs for the maps an object pins by
+/// name, removed with what aya pinned there when dropped.
+struct PrivatePins(PathBuf);
+
+impl PrivatePins {
+    fn new() -> io::Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let dir = PathBuf::from(crate::kernel::bpffs::MOUNT_POINT).join(format!(
+            "xdpstat-check-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        if !crate::kernel::bpffs::is_bpffs(std::path::Path::new(crate::kernel::bpffs::MOUNT_POINT))
+            .unwrap_or(false)
+        {
+            return Err(io::Error::other(format!(
+                "{} is not bpffs",
+                crate::kernel::bpffs::MOUNT_POINT
+            )));
+        }
+        std::fs::create_dir(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for PrivatePins {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Removes the pins a load made, when it goes no further.
+fn unpin_all(paths: &[PathBuf]) {
+    for path in paths {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -48,6 +200,9 @@ pub enum Verdict {
         ebpf: Ebpf,
         /// The verifier's log.
         log: String,
+        /// The pins by name that this load made ([`PinPlace::Shared`]),
+        /// for the caller to keep or remove.
+        pinned: Vec<PathBuf>,
     },
     /// Rejected, with the errno and the verifier's log.
     Rejected {
@@ -71,33 +226,78 @@ pub enum Verdict {
 /// # Errors
 ///
 /// [`WorkbenchError`] when the object cannot be prepared.
-pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict, WorkbenchError> {
+pub fn load(
+    obj: &BpfObject,
+    program: &XdpProgram,
+    level: u32,
+    place: PinPlace,
+) -> Result<Verdict, WorkbenchError> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     let prepare = |reason: String| WorkbenchError::Prepare {
         path: obj.path().display().to_string(),
         reason,
     };
-    let ebpf = guard::aya(|| {
-        EbpfLoader::new()
-            .verifier_log_level(VerifierLogLevel::DISABLE)
-            .load(obj.bytes_for_aya(program))
-    })
-    .map_err(|panic| {
-        WorkbenchError::Object(ObjectError::Malformed {
-            path: obj.path().to_owned(),
-            reason: panic.to_string(),
-        })
-    })?
-    .map_err(|e| prepare(xdpstat_analysis::error::chain(&e)))?;
+    let by_name = maps_by_name(obj, program);
+    let mut loader = EbpfLoader::new();
+    loader.verifier_log_level(VerifierLogLevel::DISABLE);
+    let mut private = None;
+    let mut created = Vec::new();
+    if !by_name.is_empty() {
+        match place {
+            PinPlace::Private => {
+                let dir = PrivatePins::new().map_err(|e| WorkbenchError::NoBpffs {
+                    object_path: obj.path().display().to_string(),
+                    maps: by_name
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    reason: e.to_string(),
+                })?;
+                loader.default_map_pin_directory(&dir.0);
+                private = Some(dir);
+            }
+            PinPlace::Shared => {
+                for (name, map) in &by_name {
+                    let path = PathBuf::from(crate::kernel::bpffs::MOUNT_POINT).join(name);
+                    if path.exists() {
+                        check_pin(obj, name, map, &path)?;
+                    } else {
+                        created.push(path);
+                    }
+                }
+            }
+        }
+    }
+    let loaded = guard::aya(|| loader.load(obj.bytes_for_aya(program)));
+    // The maps live on in `ebpf`; check's pins of them go now.
+    drop(private);
+    let ebpf = match loaded {
+        Ok(Ok(ebpf)) => ebpf,
+        Ok(Err(e)) => {
+            unpin_all(&created);
+            return Err(prepare(xdpstat_analysis::error::chain(&e)));
+        }
+        Err(panic) => {
+            unpin_all(&created);
+            return Err(WorkbenchError::Object(ObjectError::Malformed {
+                path: obj.path().to_owned(),
+                reason: panic.to_string(),
+            }));
+        }
+    };
     let fds = ebpf
         .maps()
         .map(|(name, map)| (name.to_owned(), map_data(map).fd().as_fd().as_raw_fd()))
         .collect();
     let kernel = obj
         .for_kernel(program, &fds, &KernelFeatures::probe())
-        .map_err(|e| match e {
-            ObjectError::Malformed { .. } => WorkbenchError::Object(e),
-            e => prepare(e.to_string()),
+        .map_err(|e| {
+            unpin_all(&created);
+            match e {
+                ObjectError::Malformed { .. } => WorkbenchError::Object(e),
+                e => prepare(e.to_string()),
+            }
         })?;
     // Without its BTF the kernel still verifies the program, only without
     // source annotations; aya proceeds the same way for XDP.
@@ -120,19 +320,27 @@ pub fn load(obj: &BpfObject, program: &XdpProgram, level: u32) -> Result<Verdict
             line_info: (kernel.line_info.0, &kernel.line_info.1, kernel.line_info.2),
         },
         level,
-        // Zeroed memory is mapped lazily, so a big first buffer costs
-        // little and spares most huge logs a second verification.
-        1 << 26,
+        // Statistics alone fit in a page. For a whole log: zeroed memory
+        // is mapped lazily, so a big first buffer costs little and spares
+        // most huge logs a second verification.
+        if level == LOG_STATS { 1 << 16 } else { 1 << 26 },
     );
     let log = String::from_utf8_lossy(&log).into_owned();
     match result {
         // The program is freed with its fd; `load` loads it again
         // through aya to attach it.
-        Ok(_fd) => Ok(Verdict::Accepted { ebpf, log }),
-        Err(e) => Ok(Verdict::Rejected {
-            errno: e.source,
+        Ok(_fd) => Ok(Verdict::Accepted {
+            ebpf,
             log,
+            pinned: created,
         }),
+        Err(e) => {
+            unpin_all(&created);
+            Ok(Verdict::Rejected {
+                errno: e.source,
+                log,
+            })
+        }
     }
 }
 
@@ -173,13 +381,29 @@ fn map_data(map: &aya::maps::Map) -> &aya::maps::MapData {
     }
 }
 
+/// Statistics only (`BPF_LOG_STATS`): what an accepted program needs, at
+/// a fraction of a full log's cost.
+const LOG_STATS: u32 = 4;
 /// Log level 1, with statistics.
 const LOG_LEVEL_1: u32 = 1 | 4;
 /// Log level 2, with statistics.
 const LOG_LEVEL_2: u32 = 2 | 1 | 4;
 
-/// Loads `program` and reports on it. A rejection whose diagnosis lacks the
-/// state to find the origin is loaded again at log level 2.
+/// What [`check`] found: the report, and for an accepted program the
+/// object aya prepared and the pins by name it made.
+pub struct Checked {
+    /// The report.
+    pub report: ProgramReport,
+    /// For an accepted program: aya's object, maps created.
+    pub ebpf: Option<Ebpf>,
+    /// The pins by name made for it ([`PinPlace::Shared`]).
+    pub pinned: Vec<PathBuf>,
+}
+
+/// Loads `program` and reports on it. The verifier runs first with
+/// statistics only (`BPF_LOG_STATS`), which is all an accepted program
+/// needs; a rejected one is verified again with a level-1 log, and one
+/// whose diagnosis lacks the state to find the origin at level 2.
 ///
 /// # Errors
 ///
@@ -188,7 +412,8 @@ pub fn check(
     obj: &BpfObject,
     program: &XdpProgram,
     src_dirs: &[PathBuf],
-) -> Result<(ProgramReport, Option<Ebpf>), WorkbenchError> {
+    place: PinPlace,
+) -> Result<Checked, WorkbenchError> {
     let linked = obj.linked(program).ok();
     let src = source_dirs(Some(obj.path()), src_dirs);
     let base = |log: Option<&ParsedLog>| {
@@ -200,44 +425,58 @@ pub fn check(
             src_dirs: src.clone(),
         })
     };
-    match load(obj, program, LOG_LEVEL_1)? {
-        Verdict::Accepted { ebpf, log: text } => {
-            let parsed = log::parse_str(&text);
+    let first = load(obj, program, LOG_STATS, place)?;
+    let (errno, text) = match first {
+        Verdict::Accepted { ebpf, log, pinned } => {
+            let parsed = log::parse_str(&log);
             let mut r = base(None);
             r.accepted = Some(true);
             if let Some(stats) = &parsed.stats {
                 r.stats = StatsReport::from(stats);
             }
-            Ok((r, Some(ebpf)))
+            return Ok(Checked {
+                report: r,
+                ebpf: Some(ebpf),
+                pinned,
+            });
         }
-        Verdict::Rejected { errno, log: text } => {
-            let parsed = log::parse_str(&text);
-            let mut r = base(Some(&parsed));
-            let mut level = 1;
-            let mut kept = text;
-            let needs_more = r
-                .diagnosis
-                .as_ref()
-                .is_some_and(|d| d.origin.is_none() && d.lacks_state());
-            if needs_more {
-                if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2)
-                {
-                    let parsed2 = log::parse_str(&verbose);
-                    let r2 = base(Some(&parsed2));
-                    if r2.diagnosis.as_ref().is_some_and(|d| d.origin.is_some()) {
-                        r = r2;
-                        level = 2;
-                        kept = verbose;
-                    }
-                }
+        Verdict::Rejected { errno, .. } => match load(obj, program, LOG_LEVEL_1, place)? {
+            Verdict::Rejected { errno, log } => (errno, log),
+            // The verifier changed its mind: keep its first answer.
+            Verdict::Accepted { log, pinned, .. } => {
+                unpin_all(&pinned);
+                (errno, log)
             }
-            r.accepted = Some(false);
-            r.errno = Some(errno_text(&errno));
-            r.log_level = Some(level);
-            r.log = Some(kept);
-            Ok((r, None))
+        },
+    };
+    let parsed = log::parse_str(&text);
+    let mut r = base(Some(&parsed));
+    let mut level = 1;
+    let mut kept = text;
+    let needs_more = r
+        .diagnosis
+        .as_ref()
+        .is_some_and(|d| d.origin.is_none() && d.lacks_state());
+    if needs_more {
+        if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2, place) {
+            let parsed2 = log::parse_str(&verbose);
+            let r2 = base(Some(&parsed2));
+            if r2.diagnosis.as_ref().is_some_and(|d| d.origin.is_some()) {
+                r = r2;
+                level = 2;
+                kept = verbose;
+            }
         }
     }
+    r.accepted = Some(false);
+    r.errno = Some(errno_text(&errno));
+    r.log_level = Some(level);
+    r.log = Some(kept);
+    Ok(Checked {
+        report: r,
+        ebpf: None,
+        pinned: Vec::new(),
+    })
 }
 
 /// What the running kernel supports, as aya probes it, for preparing an

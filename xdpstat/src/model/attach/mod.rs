@@ -146,6 +146,11 @@ pub struct Attachment {
     pub pin_dir: PathBuf,
 }
 
+/// The pin-name prefix, in an interface's directory, of a map that `load`
+/// also pinned by name in bpffs' root (`LIBBPF_PIN_BY_NAME`) where nothing
+/// was pinned before: `detach` removes that pin too.
+pub const BY_NAME_PREFIX: &str = "pinned-by-name-";
+
 /// What `attach` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attached {

@@ -467,6 +467,23 @@ pub(crate) fn settle(
 
 /// Removes every pin of a record, and its directory.
 pub(crate) fn remove_all(record: &Record) -> Result<(), AttachError> {
+    // What `load` pinned by name in bpffs' root, as libbpf would: still
+    // the same map there, it goes with the rest.
+    for pin in &record.pins {
+        let (Some(map), PinKind::Map(id)) =
+            (pin.name.strip_prefix(super::BY_NAME_PREFIX), &pin.kind)
+        else {
+            continue;
+        };
+        let shared = Path::new(bpffs::MOUNT_POINT).join(map);
+        let same = sys::obj_get(&shared)
+            .ok()
+            .and_then(|fd| sys::maps::map_info(fd.as_fd()).ok())
+            .is_some_and(|info| info.id == *id);
+        if same {
+            remove_pin(&shared)?;
+        }
+    }
     for path in record.dir.pins()? {
         remove_pin(&path)?;
     }
