@@ -59,7 +59,7 @@ fn the_kernels_logs_and_the_decoded_instructions_agree_on_the_corpus() {
                 &obj,
                 program,
                 LOG_LEVEL_2,
-                xdpstat::model::workbench::PinPlace::Private,
+                &xdpstat::model::workbench::LoadOptions::check(),
             )
             .unwrap()
             {

@@ -29,7 +29,59 @@ pub fn build() -> Result<()> {
     for dir in C_DIRS {
         build_c(&fixtures.join(dir), &out.join(dir))?;
     }
-    build_rust(&fixtures.join("rust"), &out.join("rust"))
+    build_rust(&fixtures.join("rust"), &out.join("rust"))?;
+    build_real(&fixtures.join("real"), &out.join("real"))
+}
+
+/// The real-world corpus (`fixtures/real`, issue 12): its own build
+/// script, kept with the sources and their provenance, builds every object
+/// with the flags its project uses. Rebuilt only when a source is newer.
+fn build_real(src_dir: &Path, out_dir: &Path) -> Result<()> {
+    let manifest = src_dir.join("manifest.json");
+    let stamp = out_dir.join(".built");
+    let newest_source = newest_mtime(&files_under(src_dir)?)?;
+    let built = fs::metadata(&stamp).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|b| newest_source <= b) {
+        println!("xtask: {}: up to date", out_dir.display());
+        return Ok(());
+    }
+    let out = Command::new("sh")
+        .arg(src_dir.join("build.sh"))
+        .arg(out_dir)
+        .output()
+        .with_context(|| format!("running {}", src_dir.join("build.sh").display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAILED")).collect();
+    anyhow::ensure!(
+        out.status.success() && failed.is_empty(),
+        "building the real-world corpus ({}) failed:\n{}{}",
+        manifest.display(),
+        failed.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "xtask: {}: {}",
+        out_dir.display(),
+        text.lines().last().unwrap_or_default()
+    );
+    fs::write(&stamp, "").with_context(|| format!("writing {}", stamp.display()))
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn build_c(src_dir: &Path, out_dir: &Path) -> Result<()> {

@@ -318,6 +318,11 @@ fn deps() -> Result<()> {
         "qemu-system-x86",
         "busybox-static",
         "xdp-tools",
+        // For the real-world corpus (fixtures/real/build.sh): xdp-tools'
+        // programs include libxdp's headers, and some projects' headers
+        // include glibc's 32-bit stubs.
+        "libxdp-dev",
+        "libc6-dev-i386",
     ]
     .map(String::from)
     .to_vec();

@@ -1064,47 +1064,69 @@ fn aya_view(
     let ext_header = table
         .section(object::SectionIndex(ext_index))
         .map_err(|e| e.to_string())?;
-    let (ext_off, _) = ext_header
-        .file_range(endian)
-        .ok_or(".BTF.ext has no data")?;
     let ext = ext_header.data(endian, bytes).map_err(|e| e.to_string())?;
     let hdr_len = u32_in(ext, 4).ok_or("malformed .BTF.ext header")? as usize;
+    let word = |value: u32| {
+        if little {
+            value.to_le_bytes()
+        } else {
+            value.to_be_bytes()
+        }
+    };
     // func_info, line_info, and (in a longer header) core_relo: each an
     // (offset, length) pair after the header, of a record size followed by
-    // blocks of (section name, count, records).
-    let mut subsections = vec![8, 16];
+    // blocks of (section name, count, records). The copy keeps the blocks
+    // of every section but the hidden ones, whose CO-RE records aya would
+    // otherwise look for a section to apply to.
+    let mut fields = vec![8, 16];
     if hdr_len >= 32 {
-        subsections.push(24);
+        fields.push(24);
     }
-    for field in subsections {
+    let mut grown = ext
+        .get(..hdr_len)
+        .ok_or("malformed .BTF.ext header")?
+        .to_vec();
+    let mut body = Vec::new();
+    for field in fields {
         let (Some(off), Some(len)) = (u32_in(ext, field), u32_in(ext, field + 4)) else {
             continue;
         };
         let start = hdr_len + off as usize;
-        let end = start + len as usize;
+        let end = (start + len as usize).min(ext.len());
+        let new_off = body.len() as u32;
         let Some(rec_size) = u32_in(ext, start) else {
+            grown[field..field + 4].copy_from_slice(&word(new_off));
+            grown[field + 4..field + 8].copy_from_slice(&word(0));
             continue;
         };
+        body.extend_from_slice(&word(rec_size));
         let mut at = start + 4;
         while at + 8 <= end {
             let (Some(name_off), Some(count)) = (u32_in(ext, at), u32_in(ext, at + 4)) else {
                 break;
             };
+            let next = at + 8 + count as usize * rec_size as usize;
             let name = string_at(name_off);
-            let new = if name == keep.as_bytes() {
-                xdp_string
-            } else if hide.contains(String::from_utf8_lossy(name).as_ref()) {
-                // The empty string: no section's.
-                Some(0)
-            } else {
-                None
-            };
-            if let Some(new) = new {
-                put(&mut out, ext_off as usize + at, u64::from(new), 4)?;
+            let records = ext.get(at + 8..next.min(end)).unwrap_or_default();
+            at = next;
+            if hide.contains(String::from_utf8_lossy(name).as_ref()) {
+                continue;
             }
-            at += 8 + count as usize * rec_size as usize;
+            let name_off = match xdp_string {
+                Some(xdp) if name == keep.as_bytes() => xdp,
+                _ => name_off,
+            };
+            body.extend_from_slice(&word(name_off));
+            body.extend_from_slice(&word(count));
+            body.extend_from_slice(records);
         }
+        grown[field..field + 4].copy_from_slice(&word(new_off));
+        grown[field + 4..field + 8].copy_from_slice(&word(body.len() as u32 - new_off));
     }
+    grown.extend_from_slice(&body);
+    let at = append(&mut out, &grown);
+    put(&mut out, header_at(ext_index) + 24, at as u64, 8)?;
+    put(&mut out, header_at(ext_index) + 32, grown.len() as u64, 8)?;
     Ok(out)
 }
 

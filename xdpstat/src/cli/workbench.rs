@@ -42,6 +42,10 @@ pub struct LoadArgs {
     /// Directories to search for source files.
     #[arg(long = "src", value_name = "DIR")]
     pub src: Vec<PathBuf>,
+    /// The size of a map whose own loader sets it (`max_entries` 0 in the
+    /// object), as `NAME=N`. Repeat for more.
+    #[arg(long = "max-entries", value_name = "NAME=N", value_parser = parse_max_entries)]
+    pub max_entries: Vec<(String, u32)>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -67,6 +71,10 @@ pub struct CheckArgs {
     /// Directories to search for source files.
     #[arg(long = "src", value_name = "DIR")]
     pub src: Vec<PathBuf>,
+    /// The size of a map whose own loader sets it (`max_entries` 0 in the
+    /// object), as `NAME=N`. Repeat for more.
+    #[arg(long = "max-entries", value_name = "NAME=N", value_parser = parse_max_entries)]
+    pub max_entries: Vec<(String, u32)>,
     /// Also verify on this kernel, booted under qemu (slow: tens of
     /// seconds per kernel): `6.1` or `6.12` (Debian's newest image of that
     /// line, fetched once), or a path to an unpacked kernel (boot/vmlinuz-*
@@ -159,7 +167,15 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
     let obj = BpfObject::open(&args.obj)?;
     let program = obj.single(args.sec.as_deref())?.clone();
     privileges::require("xdpstat load", &[Capability::Bpf, Capability::NetAdmin])?;
-    let checked = workbench::check(&obj, &program, &args.src, workbench::PinPlace::Shared)?;
+    let checked = workbench::check(
+        &obj,
+        &program,
+        &args.src,
+        &workbench::LoadOptions {
+            pins: workbench::PinPlace::Shared,
+            max_entries: args.max_entries.clone(),
+        },
+    )?;
     let r = checked.report;
     let mut out = io::stdout().lock();
     let Some(mut ebpf) = checked.ebpf else {
@@ -275,6 +291,20 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
 }
 
 /// A bpffs-safe pin name for a map (bpffs refuses dots).
+/// `NAME=N`, for `--max-entries`.
+fn parse_max_entries(text: &str) -> std::result::Result<(String, u32), String> {
+    let (name, size) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not NAME=N"))?;
+    let size: u32 = size
+        .parse()
+        .map_err(|_| format!("'{size}' is not a number of entries"))?;
+    if name.is_empty() || size == 0 {
+        return Err(format!("'{text}' needs a map name and a size above 0"));
+    }
+    Ok((name.to_owned(), size))
+}
+
 fn pin_name(map: &str) -> String {
     let name: String = map
         .chars()
@@ -316,7 +346,15 @@ pub(super) fn check_cmd(args: &CheckArgs) -> Result<u8> {
     for program in &programs {
         // Each program is loaded alone and unloaded when its object
         // drops; check pins nothing that outlives it.
-        let checked = workbench::check(&obj, program, &args.src, workbench::PinPlace::Private)?;
+        let checked = workbench::check(
+            &obj,
+            program,
+            &args.src,
+            &workbench::LoadOptions {
+                max_entries: args.max_entries.clone(),
+                ..workbench::LoadOptions::check()
+            },
+        )?;
         reports.push(checked.report);
     }
     if let Some(dir) = &args.guest_out {

@@ -42,6 +42,17 @@ pub enum WorkbenchError {
         /// What the object declares.
         wanted: String,
     },
+    /// A map has no size: its user space sets `max_entries` before
+    /// loading (libbpf refuses to create it too).
+    #[error("{object_path}: max_entries is 0 for {maps}: its own loader sizes them before loading, and the kernel refuses an empty map (libbpf too); give sizes with {options}")]
+    UnsizedMap {
+        /// The object.
+        object_path: String,
+        /// The maps, comma-separated.
+        maps: String,
+        /// The options that would size them.
+        options: String,
+    },
     /// The object pins maps by name, and `check` has nowhere private to
     /// pin them.
     #[error("{object_path} pins maps by name ({maps}), and checking it needs bpffs for them: mount it with `mount -t bpf bpf /sys/fs/bpf` ({reason})")]
@@ -61,7 +72,7 @@ impl WorkbenchError {
     pub fn is_usage(&self) -> bool {
         match self {
             Self::Object(e) => e.is_usage(),
-            Self::PinMismatch { .. } | Self::NoBpffs { .. } => true,
+            Self::PinMismatch { .. } | Self::NoBpffs { .. } | Self::UnsizedMap { .. } => true,
             Self::Prepare { .. } => false,
         }
     }
@@ -79,16 +90,36 @@ pub enum PinPlace {
     Shared,
 }
 
-/// The maps `program`'s view of the object pins by name.
-fn maps_by_name(obj: &BpfObject, program: &XdpProgram) -> Vec<(String, aya_obj::Map)> {
+/// How `check` and `load` load an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Where maps pinned by name go.
+    pub pins: PinPlace,
+    /// Sizes for maps whose `max_entries` their user space sets (0 in the
+    /// object), by map name.
+    pub max_entries: Vec<(String, u32)>,
+}
+
+impl LoadOptions {
+    /// `check`'s: nothing pinned that outlives it.
+    pub fn check() -> Self {
+        Self {
+            pins: PinPlace::Private,
+            max_entries: Vec::new(),
+        }
+    }
+}
+
+/// Map types whose size aya sets when the object leaves it 0.
+const SIZED_BY_LOADER: [u32; 1] =
+    [aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_PERF_EVENT_ARRAY as u32];
+
+/// The maps of `program`'s view of the object, by name.
+fn object_maps(obj: &BpfObject, program: &XdpProgram) -> Vec<(String, aya_obj::Map)> {
     let Ok(Ok(parsed)) = guard::aya(|| aya_obj::Object::parse(obj.bytes_for_aya(program))) else {
         return Vec::new();
     };
-    let mut maps: Vec<(String, aya_obj::Map)> = parsed
-        .maps
-        .into_iter()
-        .filter(|(_, m)| m.pinning() == aya_obj::maps::PinningType::ByName)
-        .collect();
+    let mut maps: Vec<(String, aya_obj::Map)> = parsed.maps.into_iter().collect();
     maps.sort_by(|a, b| a.0.cmp(&b.0));
     maps
 }
@@ -230,16 +261,41 @@ pub fn load(
     obj: &BpfObject,
     program: &XdpProgram,
     level: u32,
-    place: PinPlace,
+    opts: &LoadOptions,
 ) -> Result<Verdict, WorkbenchError> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     let prepare = |reason: String| WorkbenchError::Prepare {
         path: obj.path().display().to_string(),
         reason,
     };
-    let by_name = maps_by_name(obj, program);
+    let maps = object_maps(obj, program);
     let mut loader = EbpfLoader::new();
     loader.verifier_log_level(VerifierLogLevel::DISABLE);
+    let mut unsized_maps = Vec::new();
+    for (name, map) in &maps {
+        let sized = opts.max_entries.iter().find(|(n, _)| n == name);
+        if let Some((n, size)) = sized {
+            loader.map_max_entries(n, *size);
+        } else if map.max_entries() == 0 && !SIZED_BY_LOADER.contains(&map.map_type()) {
+            unsized_maps.push(name.as_str());
+        }
+    }
+    if !unsized_maps.is_empty() {
+        return Err(WorkbenchError::UnsizedMap {
+            object_path: obj.path().display().to_string(),
+            maps: unsized_maps.join(", "),
+            options: unsized_maps
+                .iter()
+                .map(|m| format!("--max-entries {m}=N"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        });
+    }
+    let by_name: Vec<&(String, aya_obj::Map)> = maps
+        .iter()
+        .filter(|(_, m)| m.pinning() == aya_obj::maps::PinningType::ByName)
+        .collect();
+    let place = opts.pins;
     let mut private = None;
     let mut created = Vec::new();
     if !by_name.is_empty() {
@@ -258,7 +314,7 @@ pub fn load(
                 private = Some(dir);
             }
             PinPlace::Shared => {
-                for (name, map) in &by_name {
+                for (name, map) in by_name.iter().copied() {
                     let path = PathBuf::from(crate::kernel::bpffs::MOUNT_POINT).join(name);
                     if path.exists() {
                         check_pin(obj, name, map, &path)?;
@@ -412,7 +468,7 @@ pub fn check(
     obj: &BpfObject,
     program: &XdpProgram,
     src_dirs: &[PathBuf],
-    place: PinPlace,
+    opts: &LoadOptions,
 ) -> Result<Checked, WorkbenchError> {
     let linked = obj.linked(program).ok();
     let src = source_dirs(Some(obj.path()), src_dirs);
@@ -425,7 +481,7 @@ pub fn check(
             src_dirs: src.clone(),
         })
     };
-    let first = load(obj, program, LOG_STATS, place)?;
+    let first = load(obj, program, LOG_STATS, opts)?;
     let (errno, text) = match first {
         Verdict::Accepted { ebpf, log, pinned } => {
             let parsed = log::parse_str(&log);
@@ -440,7 +496,7 @@ pub fn check(
                 pinned,
             });
         }
-        Verdict::Rejected { errno, .. } => match load(obj, program, LOG_LEVEL_1, place)? {
+        Verdict::Rejected { errno, .. } => match load(obj, program, LOG_LEVEL_1, opts)? {
             Verdict::Rejected { errno, log } => (errno, log),
             // The verifier changed its mind: keep its first answer.
             Verdict::Accepted { log, pinned, .. } => {
@@ -458,7 +514,7 @@ pub fn check(
         .as_ref()
         .is_some_and(|d| d.origin.is_none() && d.lacks_state());
     if needs_more {
-        if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2, place) {
+        if let Ok(Verdict::Rejected { log: verbose, .. }) = load(obj, program, LOG_LEVEL_2, opts) {
             let parsed2 = log::parse_str(&verbose);
             let r2 = base(Some(&parsed2));
             if r2.diagnosis.as_ref().is_some_and(|d| d.origin.is_some()) {
