@@ -204,7 +204,13 @@ fn bench() -> Result<()> {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root()).args(["bench", "-p", "xdpstat"]);
     // observe_cost needs tracing programs: `cargo xtask bench --kernel 6.12`.
-    for bench in ["prog_cost", "explain_log", "map_dump", "prog_list"] {
+    for bench in [
+        "prog_cost",
+        "explain_log",
+        "map_dump",
+        "prog_list",
+        "check_cost",
+    ] {
         cmd.args(["--bench", bench]);
     }
     run(&mut cmd)

@@ -390,6 +390,20 @@ impl BpfObject {
         })
     }
 
+    /// Whether the object has CO-RE relocations, which need the kernel's
+    /// own BTF (tens of megabytes once parsed) to apply.
+    pub fn has_core_relocations(&self) -> bool {
+        (|| {
+            let file = object::File::parse(&*self.bytes).ok()?;
+            let ext = file.section_by_name(".BTF.ext")?.data().ok()?;
+            let u32_at = |o: usize| Some(u32::from_le_bytes(ext.get(o..o + 4)?.try_into().ok()?));
+            let hdr_len = u32_at(4)?;
+            // core_relo_len, after a record size of its own.
+            Some(hdr_len >= 32 && u32_at(28)? > 4)
+        })()
+        .unwrap_or(false)
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -8,7 +8,18 @@
 //! a big program runs to hundreds of megabytes; memory stays flat.
 //!
 //! It accepts logs as the kernel writes them, and as `ip` (iproute2),
-//! bpftool/libbpf, aya and cilium/ebpf pass them on.
+//! bpftool/libbpf, aya, cilium/ebpf, bcc, bpftrace and veristat pass them
+//! on, and as people paste them: behind journald or ctest prefixes,
+//! indented or quoted, between shell prompts, with `...` gaps (see
+//! `wrapping.rs`). Both the syntax of kernels before 5.10 (`R0=inv`,
+//! `R1=imm5`, `R10=fp`, `call 14`) and today's (`R1_w=scalar()`,
+//! `; … @ file.c:12`, `frame1:`) are read.
+//!
+//! The error is the last message the verifier printed after the last
+//! instruction, with the lines that continue it (`R1 offset is outside of
+//! the packet`): a loader's text after it (a traceback, a hint, the
+//! statistics' end) ends it, and earlier message-like lines (`R1
+//! type=ctx expected=fp` while checking a global function) do not win.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -18,7 +29,11 @@ use std::{
 use serde::Serialize;
 use thiserror::Error;
 
-use super::{effect::Effect, regstate::RegState};
+use super::{effect::Effect, helpers::helper_name, regstate::RegState};
+
+mod wrapping;
+
+use wrapping::{Unwrapper, Wrapped};
 
 /// The longest line kept; the rest of a longer line is skipped. The kernel
 /// prints at most 1 KiB per call and a line in a few calls: a level-2
@@ -301,6 +316,12 @@ pub struct LogParser {
     pending_annotation: Option<Annotation>,
     in_live_regs: bool,
     ended_with_newline: bool,
+    unwrapper: Unwrapper,
+    /// The error read so far is complete: a loader's line or the
+    /// statistics followed it. Only a new instruction or log reopens it.
+    error_closed: bool,
+    /// The last line fed was kept as a line of the error.
+    last_was_message: bool,
 }
 
 fn parse_u64_after(text: &str, key: &str) -> Option<u64> {
@@ -367,9 +388,9 @@ fn state_line(line: &str) -> Option<(u32, &str)> {
         .then_some((index, rest))
 }
 
-/// `from A to B: state`.
+/// `from A to B: state`, or `A to B: state` as pasted with its start cut.
 fn pop_line(line: &str) -> Option<(u32, u32, &str)> {
-    let rest = line.strip_prefix("from ")?;
+    let rest = line.strip_prefix("from ").unwrap_or(line);
     let (from, rest) = rest.split_once(" to ")?;
     let (to, state) = rest.split_once(':').unwrap_or((rest, ""));
     Some((
@@ -401,8 +422,69 @@ fn annotation_line(line: &str) -> Option<Annotation> {
     })
 }
 
+/// A state line without an index, as kernels before 5.10 print one after
+/// a branch (` R0=inv R6=ctx R10=fp`), or a line of a state that a poster
+/// re-wrapped (`fp-16=mmmmmmmm`).
+fn bare_state_line(line: &str) -> bool {
+    let Some((token, _)) = line.split_once('=') else {
+        return false;
+    };
+    let reg = token
+        .strip_prefix('R')
+        .map(|r| r.split('_').next().unwrap_or(r))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let slot = token
+        .strip_prefix("fp-")
+        .map(|s| s.split('_').next().unwrap_or(s))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    reg || slot
+}
+
+/// An instruction line glued to the end of a state line (`… fp-8=ctx
+/// 2592: (79) r7 = …`): the state and the instruction line.
+fn split_glued_insn(state: &str) -> (&str, Option<&str>) {
+    for (at, _) in state.match_indices(": (") {
+        let head = &state[..at];
+        let start = head.rfind(' ').map_or(0, |s| s + 1);
+        let index = &head[start..];
+        if start > 0
+            && !index.is_empty()
+            && index.bytes().all(|b| b.is_ascii_digit())
+            && insn_line(&state[start..]).is_some()
+        {
+            return (state[..start].trim_end(), Some(&state[start..]));
+        }
+    }
+    (state, None)
+}
+
+/// A row of the live-registers table (`0: .1........ (61) r6 = …`).
+fn live_regs_row(line: &str) -> bool {
+    line.split_once(": ").is_some_and(|(n, rest)| {
+        n.parse::<u32>().is_ok()
+            && rest.split(' ').next().is_some_and(|col| {
+                !col.is_empty() && col.bytes().all(|b| b == b'.' || b.is_ascii_digit())
+            })
+    })
+}
+
+/// A line that continues the error before it rather than starting another.
+fn continues_error(line: &str, first: &str) -> bool {
+    line.contains("offset is outside of the packet")
+        || line.contains("value is outside of the allowed memory range")
+        || line.contains("would lead to reference leak")
+        || line.starts_with("Unreleased reference") && first.starts_with("Unreleased reference")
+}
+
 /// Lines that belong to the verifier's commentary, not to an error.
 fn is_noise(line: &str) -> bool {
+    // `frame1: …` states, but not `frame pointer is read only`.
+    if line
+        .strip_prefix("frame")
+        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return true;
+    }
     const PREFIXES: &[&str] = &[
         "func#",
         "mark_precise:",
@@ -414,11 +496,9 @@ fn is_noise(line: &str) -> bool {
         "returning from callee:",
         "to caller at",
         "propagating",
-        "arg#",
         "Func#",
         "Validating ",
         "Live regs before insn:",
-        "frame",
         "-- BEGIN PROG LOAD LOG --",
         "-- END PROG LOAD LOG --",
         "Verifier analysis:",
@@ -442,6 +522,27 @@ fn is_noise(line: &str) -> bool {
     line.is_empty() || PREFIXES.iter().any(|p| line.starts_with(p))
 }
 
+/// A helper call the log names by number only (`call 14`, kernels before
+/// 4.16; `call unknown#182`), with its name from the helper table.
+fn name_call(effect: Effect) -> Effect {
+    match effect {
+        Effect::Call { name, id } => {
+            let number = id.map(i64::from).or_else(|| name.parse().ok());
+            let known = number
+                .filter(|_| name == "unknown" || name.parse::<i64>().is_ok())
+                .and_then(helper_name);
+            match known {
+                Some(helper) => Effect::Call {
+                    name: helper.to_owned(),
+                    id: number.and_then(|n| i32::try_from(n).ok()),
+                },
+                None => Effect::Call { name, id },
+            }
+        }
+        other => other,
+    }
+}
+
 /// The registers of a state string (`R0_w=map_value_or_null(id=1,…) R10=fp0`),
 /// each with its value. Tokens that are no register (`fp-8=…`) are skipped.
 fn registers(state: &str) -> impl Iterator<Item = (u8, RegState)> + '_ {
@@ -462,7 +563,9 @@ impl LogParser {
     /// Records a register state. `full` states (at a pop, or a `N: R…`
     /// line) replace what is known; the state after an instruction lists
     /// only the registers it changed.
-    fn note_state(&mut self, insn: u32, state: &str, full: bool) {
+    /// `insn` is `None` for a state the log ties to no instruction (one
+    /// before the first instruction a pasted fragment shows).
+    fn note_state(&mut self, insn: Option<u32>, state: &str, full: bool) {
         if state.is_empty() || state == "safe" {
             return;
         }
@@ -472,7 +575,8 @@ impl LogParser {
         for (reg, value) in registers(state) {
             // Values that can be NULL or hold a reference: where each id
             // first appears.
-            if let Some(id) = value.identity().filter(|_| value.is_tracked()) {
+            if let (Some(id), Some(insn)) = (value.identity().filter(|_| value.is_tracked()), insn)
+            {
                 self.log.births.entry(id).or_insert(Birth {
                     insn,
                     reg,
@@ -482,7 +586,7 @@ impl LogParser {
             self.log.reg_values.insert(reg, value);
         }
         self.log.last_state = Some(state.to_owned());
-        self.log.last_state_insn = Some(insn);
+        self.log.last_state_insn = insn;
         if state.contains("id=") {
             self.log.has_ids = true;
         }
@@ -498,6 +602,9 @@ impl LogParser {
 
     fn header_line(&mut self, line: &str) -> bool {
         if let Some(rest) = line.strip_prefix("Prog section '") {
+            // iproute2 prints a header for each program it tried.
+            self.log.messages.clear();
+            self.error_closed = false;
             let (section, rest) = rest.split_once('\'').unwrap_or((rest, ""));
             let header = self.log.header.get_or_insert_with(Default::default);
             header.section = Some(section.to_owned());
@@ -530,7 +637,24 @@ impl LogParser {
     pub fn feed_line(&mut self, raw: &str) {
         self.log.lines += 1;
         self.log.bytes += raw.len() as u64 + 1;
-        let line = raw.trim_end_matches(['\r', '\n']);
+        self.last_was_message = false;
+        let line = match self.unwrapper.unwrap(raw) {
+            Wrapped::Log(line) => line,
+            Wrapped::Start(rest) => {
+                // A new log: what came before was no error of it.
+                self.log.messages.clear();
+                self.error_closed = false;
+                if rest.is_empty() {
+                    return;
+                }
+                rest
+            }
+            Wrapped::End => {
+                self.close_error();
+                return;
+            }
+            Wrapped::Skip => return,
+        };
         if self.preamble_line(line) {
             return;
         }
@@ -547,22 +671,68 @@ impl LogParser {
             self.log.recognized += 1;
             self.push_step(Step::Pop { from, to });
             self.log.messages.clear();
-            self.note_state(to, state, true);
+            self.error_closed = false;
+            let (state, glued) = split_glued_insn(state);
+            self.note_state(Some(to), state, true);
+            if let Some(insn) = glued.and_then(insn_line) {
+                self.insn_seen(&insn);
+            }
             return;
         }
         if let Some((index, state)) = state_line(line) {
             self.log.recognized += 1;
-            self.note_state(index, state, true);
+            let (state, glued) = split_glued_insn(state);
+            self.note_state(Some(index), state, true);
+            if let Some(insn) = glued.and_then(insn_line) {
+                self.insn_seen(&insn);
+            }
+            return;
+        }
+        if bare_state_line(line) {
+            self.log.recognized += 1;
+            let (state, glued) = split_glued_insn(line);
+            // Old kernels print the whole state, but a re-wrapped line
+            // holds only part of one.
+            let full = state.starts_with("R0");
+            self.note_state(self.log.last_insn, state, full);
+            if let Some(insn) = glued.and_then(insn_line) {
+                self.insn_seen(&insn);
+            }
             return;
         }
         if self.stats_line(line) {
             self.log.recognized += 1;
+            self.close_error();
+            return;
+        }
+        if line.trim().is_empty() {
+            // The kernel's error lines come together: a blank line after
+            // them is the loader's.
+            self.close_error();
             return;
         }
         // Anything else after the last instruction is the error: the kernel
         // prints its verdict last.
-        if !is_noise(line) && self.log.messages.len() < MAX_MESSAGE_LINES {
-            self.log.messages.push(line.trim().to_owned());
+        if self.error_closed || is_noise(line) {
+            return;
+        }
+        let line = line.trim();
+        let first = self.log.messages.first().map_or("", String::as_str);
+        if !self.log.messages.is_empty() && !continues_error(line, first) {
+            // A later message is the verdict; the earlier one was the
+            // verifier's commentary on the way (or a loader's line).
+            self.log.messages.clear();
+        }
+        if self.log.messages.len() < MAX_MESSAGE_LINES {
+            self.log.messages.push(line.to_owned());
+            self.last_was_message = true;
+        }
+    }
+
+    /// The error read so far, if any, is complete.
+    fn close_error(&mut self) {
+        if !self.log.messages.is_empty() {
+            self.error_closed = true;
         }
     }
 
@@ -582,12 +752,7 @@ impl LogParser {
         }
         if self.in_live_regs {
             // `      0: .1........ (61) r6 = …` until the block ends.
-            if line.starts_with(' ')
-                && line
-                    .trim_start()
-                    .split_once(": ")
-                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
-            {
+            if live_regs_row(line) {
                 return true;
             }
             self.in_live_regs = false;
@@ -614,20 +779,21 @@ impl LogParser {
         self.log
             .effects
             .entry(index)
-            .or_insert_with(|| Effect::parse(insn.text));
+            .or_insert_with(|| name_call(Effect::parse(insn.text)));
         self.log.opcodes.insert(index, insn.op);
         if let Some(annotation) = self.pending_annotation.take() {
             self.log.annotations.entry(index).or_insert(annotation);
         }
         self.log.last_insn = Some(index);
         self.log.messages.clear();
+        self.error_closed = false;
         self.push_step(Step::Insn(index));
         if let Some(state) = insn.state.filter(|s| !s.starts_with('@')) {
             self.log.has_states = true;
-            self.note_state(index, state, false);
+            self.note_state(Some(index), state, false);
         }
         if let Some((next, state)) = insn.next_state {
-            self.note_state(next, state, true);
+            self.note_state(Some(next), state, true);
         }
     }
 
@@ -670,10 +836,11 @@ impl LogParser {
     /// The parsed log.
     pub fn finish(mut self) -> ParsedLog {
         let log = &mut self.log;
-        // A cut mid-line leaves half a line; it is not an error message.
+        // A cut mid-line leaves half a line; it is not an error message
+        // (a loader's line cut after a complete error leaves the error).
         if !self.ended_with_newline && log.lines > 0 {
             log.truncated = true;
-            if log.stats.is_none() {
+            if log.stats.is_none() && self.last_was_message {
                 log.messages.clear();
             }
         }
@@ -948,6 +1115,104 @@ old state: R1=ctx() R2=scalar() R10=fp0
         assert_eq!(log.insns[&1], "if r2 != 0x0 goto pc-2");
         assert_eq!(log.messages, vec!["infinite loop detected at insn 0"]);
         assert!(log.reg_values.contains_key(&2));
+    }
+
+    #[test]
+    fn wrapped_logs_give_the_verifiers_own_error() {
+        // aya: the log glued to `Verifier output:`, a decoy before the
+        // error, the whole log again in the `Caused by:` chain.
+        let aya = "Error: the BPF_PROG_LOAD syscall failed. Verifier output: R1 type=ctx expected=fp
+reg type unsupported for arg#0 function is_iter_type#258
+math between map_value pointer and register with unbounded min value is not allowed
+verification time 20319 usec
+processed 1039 insns (limit 1000000) max_states_per_insn 2 total_states 77 peak_states 77 mark_read 55
+
+
+Caused by:
+    0: the BPF_PROG_LOAD syscall failed. Verifier output: R1 type=ctx expected=fp
+       math between map_value pointer and register with unbounded min value is not allowed
+       processed 1039 insns (limit 1000000) max_states_per_insn 2 total_states 77 peak_states 77 mark_read 55
+       
+    1: Invalid argument (os error 22)
+";
+        let log = parse_str(aya);
+        assert_eq!(
+            log.messages,
+            ["math between map_value pointer and register with unbounded min value is not allowed"]
+        );
+        // ctest's prefix, a two-line error, then the test's own lines.
+        let ctest = "5: Test command: /usr/bin/prog
+5: 0: (61) r1 = *(u32 *)(r1 +0)
+5: 1: (71) r1 = *(u8 *)(r1 +23)
+5: invalid access to packet, off=23 size=1, R1(id=0,off=23,r=0)
+5: R1 offset is outside of the packet
+5: Exception: load failed
+";
+        let log = parse_str(ctest);
+        assert_eq!(log.error_insn(), Some(1));
+        assert_eq!(
+            log.messages,
+            [
+                "invalid access to packet, off=23 size=1, R1(id=0,off=23,r=0)",
+                "R1 offset is outside of the packet"
+            ]
+        );
+        // veristat, and journald with a state line between.
+        let veristat = "PROCESSING x.bpf.o/prog, DURATION US: 12, VERDICT: failure, VERIFIER LOG:
+0: (79) r1 = *(u64 *)(r10 -8)
+invalid read from stack R10 off=-8 size=8
+processed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+File        Program  Verdict
+";
+        let log = parse_str(veristat);
+        assert_eq!(log.messages, ["invalid read from stack R10 off=-8 size=8"]);
+        let journald = "Apr 01 10:41:53 host sysmon[10491]: 2150: (73) *(u8 *)(r1 +4095) = r2
+Apr 01 10:41:53 host sysmon[10491]:  R1_w=map_value(id=0,off=0,ks=4,vs=8192,smin_value=-4095) R2_w=inv47
+Apr 01 10:41:53 host sysmon[10491]: R1 unbounded memory access, make sure to bounds check any such access
+";
+        let log = parse_str(journald);
+        assert_eq!(log.error_insn(), Some(2150));
+        assert_eq!(
+            log.message(),
+            Some("R1 unbounded memory access, make sure to bounds check any such access")
+        );
+        assert_eq!(
+            log.reg_values[&1].region(),
+            Some(crate::verifier::regstate::Region::MapValue)
+        );
+    }
+
+    #[test]
+    fn backtracking_and_glued_lines_are_no_instructions() {
+        let log = parse_str(
+            "578: (bf) r1 = r8
+579: (79) r2 = *(u64 *)(r10 -32)
+580: (0f) r1 += r2
+last_idx 580 first_idx 578
+regs=4 stack=0 before 579: (79) r2 = *(u64 *)(r10 -32)
+regs=0 stack=8 before 578: (bf) r1 = r8
+ R0=inv(id=0) R1=inv3 R8_r=map_value(id=0,off=0,ks=4,vs=262144,imm=0) R10=fp0
+parent already had regs=0 stack=0 marks
+math between map_value pointer and register with unbounded min value is not allowed
+",
+        );
+        assert_eq!(log.error_insn(), Some(580));
+        assert_eq!(log.path.len(), 3);
+        // `from` cut off, and the next instruction glued to the state.
+        let log = parse_str(
+            "1256 to 2592: R8=inv(id=0) R10=fp0 fp-248=map_value 2592: (79) r7 = *(u64 *)(r10 -248)
+2595: (71) r4 = *(u8 *)(r8 +59)
+R8 invalid mem access 'inv'
+",
+        );
+        assert_eq!(log.insns[&2592], "r7 = *(u64 *)(r10 -248)");
+        assert_eq!(log.error_insn(), Some(2595));
+        // Helpers by number get their names.
+        let log = parse_str("0: (85) call 14\n1: (85) call unknown#182\n");
+        assert!(
+            matches!(&log.effects[&0], Effect::Call { name, id: Some(14) } if name == "bpf_get_current_pid_tgid")
+        );
+        assert!(matches!(&log.effects[&1], Effect::Call { name, .. } if name == "bpf_strncmp"));
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! - [`regstate`]: a register's value in the verifier's state, typed;
 //! - [`diagnose`]: from a parsed log to a diagnosis, by a table of rules,
 //!   one file per kind (`diagnose/rules/`);
-//! - [`nullcheck`]: the static pass over decoded instructions.
+//! - [`nullcheck`]: the static pass over decoded instructions;
+//! - [`helpers`]: helper names by number, for logs that print only numbers.
 
 pub mod diagnose;
 pub mod effect;
+pub mod helpers;
 pub mod log;
 pub mod nullcheck;
 pub mod regstate;

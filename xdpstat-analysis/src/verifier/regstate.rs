@@ -65,6 +65,7 @@ impl RegKind {
     fn of(name: &str) -> Self {
         let number = |s: &str| {
             s.trim_start_matches("inv")
+                .trim_start_matches("imm")
                 .trim_start_matches('P')
                 .parse::<i64>()
         };
@@ -76,7 +77,7 @@ impl RegKind {
             _ if name.starts_with("ctx") => Self::Ctx,
             _ if name.starts_with("map_value") => Self::MapValue,
             _ if name.starts_with("map_ptr") => Self::MapPtr,
-            "scalar" | "inv" => Self::Scalar,
+            "scalar" | "inv" | "invP" | "imm" => Self::Scalar,
             _ if number(name).is_ok() => Self::Scalar,
             _ if name.contains("mem") => Self::Mem,
             _ => Self::Other,
@@ -113,8 +114,10 @@ impl RegState {
     /// Parses the text after `Rn=` (`R0_w=…`) in a state line. Anything
     /// it does not know is left out; it never fails.
     pub fn parse(text: &str) -> Self {
-        let (name, args) = match text.split_once('(') {
-            Some((name, args)) => (name, args),
+        // Kernels before 4.14 list the bounds after commas, without
+        // parentheses: `inv60,min_value=0,max_value=15`; `R10=fp0,call_-1`.
+        let (name, args) = match text.find(['(', ',']) {
+            Some(at) => (&text[..at], &text[at + 1..]),
             None => (text, ""),
         };
         let mut state = Self {
@@ -131,7 +134,10 @@ impl RegState {
         match state.kind {
             RegKind::Stack => state.off = name.trim_start_matches("fp").parse().ok(),
             RegKind::Scalar => {
-                let digits = name.trim_start_matches("inv").trim_start_matches('P');
+                let digits = name
+                    .trim_start_matches("inv")
+                    .trim_start_matches("imm")
+                    .trim_start_matches('P');
                 state.value = digits.parse().ok();
             }
             _ => {}
@@ -219,5 +225,38 @@ mod tests {
             RegKind::Other
         );
         assert!(RegState::parse("ptr_or_null_task_struct(id=5)").or_null);
+    }
+
+    #[test]
+    fn states_as_old_kernels_print_them() {
+        for (text, kind, value) in [
+            ("inv", RegKind::Scalar, None),
+            ("inv0", RegKind::Scalar, Some(0)),
+            ("invP64", RegKind::Scalar, Some(64)),
+            (
+                "invP(id=43,smin_value=-4095,smax_value=4096)",
+                RegKind::Scalar,
+                None,
+            ),
+            ("imm5000", RegKind::Scalar, Some(5000)),
+            ("imm2,min_value=2,max_value=2", RegKind::Scalar, Some(2)),
+            ("inv60,min_value=0,max_value=15", RegKind::Scalar, Some(60)),
+            (
+                "inv(id=0,umax_value=255,var_off=(0x0; 0xff))",
+                RegKind::Scalar,
+                None,
+            ),
+        ] {
+            let s = RegState::parse(text);
+            assert_eq!((s.kind, s.value), (kind, value), "{text}");
+        }
+        let s = RegState::parse("fp");
+        assert_eq!(s.region(), Some(Region::Stack));
+        let s = RegState::parse("fp0,call_-1");
+        assert_eq!((s.kind, s.off), (RegKind::Stack, Some(0)));
+        assert_eq!(RegState::parse("pkt_end").region(), Some(Region::Packet));
+        assert_eq!(RegState::parse("ctx").kind, RegKind::Ctx);
+        let s = RegState::parse("map_value(ks=8,vs=8)");
+        assert_eq!(s.kind, RegKind::MapValue);
     }
 }

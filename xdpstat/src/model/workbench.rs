@@ -347,7 +347,11 @@ pub fn load(
         .map(|(name, map)| (name.to_owned(), map_data(map).fd().as_fd().as_raw_fd()))
         .collect();
     let kernel = obj
-        .for_kernel(program, &fds, &KernelFeatures::probe())
+        .for_kernel(
+            program,
+            &fds,
+            &KernelFeatures::probe_for(obj.has_core_relocations()),
+        )
         .map_err(|e| {
             unpin_all(&created);
             match e {
@@ -541,9 +545,18 @@ pub(crate) struct KernelFeatures;
 
 impl KernelFeatures {
     pub(crate) fn probe() -> xdpstat_analysis::obj::KernelFeatures<'static> {
+        Self::probe_for(true)
+    }
+
+    /// As [`KernelFeatures::probe`], with the kernel's BTF only when `core`
+    /// says the object has CO-RE relocations to apply: parsed, it is most
+    /// of what checking a program costs in memory.
+    pub(crate) fn probe_for(core: bool) -> xdpstat_analysis::obj::KernelFeatures<'static> {
         xdpstat_analysis::obj::KernelFeatures {
             features: aya::features(),
-            kernel_btf: aya_obj::btf::Btf::from_sys_fs().ok(),
+            kernel_btf: core
+                .then(|| aya_obj::btf::Btf::from_sys_fs().ok())
+                .flatten(),
             kern_version: aya::util::KernelVersion::current()
                 .map_or(0, aya::util::KernelVersion::code),
         }

@@ -3,11 +3,13 @@
 //! explains it.
 
 use super::{
-    messages::Messages, trace::Trace, ErrorSite, Input, Origin, Program, SourceRef, Sources,
+    messages::Messages,
+    trace::{ScalarBirth, Trace},
+    ErrorSite, Input, Origin, Program, SourceRef, Sources,
 };
 use crate::verifier::{
     effect::{Effect, Place},
-    log::ParsedLog,
+    log::{ParsedLog, Step},
     regstate::{RegState, Region},
 };
 
@@ -65,7 +67,15 @@ impl<'a> Facts<'a> {
         facts.region = named
             .and_then(|r| log.reg_values.get(&r))
             .and_then(RegState::region);
-        facts.reg = named.or_else(|| facts.error_effect.as_ref().and_then(Effect::deref_base));
+        // `math between map_value pointer and register with unbounded min
+        // value`: the register is the scalar operand.
+        let operand = match facts.error_effect {
+            Some(Effect::Alu { src: Some(src), .. }) if facts.messages.has("register") => Some(src),
+            _ => None,
+        };
+        facts.reg = named
+            .or_else(|| facts.error_effect.as_ref().and_then(Effect::deref_base))
+            .or(operand);
         let end = log.path.len().saturating_sub(1);
         facts.trace = facts.reg.map(|r| Trace::back(log, end, Place::Reg(r)));
         Some(facts)
@@ -132,6 +142,25 @@ impl<'a> Facts<'a> {
     pub fn traced_origin(&mut self) -> Option<Origin> {
         let insn = self.trace.as_ref()?.origin?;
         Some(self.origin_via_trace(insn))
+    }
+
+    /// Where the value the error is about became a plain number, and how.
+    pub fn scalar_origin(&mut self) -> Option<(Origin, ScalarBirth)> {
+        let (insn, birth) = self.trace.as_ref()?.scalar_birth()?;
+        Some((self.origin_via_trace(insn), birth))
+    }
+
+    /// The backward walk for `reg` from just before the latest step at
+    /// instruction `insn` (what a register held when `insn` ran).
+    pub fn trace_before(&self, insn: u32, reg: u8) -> Option<Trace> {
+        let pos = self.log.path.iter().rposition(|s| *s == Step::Insn(insn))?;
+        Some(Trace::back(self.log, pos, Place::Reg(reg)))
+    }
+
+    /// The backward walk for a stack slot from the error.
+    pub fn trace_slot(&self, slot: i32) -> Trace {
+        let end = self.log.path.len().saturating_sub(1);
+        Trace::back(self.log, end, Place::Stack(slot))
     }
 
     /// Where the verifier's `id` for the value says it was born.

@@ -16,10 +16,19 @@ pub enum Kind {
     StalePacketPointer,
     /// A map value accessed outside its size.
     MapValueBounds,
+    /// A stack access outside the frame (`invalid stack off=-520`), or a
+    /// stack pointer moved by a value with no proven bound.
+    StackBounds,
+    /// Stack bytes read (directly or by a helper) that nothing wrote, or
+    /// that hold a spilled register rather than data.
+    UninitStack,
     /// A bad access to the context (`struct xdp_md`).
     CtxAccess,
     /// A helper or kfunc this program may not call.
     HelperUnavailable,
+    /// A helper or kfunc argument of the wrong type (`R3 type=inv
+    /// expected=fp`).
+    HelperArgType,
     /// An acquired reference not released on some path.
     ReferenceLeak,
     /// Stack use beyond the 512-byte limit.
@@ -30,6 +39,16 @@ pub enum Kind {
     Uninit,
     /// A return value the program type does not allow.
     InvalidReturn,
+    /// A plain number used as a pointer (`invalid mem access 'scalar'`,
+    /// `'inv'` on old kernels).
+    ScalarDeref,
+    /// Arithmetic the verifier does not allow on a pointer.
+    PointerArith,
+    /// An access not aligned to its size where alignment is required.
+    Misaligned,
+    /// A read through a BTF (kernel-typed) pointer that does not match the
+    /// kernel's type.
+    BtfAccess,
     /// None of the above.
     Unknown,
 }
@@ -42,20 +61,67 @@ impl Kind {
             Self::PacketBounds => "packet-bounds",
             Self::StalePacketPointer => "stale-packet-pointer",
             Self::MapValueBounds => "map-value-bounds",
+            Self::StackBounds => "stack-bounds",
+            Self::UninitStack => "uninit-stack",
             Self::CtxAccess => "ctx-access",
             Self::HelperUnavailable => "helper-unavailable",
+            Self::HelperArgType => "helper-arg-type",
             Self::ReferenceLeak => "reference-leak",
             Self::StackLimit => "stack-limit",
             Self::Complexity => "complexity",
             Self::Uninit => "uninit",
             Self::InvalidReturn => "invalid-return",
+            Self::ScalarDeref => "scalar-deref",
+            Self::PointerArith => "pointer-arith",
+            Self::Misaligned => "misaligned",
+            Self::BtfAccess => "btf-access",
             Self::Unknown => "unknown",
         }
     }
 }
 
+impl Kind {
+    /// Every kind, in the order the report lists them.
+    pub const ALL: [Self; 19] = [
+        Self::NullCheck,
+        Self::PacketBounds,
+        Self::StalePacketPointer,
+        Self::MapValueBounds,
+        Self::StackBounds,
+        Self::UninitStack,
+        Self::CtxAccess,
+        Self::HelperUnavailable,
+        Self::HelperArgType,
+        Self::ReferenceLeak,
+        Self::StackLimit,
+        Self::Complexity,
+        Self::Uninit,
+        Self::InvalidReturn,
+        Self::ScalarDeref,
+        Self::PointerArith,
+        Self::Misaligned,
+        Self::BtfAccess,
+        Self::Unknown,
+    ];
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serialized_names() {
+        for kind in Kind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.name(), "{kind:?}");
+            let back: Kind = serde_json::from_value(json).unwrap();
+            assert_eq!(back, kind);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The verifier's error message: the lines after the last instruction,
 //! which the rules look into.
 
+use crate::verifier::helpers::helper_name;
+
 /// The lines of the error, joined once.
 #[derive(Clone, Debug, Default)]
 pub struct Messages {
@@ -62,11 +64,27 @@ impl Messages {
             })
     }
 
-    /// The first word that names a helper (`bpf_…`, without its `#id`).
+    /// The first word that names a helper (`bpf_…`, without its `#id`),
+    /// else the helper whose number a word gives (`unknown#182`).
     pub fn helper(&self) -> Option<String> {
-        self.all
-            .split_whitespace()
+        let words = || self.all.split_whitespace();
+        words()
             .find(|w| w.starts_with("bpf_"))
             .map(|w| w.split('#').next().unwrap_or(w).to_owned())
+            .or_else(|| {
+                words().find_map(|w| {
+                    let (_, id) = w.rsplit_once('#')?;
+                    let id: i64 = id.trim_end_matches([',', '.', ')']).parse().ok()?;
+                    helper_name(id).map(str::to_owned)
+                })
+            })
+    }
+
+    /// The helper number a message gives (`unknown#182`, `func#14`).
+    pub fn helper_id(&self) -> Option<i64> {
+        self.all.split_whitespace().find_map(|w| {
+            let (_, id) = w.rsplit_once('#')?;
+            id.trim_end_matches([',', '.', ')']).parse().ok()
+        })
     }
 }

@@ -222,7 +222,7 @@ pub fn classify_with_region(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verifier::log::parse_str;
+    use crate::verifier::{log::parse_str, regstate::Region};
 
     struct NoSources;
     impl Sources for NoSources {
@@ -330,7 +330,61 @@ R6 invalid mem access 'map_value_or_null'
         assert_eq!(k("R2 !read_ok"), Kind::Uninit);
         assert_eq!(
             k("invalid read from stack R2 off -8+0 size 8"),
-            Kind::Uninit
+            Kind::UninitStack
+        );
+        assert_eq!(
+            k("invalid indirect read from stack R4 off -64+0 size 64"),
+            Kind::UninitStack
+        );
+        assert_eq!(k("R3 type=inv expected=fp"), Kind::HelperArgType);
+        assert_eq!(
+            k("R1 type=scalar expected=fp, pkt, pkt_meta, map_key, map_value"),
+            Kind::HelperArgType
+        );
+        assert_eq!(
+            k("arg#0 expected pointer to ctx, but got PTR"),
+            Kind::HelperArgType
+        );
+        assert_eq!(k("R9 invalid mem access 'inv'"), Kind::ScalarDeref);
+        assert_eq!(k("R1 invalid mem access 'scalar'"), Kind::ScalarDeref);
+        assert_eq!(k("invalid stack off=-520 size=8"), Kind::StackBounds);
+        assert_eq!(
+            k("cannot access ptr member ops with moff 0 in struct bpf_map with off 0 size 4"),
+            Kind::BtfAccess
+        );
+        assert_eq!(
+            k("R1 pointer arithmetic on map_ptr prohibited"),
+            Kind::PointerArith
+        );
+        assert_eq!(
+            k("misaligned packet access off 2+0+14 size 4"),
+            Kind::Misaligned
+        );
+        assert_eq!(
+            k("addition of negative constant to packet pointer is not allowed"),
+            Kind::PacketBounds
+        );
+        assert_eq!(
+            k("cannot add integer value with 0 upper zero bits to ptr_to_packet"),
+            Kind::PacketBounds
+        );
+        assert_eq!(k("invalid func unknown#182"), Kind::HelperUnavailable);
+        let r = |m: &str, region| classify_with_region(&[m.to_owned()], None, Some(region));
+        let unbounded =
+            "math between fp pointer and register with unbounded min value is not allowed";
+        assert_eq!(r(unbounded, Region::Stack), Kind::StackBounds);
+        let negative =
+            "R6 min value is negative, either use unsigned index or do a if (index >=0) check.";
+        assert_eq!(r(negative, Region::Packet), Kind::PacketBounds);
+        assert_eq!(r(negative, Region::MapValue), Kind::MapValueBounds);
+        assert_eq!(r(negative, Region::Stack), Kind::StackBounds);
+        // A helper's size argument is no memory: no kind fits.
+        assert_eq!(
+            classify(
+                &["R2 min value is negative, either use unsigned or 'var &= const'".to_owned()],
+                Some("call bpf_probe_read_str#45")
+            ),
+            Kind::Unknown
         );
         assert_eq!(
             classify(&["R0 !read_ok".to_owned()], Some("exit")),
@@ -341,6 +395,74 @@ R6 invalid mem access 'map_value_or_null'
             Kind::InvalidReturn
         );
         assert_eq!(k("something new"), Kind::Unknown);
+    }
+
+    #[test]
+    fn old_kernel_logs_name_helpers_and_find_scalar_origins() {
+        // bcc on 4.x: helpers by number, `inv` states, `R10=fp`.
+        let (site, d) = run("bpf: Permission denied
+0: (79) r1 = *(u64 *)(r1 +112)
+1: (18) r2 = 0x6b408000
+3: (b7) r3 = 1024
+4: (85) call 27
+R1 type=inv expected=ctx
+
+Traceback (most recent call last):
+");
+        assert_eq!(site.insn, Some(4));
+        assert_eq!(site.message, "R1 type=inv expected=ctx");
+        assert_eq!(d.kind, Kind::HelperArgType);
+        assert_eq!(d.origin.unwrap().insn, 0);
+        assert!(d.summary.contains("bpf_get_stackid"), "{}", d.summary);
+        assert!(d.summary.contains("context"), "{}", d.summary);
+        // A pointer shifted into a number.
+        let (_, d) = run(" R9=pkt(id=0,off=0,r=0) R10=fp
+413: (67) r9 <<= 32
+414: (77) r9 >>= 32
+415: (bf) r1 = r9
+416: (73) *(u8 *)(r9 +0) = r1
+R9 invalid mem access 'inv'
+");
+        assert_eq!(d.kind, Kind::ScalarDeref);
+        assert_eq!(d.origin.unwrap().insn, 413);
+        // A value read from a map value.
+        let (_, d) = run("6: (85) call 1
+7: (15) if r0 == 0x0 goto pc+18
+ R0=map_value(ks=4,vs=8) R10=fp
+8: (79) r1 = *(u64 *)(r0 +0)
+16: (61) r3 = *(u32 *)(r1 +0)
+R1 invalid mem access 'inv'
+");
+        assert_eq!(d.kind, Kind::ScalarDeref);
+        assert_eq!(d.origin.unwrap().insn, 8);
+        assert!(d.summary.contains("map value"), "{}", d.summary);
+    }
+
+    #[test]
+    fn an_error_that_names_its_instruction_is_there() {
+        let (site, d) = run("260: (61) r1 = *(u32 *)(r6 +3044)
+261: (61) r2 = *(u32 *)(r6 +3040)
+infinite loop detected at insn 262
+");
+        assert_eq!((site.insn, d.kind), (Some(262), Kind::Complexity));
+        let (site, _) = run("2400: (b7) r2 = 8
+BPF program is too large. Processed 1000001 insn
+processed 1000001 insns (limit 1000000) max_states_per_insn 22 total_states 38642 peak_states 2336 mark_read 177
+");
+        assert_eq!(site.insn, None, "the limit names no instruction");
+    }
+
+    #[test]
+    fn a_spilled_register_is_no_data_for_a_helper() {
+        let (_, d) = run("1: (79) r1 = *(u64 *)(r6 +80)
+2: (7b) *(u64 *)(r10 -8) = r1
+33: (07) r2 += -8
+37: (85) call 2
+invalid indirect read from stack off -8+0 size 8
+");
+        assert_eq!(d.kind, Kind::UninitStack);
+        assert_eq!(d.origin.unwrap().insn, 2);
+        assert!(d.summary.contains("bpf_map_update_elem"), "{}", d.summary);
     }
 
     #[test]

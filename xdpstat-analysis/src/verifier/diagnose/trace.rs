@@ -44,6 +44,29 @@ pub enum Birth {
     Other,
 }
 
+/// How a plain number (a scalar) came to be where a pointer was needed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScalarBirth {
+    /// Loaded from stack slot `slot`.
+    Fill {
+        /// The slot's offset from r10.
+        slot: i32,
+    },
+    /// Loaded from memory other than the stack.
+    Load {
+        /// The base register.
+        base: u8,
+        /// The offset.
+        off: i32,
+    },
+    /// Returned by (or left behind by) this helper.
+    Call(String),
+    /// Set to a constant.
+    Const,
+    /// Arithmetic on a pointer the verifier could not follow.
+    Arithmetic,
+}
+
 /// One step of the value's way to the error, newest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hop {
@@ -122,6 +145,64 @@ impl Trace {
             Some(Birth::Call(name)) if returns_or_null(name) => self.origin,
             _ => None,
         }
+    }
+
+    /// Where a value the verifier holds as a plain number (a scalar)
+    /// became one, as far as the walk shows: the nearest fill from the
+    /// stack, else the load, call or constant that produced it; when the
+    /// walk found a pointer behind arithmetic (or nothing at all), the
+    /// first arithmetic, as old kernels turned `ctx + 96` or a shifted
+    /// pointer into a number.
+    pub fn scalar_birth(&self) -> Option<(u32, ScalarBirth)> {
+        let fill = self.hops.iter().find_map(|h| match *h {
+            Hop::Fill { slot, at, .. } => Some((at, ScalarBirth::Fill { slot })),
+            _ => None,
+        });
+        if fill.is_some() {
+            return fill;
+        }
+        let born = match (&self.birth, self.origin) {
+            (Some(Birth::Load { base, off }), Some(at)) => Some((
+                at,
+                ScalarBirth::Load {
+                    base: *base,
+                    off: *off,
+                },
+            )),
+            (Some(Birth::Call(name) | Birth::Clobbered(name)), Some(at)) => {
+                Some((at, ScalarBirth::Call(name.clone())))
+            }
+            (Some(Birth::Const), Some(at)) => Some((at, ScalarBirth::Const)),
+            _ => None,
+        };
+        born.or_else(|| {
+            self.first_adjustment()
+                .map(|at| (at, ScalarBirth::Arithmetic))
+        })
+    }
+
+    /// The earliest arithmetic on the value the walk saw.
+    pub fn first_adjustment(&self) -> Option<u32> {
+        self.hops.iter().rev().find_map(|h| match *h {
+            Hop::Adjusted { at, .. } => Some(at),
+            _ => None,
+        })
+    }
+
+    /// The nearest fill from the stack on the value's way, if any.
+    pub fn first_fill(&self) -> Option<u32> {
+        self.hops.iter().find_map(|h| match *h {
+            Hop::Fill { at, .. } => Some(at),
+            _ => None,
+        })
+    }
+
+    /// The nearest spill into the stack on the value's way, if any.
+    pub fn first_spill(&self) -> Option<(u32, u8)> {
+        self.hops.iter().find_map(|h| match *h {
+            Hop::Spill { at, src, .. } => Some((at, src)),
+            _ => None,
+        })
     }
 
     /// The hops, as the report prints them.

@@ -43,6 +43,16 @@ fn explain(f: &mut Facts<'_>) -> Finding {
         .or_else(|| m.number("from insn"))
         .and_then(|i| u32::try_from(i).ok());
     let (too_large, infinite) = (m.has("too large"), m.has("infinite loop"));
+    if infinite && named.is_some() {
+        // The looping instruction, which the log may not show.
+        f.locate(named);
+    } else if too_large && named.is_none() && f.program.is_none() {
+        // The limit falls on whichever instruction was the 1,000,001st;
+        // from a log alone that names no culprit. With the object at hand
+        // the report keeps it, for its source line.
+        f.locate(None);
+    }
+    let m = &f.messages;
     let first = m.first().to_owned();
     let back_edge = named.or_else(|| hottest_branch(f.log));
     let origin = back_edge.map(|i| f.origin_at(i));

@@ -3,7 +3,7 @@
 
 use super::{Clues, Finding, Rule};
 use crate::verifier::{
-    diagnose::{facts::Facts, Evidence, Kind},
+    diagnose::{facts::Facts, trace::Trace, Evidence, Kind},
     effect::Effect,
     regstate::Region,
 };
@@ -55,17 +55,33 @@ fn explain(f: &mut Facts<'_>) -> Finding {
             if writes { "writes" } else { "reads" },
             field.map(|f| format!(", field {f}")).unwrap_or_else(|| ", which is no field".to_owned())
         ),
+        _ if f.messages.has("modified ctx") => format!(
+            "the access at {} goes through a pointer into the context that was moved off its start; the verifier allows ctx fields only as ctx->field from the unmodified pointer",
+            f.here
+        ),
         _ => format!("the context access at {} is not allowed", f.here),
     };
-    let fix = if writes {
+    let fix = if f.messages.has("modified ctx") {
+        "read each context field directly as ctx->field from the pointer the program was given; do not add offsets to ctx or copy it through arithmetic first (use the field's name, not a computed address)".to_owned()
+    } else if writes {
         "do not write to ctx: struct xdp_md is read-only; to move the packet start use bpf_xdp_adjust_head()".to_owned()
     } else {
         "read only the fields of struct xdp_md (data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex), each as a whole 4-byte __u32, directly from the ctx pointer".to_owned()
     };
+    // `dereference of modified ctx ptr`: where the pointer was moved.
+    let moved = f
+        .messages
+        .has("modified ctx")
+        .then(|| f.trace.as_ref().and_then(Trace::first_adjustment))
+        .flatten();
+    let (origin, evidence) = match moved {
+        Some(i) => (Some(f.origin_via_trace(i)), Evidence::Path),
+        None => (f.error_insn.map(|i| f.origin_at(i)), Evidence::FailingInsn),
+    };
     Finding {
         summary,
-        origin: f.error_insn.map(|i| f.origin_at(i)),
+        origin,
         fix,
-        evidence: Evidence::FailingInsn,
+        evidence,
     }
 }

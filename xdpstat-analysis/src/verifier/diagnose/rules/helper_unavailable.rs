@@ -14,6 +14,7 @@ pub const RULE: Rule = Rule {
 fn fits(c: &Clues<'_>) -> bool {
     c.any(&[
         "unknown func",
+        "invalid func",
         "cannot use helper",
         "GPL-restricted",
         "calling kernel function",
@@ -28,8 +29,18 @@ fn explain(f: &mut Facts<'_>) -> Finding {
         .or_else(|| f.messages.helper())
         .unwrap_or_else(|| "this helper".to_owned());
     let gpl = f.messages.has("GPL");
+    let unknown = f.messages.any(&["unknown func", "invalid func"]);
+    let number = f
+        .messages
+        .helper_id()
+        .map(|n| format!(" (helper #{n})"))
+        .unwrap_or_default();
     let summary = if gpl {
         format!("{helper} is GPL-only, and this program's license is not GPL-compatible")
+    } else if unknown {
+        format!("this kernel does not know {helper}{number}: the helper is newer than the kernel, or not available to this program type")
+    } else if f.messages.has("of this type") || f.messages.has("not allowed in") {
+        format!("programs of this type (or attached here) may not call {helper} on this kernel")
     } else {
         format!("XDP programs may not call {helper} on this kernel")
     };

@@ -1,7 +1,10 @@
 //! `map-value-bounds`: an access outside the value a map lookup returned.
 
 use super::{Clues, Finding, Rule};
-use crate::verifier::diagnose::{facts::Facts, trace::Trace, Evidence, Kind};
+use crate::verifier::{
+    diagnose::{facts::Facts, trace::Trace, Evidence, Kind},
+    effect::Effect,
+};
 
 /// The row.
 pub const RULE: Rule = Rule {
@@ -15,7 +18,12 @@ pub const RULE: Rule = Rule {
 /// `OUT_OF_RANGE` rows.
 pub const OUT_OF_RANGE: Rule = Rule {
     kind: Kind::MapValueBounds,
-    fits: |c| c.out_of_range(),
+    fits: |c| {
+        // `R2 min value is negative` at a call is about a size argument,
+        // not memory: unless the register is known to point somewhere.
+        let size_argument = c.region.is_none() && matches!(c.failing, Some(Effect::Call { .. }));
+        c.out_of_range() && !size_argument
+    },
     explain,
 };
 
@@ -25,6 +33,7 @@ fn fits(c: &Clues<'_>) -> bool {
         "invalid variable-offset access to map",
         "between map_value pointer",
         "invalid access to memory",
+        "ptr_to_map_value",
     ])
 }
 
@@ -33,7 +42,14 @@ fn explain(f: &mut Facts<'_>) -> Finding {
     let (value_size, off, size) = (m.number("value_size="), m.number("off="), m.number("size="));
     let unbounded = m.has("unbounded") || m.has("min value");
     let by_path = f.trace.as_ref().and_then(Trace::nullable_call);
-    let origin = f.id_origin().or(by_path).map(|i| f.origin_via_trace(i));
+    // Else where the pointer (or the offset added to it) was last loaded
+    // from the stack: the log shows no more of its history.
+    let by_fill = f.trace.as_ref().and_then(Trace::first_fill);
+    let origin = f
+        .id_origin()
+        .or(by_path)
+        .or(by_fill)
+        .map(|i| f.origin_via_trace(i));
     let here = &f.here;
     let end = off.zip(size).and_then(|(o, s)| o.checked_add(s));
     let summary = match (value_size, off, end) {

@@ -8,41 +8,61 @@
 use super::{facts::Facts, messages::Messages, trace::Trace, Evidence, Kind, Origin};
 use crate::verifier::{effect::Effect, regstate::Region};
 
+mod btf_access;
 mod complexity;
 mod ctx_access;
+mod helper_arg_type;
 mod helper_unavailable;
 mod invalid_return;
 mod map_value_bounds;
+mod misaligned;
 mod null_check;
 mod packet_bounds;
+mod pointer_arith;
 mod reference_leak;
+mod scalar_deref;
+mod stack_bounds;
 mod stack_limit;
 mod stale_packet_pointer;
 mod uninit;
+mod uninit_stack;
 mod unknown;
 
 /// The table. Order matters: the first row that fits wins, so a row with
 /// broad messages goes after the narrower ones it would shadow.
 pub const RULES: &[Rule] = &[
     null_check::RULE,
+    // Before the packet's row: `misaligned packet access` is alignment.
+    misaligned::RULE,
     packet_bounds::RULE,
     map_value_bounds::RULE,
     ctx_access::RULE,
     helper_unavailable::RULE,
+    helper_arg_type::RULE,
     reference_leak::RULE,
     stack_limit::RULE,
+    stack_bounds::RULE,
     complexity::RULE,
     invalid_return::RULE,
+    // Before `uninit`: stack reads are about memory, not a register.
+    uninit_stack::RULE,
     uninit::RULE,
+    btf_access::RULE,
+    // After the packet's and the context's rows, which know their own
+    // pointer arithmetic.
+    pointer_arith::RULE,
     // Messages that say a value is out of its range, but not which memory
     // it points into (`R0 min value is negative`): the type of the
-    // register in the verifier's state decides, a map value if none.
+    // register in the verifier's state decides, a map value if none (but
+    // not for a helper's size argument).
     packet_bounds::OUT_OF_RANGE,
-    stack_limit::OUT_OF_RANGE,
+    stack_bounds::OUT_OF_RANGE,
     ctx_access::OUT_OF_RANGE,
     map_value_bounds::OUT_OF_RANGE,
     // Needs the backward walk; known messages never reach it.
     stale_packet_pointer::RULE,
+    // `invalid mem access 'scalar'` that is no stale packet pointer.
+    scalar_deref::RULE,
     // Fits everything: last.
     unknown::RULE,
 ];

@@ -31,7 +31,8 @@ fn fits(c: &Clues<'_>) -> bool {
         "variable-offset packet",
         "pointer arithmetic on pkt",
         "between pkt pointer",
-        "misaligned packet access",
+        "packet pointer",
+        "ptr_to_packet",
     ])
 }
 

@@ -1,13 +1,11 @@
 //! `stack-limit`: stack use beyond the 512 bytes BPF programs have across
-//! all frames, or a stack access outside the frame.
+//! all frames, or a variable-offset stack write the verifier cannot size.
+//! A fixed offset outside the frame is `stack-bounds`.
 
 use super::{Clues, Finding, Rule};
 use crate::{
     insn::Insn,
-    verifier::{
-        diagnose::{facts::Facts, Evidence, Kind},
-        regstate::Region,
-    },
+    verifier::diagnose::{facts::Facts, Evidence, Kind},
 };
 
 /// The row.
@@ -17,21 +15,9 @@ pub const RULE: Rule = Rule {
     explain,
 };
 
-/// The row for an out-of-range value that points into the stack.
-pub const OUT_OF_RANGE: Rule = Rule {
-    kind: Kind::StackLimit,
-    fits: |c| c.out_of_range() && c.region == Some(Region::Stack),
-    explain,
-};
-
 fn fits(c: &Clues<'_>) -> bool {
-    c.any(&[
-        "combined stack size",
-        "invalid write to stack",
-        "invalid stack off",
-        "between fp pointer",
-        "stack frames exceeded",
-    ]) || c.has("variable-offset") && c.has("stack") && !c.has("read from stack")
+    c.any(&["combined stack size", "stack frames exceeded"])
+        || c.has("variable-offset") && c.has("stack") && !c.has("read from stack")
         || c.has("stack depth") && c.has("exceeds")
 }
 
