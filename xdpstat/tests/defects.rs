@@ -355,3 +355,58 @@ fn f5_f6_maps_pinned_by_name_are_checked_and_cleaned_up() {
     assert!(!pin.0.exists(), "a rejected load left {}", pin.0.display());
     assert_eq!(check_dirs(), before);
 }
+
+#[test]
+fn f8_names_and_map_fields_follow_bpftool() {
+    if !privileged("f8_names_and_map_fields_follow_bpftool")
+        || !have_tool("clang")
+        || !have_tool("bpftool")
+    {
+        return;
+    }
+    let scratch = Scratch::new("f8");
+    let obj = build(&scratch, "long_name", &[]);
+    let ns = VethNs::new();
+    let out = ns.xdpstat(&[
+        "load",
+        obj.to_str().unwrap(),
+        "--dev",
+        &ns.a,
+        "--mode",
+        "generic",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let id = ns.xdp_on(&ns.a)[0].prog_id;
+    let theirs: Value =
+        serde_json::from_str(&bpftool(&["prog", "show", "id", &id.to_string(), "-j"])).unwrap();
+    assert_eq!(theirs["name"], "count_with_a_long_function_name");
+    let ours: Value = serde_json::from_slice(&xdpstat(&["prog", "list", "--json"]).stdout).unwrap();
+    let ours = ours
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .cloned()
+        .unwrap();
+    assert_eq!(ours["name"], theirs["name"]);
+
+    let maps: Value = serde_json::from_slice(&xdpstat(&["map", "list", "--json"]).stdout).unwrap();
+    let mut seen_frozen = false;
+    for map_id in theirs["map_ids"].as_array().unwrap() {
+        let ours = maps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == *map_id)
+            .cloned()
+            .unwrap();
+        let theirs: Value =
+            serde_json::from_str(&bpftool(&["map", "show", "id", &map_id.to_string(), "-j"]))
+                .unwrap();
+        assert_eq!(ours["btf_id"], theirs["btf_id"], "{ours} {theirs}");
+        assert_eq!(ours["frozen"], theirs["frozen"], "{ours} {theirs}");
+        seen_frozen |= ours["frozen"] == 1;
+    }
+    assert!(seen_frozen, ".rodata is frozen");
+    ns.xdpstat_ok(&["detach", &ns.a]);
+}

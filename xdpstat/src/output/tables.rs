@@ -323,6 +323,8 @@ mod tests {
             bytes_value: 16,
             max_entries: 1,
             bytes_memlock: 4096,
+            btf_id: None,
+            frozen: 0,
             programs: vec![
                 ProgRef {
                     id: 77,

@@ -83,6 +83,8 @@ pub struct FdInfo {
     pub id: u32,
     /// Bytes charged to memlock (`memlock`); 0 for a link.
     pub memlock: u64,
+    /// For a map, whether it is frozen (`frozen`): read-only to user space.
+    pub frozen: bool,
 }
 
 /// Parses the text of a BPF object's fdinfo.
@@ -95,6 +97,7 @@ pub fn parse_fdinfo(text: &str) -> FdInfo {
         raw_type: 0,
         id: 0,
         memlock: 0,
+        frozen: false,
     };
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
@@ -115,6 +118,7 @@ pub fn parse_fdinfo(text: &str) -> FdInfo {
             "map_id" | "prog_id" if info.kind != ObjectKind::Link => info.id = number() as u32,
             "link_id" => info.id = number() as u32,
             "memlock" => info.memlock = number(),
+            "frozen" => info.frozen = number() != 0,
             _ => {}
         }
     }
@@ -181,7 +185,8 @@ mod tests {
                 kind: ObjectKind::Map,
                 raw_type: 6,
                 id: 4165,
-                memlock: 352
+                memlock: 352,
+                frozen: false,
             }
         );
     }
@@ -198,7 +203,8 @@ mod tests {
                 kind: ObjectKind::Program,
                 raw_type: 6,
                 id: 5561,
-                memlock: 4096
+                memlock: 4096,
+                frozen: false,
             }
         );
     }

@@ -60,6 +60,12 @@ pub struct Map {
     pub max_entries: u32,
     /// Bytes charged to memlock.
     pub bytes_memlock: u64,
+    /// The BTF object of its key and value types, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub btf_id: Option<u32>,
+    /// 1 when frozen (read-only to user space, as `.rodata` is), as
+    /// bpftool prints it.
+    pub frozen: u8,
     /// The loaded programs that use it, in id order.
     pub programs: Vec<ProgRef>,
 }
@@ -132,6 +138,8 @@ pub fn list() -> Result<Vec<Map>, InspectError> {
             bytes_value: info.value_size,
             max_entries: info.max_entries,
             bytes_memlock: fdinfo.memlock,
+            btf_id: (info.btf_id != 0).then_some(info.btf_id),
+            frozen: u8::from(fdinfo.frozen),
             programs: users.remove(&info.id).unwrap_or_default(),
         });
     }

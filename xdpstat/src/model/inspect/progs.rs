@@ -293,7 +293,12 @@ fn read_program(info: &ProgramInfo) -> Result<Option<Program>, InspectError> {
     Ok(Some(Program {
         id: info.id(),
         prog_type: ProgType(fdinfo.raw_type),
-        name: String::from_utf8_lossy(info.name()).into_owned(),
+        // The whole name of its function, from its BTF, as bpftool shows
+        // it; the kernel keeps only 15 bytes.
+        name: crate::kernel::sys::prog_identity(fd.as_fd()).map_or_else(
+            |_| String::from_utf8_lossy(info.name()).into_owned(),
+            |identity| crate::model::observe::ProgRef::from(&identity).name,
+        ),
         tag: Tag(info.tag()),
         // `None` only before Linux 4.18.
         gpl_compatible: info.gpl_compatible().unwrap_or(false),
