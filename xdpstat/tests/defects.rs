@@ -410,3 +410,50 @@ fn f8_names_and_map_fields_follow_bpftool() {
     assert!(seen_frozen, ".rodata is frozen");
     ns.xdpstat_ok(&["detach", &ns.a]);
 }
+
+/// Sets the type of every global function symbol of an ELF64 little-endian
+/// object to `STT_NOTYPE`, as clang before 10 wrote them.
+fn untype_functions(obj: &Path) {
+    use object::{Object, ObjectSection};
+    let mut bytes = std::fs::read(obj).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let symtab = file.section_by_name(".symtab").unwrap();
+    let (start, size) = symtab.file_range().unwrap();
+    drop(file);
+    // Elf64_Sym: st_name (4), st_info (1), …; 24 bytes each.
+    for at in (start as usize..(start + size) as usize).step_by(24) {
+        let info = bytes[at + 4];
+        if info == 0x12 {
+            // STB_GLOBAL << 4 | STT_FUNC → STB_GLOBAL << 4 | STT_NOTYPE
+            bytes[at + 4] = 0x10;
+        }
+    }
+    std::fs::write(obj, bytes).unwrap();
+}
+
+#[test]
+fn f7_old_and_unlinkable_objects_get_one_clear_line() {
+    if !have_tool("clang") {
+        return;
+    }
+    let scratch = Scratch::new("f7");
+    // A call to a function declared but defined nowhere.
+    let obj = build(
+        &scratch,
+        "undefined_call",
+        &["-Wno-implicit-function-declaration"],
+    );
+    for cmd in ["check", "objdump"] {
+        let out = xdpstat(&[cmd, obj.to_str().unwrap()]);
+        assert_fails(
+            &out,
+            2,
+            &["calls checksum_fold", "does not define", "static inline"],
+        );
+    }
+    // Functions without a symbol type, as older clang wrote them.
+    let old = build(&scratch, "name_in_symbol", &[]);
+    untype_functions(&old);
+    let out = xdpstat(&["check", old.to_str().unwrap()]);
+    assert_fails(&out, 2, &["no symbol type", "STT_NOTYPE", "newer clang"]);
+}

@@ -76,6 +76,27 @@ pub enum ObjectError {
         /// Its executable sections.
         sections: Vec<String>,
     },
+    /// Sections hold code, but their functions have no type (older clang
+    /// wrote `STT_NOTYPE` symbols), so no loader can tell the programs.
+    #[error("{}: the functions in {} have no symbol type (STT_NOTYPE, as clang before 10 wrote them), so neither xdpstat nor libbpf can find its programs; rebuild it with a newer clang", path.display(), sections.join(", "))]
+    UntypedFunctions {
+        /// The file.
+        path: PathBuf,
+        /// The sections.
+        sections: Vec<String>,
+    },
+    /// The program calls a function the object does not define.
+    #[error("{}: {program} calls {callee}, {}", path.display(), if *kfunc { "a kernel function (kfunc, an `extern ... __ksym`), which xdpstat cannot resolve yet; libbpf can (`bpftool prog load`)".to_owned() } else { format!("which the object does not define and no loader can resolve (libbpf refuses it too); was its header missing when it was built? Define {callee}, or make it a macro or a static inline function") })]
+    UndefinedCall {
+        /// The file.
+        path: PathBuf,
+        /// The program.
+        program: String,
+        /// The function it calls.
+        callee: String,
+        /// Whether it is declared as a kfunc (in BTF's `.ksyms`).
+        kfunc: bool,
+    },
     /// `--sec` names no section of the object.
     #[error("{} has no section '{name}' (its XDP sections: {})", path.display(), available.join(", "))]
     NoSuchSection {
@@ -132,11 +153,15 @@ impl ObjectError {
             | Self::NotElf { .. }
             | Self::NotBpf { .. }
             | Self::NoXdp { .. }
+            | Self::UntypedFunctions { .. }
+            | Self::UndefinedCall { kfunc: false, .. }
             | Self::NoSuchSection { .. }
             | Self::Ambiguous { .. }
             | Self::Malformed { .. }
             | Self::Parse { .. }
             | Self::Decode { .. } => true,
+            // A limit of xdpstat's, not a fault of the input.
+            Self::UndefinedCall { kfunc: true, .. } => false,
         }
     }
 }
@@ -173,6 +198,9 @@ pub struct BpfObject {
     /// with only that section left as a program section, named as aya
     /// parses XDP ([`aya_view`]).
     for_aya: HashMap<String, Vec<u8>>,
+    /// The functions each program calls that the object does not define,
+    /// by program name.
+    externs: HashMap<String, Vec<String>>,
 }
 
 fn section_is_xdp_by_name(name: &str) -> bool {
@@ -329,11 +357,32 @@ impl BpfObject {
             }
         }
         if programs.is_empty() {
+            let untyped: Vec<String> = file
+                .sections()
+                .filter(|s| {
+                    s.name().is_ok_and(|n| executable.iter().any(|e| e == n)) && s.size() > 0
+                })
+                .filter(|s| {
+                    file.symbols().any(|sym| {
+                        sym.section_index() == Some(s.index())
+                            && sym.kind() == object::SymbolKind::Unknown
+                            && sym.is_global()
+                    })
+                })
+                .filter_map(|s| s.name().ok().map(str::to_owned))
+                .collect();
+            if !untyped.is_empty() {
+                return Err(ObjectError::UntypedFunctions {
+                    path: path.to_owned(),
+                    sections: untyped,
+                });
+            }
             return Err(ObjectError::NoXdp {
                 path: path.to_owned(),
                 sections: executable,
             });
         }
+        let externs = undefined_calls(&file, &programs);
         let license = file
             .section_by_name("license")
             .and_then(|s| s.data().ok())
@@ -387,6 +436,32 @@ impl BpfObject {
             programs,
             license,
             for_aya,
+            externs,
+        })
+    }
+
+    /// Refuses a program that calls a function the object does not define,
+    /// naming it, as libbpf does (aya says only "function 0x60 not found").
+    ///
+    /// # Errors
+    ///
+    /// [`ObjectError::UndefinedCall`].
+    pub fn check_calls(&self, program: &XdpProgram) -> Result<(), ObjectError> {
+        let Some(callee) = self.externs.get(&program.name).and_then(|c| c.first()) else {
+            return Ok(());
+        };
+        // kfunc externs are described in BTF's `.ksyms` section.
+        let kfunc = (|| {
+            let file = object::File::parse(&*self.bytes).ok()?;
+            let btf = file.section_by_name(".BTF")?.data().ok()?;
+            Some(btf.windows(7).any(|w| w == b".ksyms\0"))
+        })()
+        .unwrap_or(false);
+        Err(ObjectError::UndefinedCall {
+            path: self.path.clone(),
+            program: program.name.clone(),
+            callee: callee.clone(),
+            kfunc,
         })
     }
 
@@ -489,6 +564,7 @@ impl BpfObject {
     /// [`ObjectError::Parse`] or [`ObjectError::Decode`] for an object
     /// aya-obj cannot link.
     pub fn linked(&self, program: &XdpProgram) -> Result<LinkedProgram, ObjectError> {
+        self.check_calls(program)?;
         // Map references get stand-in "fds" that index `map_names`, so the
         // disassembly can name them.
         let mut map_names = Vec::new();
@@ -545,6 +621,7 @@ impl BpfObject {
         fds: &std::collections::HashMap<String, i32>,
         kernel: &KernelFeatures<'_>,
     ) -> Result<KernelProgram, ObjectError> {
+        self.check_calls(program)?;
         prepare_program(
             &self.path,
             self.bytes_for_aya(program),
@@ -937,6 +1014,53 @@ impl BtfHeader {
     fn str_start(&self) -> usize {
         self.hdr_len as usize + self.str_off as usize
     }
+}
+
+/// For each program, the functions it calls (`R_BPF_64_32` relocations
+/// in its bytes) that no section of the object defines.
+fn undefined_calls(
+    file: &object::File<'_>,
+    programs: &[XdpProgram],
+) -> HashMap<String, Vec<String>> {
+    const R_BPF_64_32: u32 = 10;
+    let mut found: HashMap<String, Vec<String>> = HashMap::new();
+    for program in programs {
+        let Some(symbol) = file.symbols().find(|s| {
+            s.name() == Ok(program.name.as_str()) && s.kind() == object::SymbolKind::Text
+        }) else {
+            continue;
+        };
+        let Some(section) = symbol
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+        else {
+            continue;
+        };
+        let range = symbol.address()..symbol.address() + symbol.size();
+        for (offset, reloc) in section.relocations() {
+            let object::RelocationFlags::Elf { r_type } = reloc.flags() else {
+                continue;
+            };
+            let object::RelocationTarget::Symbol(index) = reloc.target() else {
+                continue;
+            };
+            if r_type != R_BPF_64_32 || !range.contains(&offset) {
+                continue;
+            }
+            let Ok(callee) = file.symbol_by_index(index) else {
+                continue;
+            };
+            if callee.is_undefined() {
+                if let Ok(name) = callee.name() {
+                    let list = found.entry(program.name.clone()).or_default();
+                    if !list.iter().any(|n| n == name) {
+                        list.push(name.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// A copy of the object as aya must see it to load the programs of section

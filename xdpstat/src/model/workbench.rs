@@ -268,6 +268,7 @@ pub fn load(
         path: obj.path().display().to_string(),
         reason,
     };
+    obj.check_calls(program).map_err(WorkbenchError::Object)?;
     let maps = object_maps(obj, program);
     let mut loader = EbpfLoader::new();
     loader.verifier_log_level(VerifierLogLevel::DISABLE);
