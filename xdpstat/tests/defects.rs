@@ -457,3 +457,36 @@ fn f7_old_and_unlinkable_objects_get_one_clear_line() {
     let out = xdpstat(&["check", old.to_str().unwrap()]);
     assert_fails(&out, 2, &["no symbol type", "STT_NOTYPE", "newer clang"]);
 }
+
+#[test]
+fn f7_explain_names_what_it_can_and_never_prints_a_question_mark() {
+    let scratch = Scratch::new("f7-logs");
+    let unknown = scratch.0.join("unknown-helper.log");
+    std::fs::write(
+        &unknown,
+        "0: (85) call unknown#666\ninvalid func unknown#666\n\
+         processed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n",
+    )
+    .unwrap();
+    let out = xdpstat(&["explain", "--log", unknown.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["programs"][0]["diagnosis"]["kind"], "helper-unavailable", "{v}");
+    let text =
+        String::from_utf8_lossy(&xdpstat(&["explain", "--log", unknown.to_str().unwrap()]).stdout)
+            .into_owned();
+    assert!(text.contains("does not know helper #666"), "{text}");
+
+    let limit = scratch.0.join("limit.log");
+    std::fs::write(
+        &limit,
+        "BPF program is too large. Processed 1000001 insn\n\
+         processed 1000001 insns (limit 1000000) max_states_per_insn 4 total_states 9 peak_states 9 mark_read 1\n",
+    )
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&xdpstat(&["explain", "--log", limit.to_str().unwrap()]).stdout)
+            .into_owned();
+    assert!(text.contains("Diagnosis: complexity"), "{text}");
+    assert!(!text.contains("insn ?"), "{text}");
+    assert!(text.contains("no instruction named in the log"), "{text}");
+}

@@ -666,19 +666,20 @@ fn prepare_unguarded(
         path: path.to_owned(),
         reason,
     };
-    let mut obj = aya_obj::Object::parse(bytes).map_err(|e| parse_error(e.to_string()))?;
+    let mut obj =
+        aya_obj::Object::parse(bytes).map_err(|e| parse_error(crate::error::chain(&e)))?;
     let features = kernel.features;
     let btf = match features.btf() {
         Some(btf_features) => obj
             .fixup_and_sanitize_btf(btf_features)
-            .map_err(|e| parse_error(e.to_string()))?
+            .map_err(|e| parse_error(crate::error::chain(&e)))?
             .map(aya_obj::btf::Btf::to_bytes),
         None => None,
     };
     if btf.is_some() {
         if let Some(kernel_btf) = &kernel.kernel_btf {
             obj.relocate_btf(kernel_btf)
-                .map_err(|e| parse_error(e.to_string()))?;
+                .map_err(|e| parse_error(crate::error::chain(&e)))?;
         }
     }
     let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
@@ -702,9 +703,9 @@ fn prepare_unguarded(
         return Err(parse_error(format!("map {name} was not created")));
     }
     obj.relocate_maps(with_fds.into_iter(), &text_sections)
-        .map_err(|e| parse_error(e.to_string()))?;
+        .map_err(|e| parse_error(crate::error::chain(&e)))?;
     obj.relocate_calls(&text_sections)
-        .map_err(|e| parse_error(e.to_string()))?;
+        .map_err(|e| parse_error(crate::error::chain(&e)))?;
     obj.sanitize_functions(features);
     let prog = obj
         .programs
@@ -809,7 +810,7 @@ impl BpfObject {
             reason,
         };
         let mut obj = aya_obj::Object::parse(self.bytes_for_aya(program))
-            .map_err(|e| parse_error(e.to_string()))?;
+            .map_err(|e| parse_error(crate::error::chain(&e)))?;
         let text_sections: HashSet<usize> =
             obj.functions.keys().map(|(section, _)| *section).collect();
         let mut maps: Vec<(String, aya_obj::Map)> = obj
@@ -829,9 +830,9 @@ impl BpfObject {
                 .map(|((n, m), fd)| (n.as_str(), *fd, m)),
             &text_sections,
         )
-        .map_err(|e| parse_error(e.to_string()))?;
+        .map_err(|e| parse_error(crate::error::chain(&e)))?;
         obj.relocate_calls(&text_sections)
-            .map_err(|e| parse_error(e.to_string()))?;
+            .map_err(|e| parse_error(crate::error::chain(&e)))?;
         let prog = obj
             .programs
             .get(&program.name)

@@ -84,8 +84,11 @@ fn write_site(
     text: Option<&str>,
     source: Option<&SourceRef>,
 ) -> io::Result<()> {
-    let insn = insn.map_or_else(|| "?".to_owned(), |i| i.to_string());
-    writeln!(out, "  {label:<8}insn {insn}: {}", text.unwrap_or(""))?;
+    match insn {
+        Some(i) => writeln!(out, "  {label:<8}insn {i}: {}", text.unwrap_or(""))?,
+        // The log names no instruction (a limit, a truncated log).
+        None => writeln!(out, "  {label:<8}no instruction named in the log")?,
+    }
     if let Some(s) = source {
         writeln!(out, "          {}", source_text(s))?;
     }

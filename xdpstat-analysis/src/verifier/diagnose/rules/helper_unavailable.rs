@@ -23,16 +23,19 @@ fn fits(c: &Clues<'_>) -> bool {
 }
 
 fn explain(f: &mut Facts<'_>) -> Finding {
+    let id = f.messages.helper_id();
     let helper = f
         .error_insn
         .and_then(|i| f.call_name(i))
         .or_else(|| f.messages.helper())
+        // `unknown#666`: a number no kernel xdpstat knows has a name.
+        .filter(|name| name != "unknown")
+        .or_else(|| id.map(|n| format!("helper #{n}")))
         .unwrap_or_else(|| "this helper".to_owned());
     let gpl = f.messages.has("GPL");
     let unknown = f.messages.any(&["unknown func", "invalid func"]);
-    let number = f
-        .messages
-        .helper_id()
+    let number = id
+        .filter(|n| !helper.ends_with(&format!("#{n}")))
         .map(|n| format!(" (helper #{n})"))
         .unwrap_or_default();
     let summary = if gpl {
