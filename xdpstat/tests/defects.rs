@@ -11,26 +11,8 @@ use std::{
     process::Command,
 };
 
-use common::{assert_fails, have_tool, privileged, VethNs};
+use common::{assert_fails, have_tool, privileged, Scratch, VethNs};
 use serde_json::Value;
-
-/// A scratch directory, removed even when the test fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("xdpstat-defects-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/defects")
@@ -470,7 +452,10 @@ fn f7_explain_names_what_it_can_and_never_prints_a_question_mark() {
     .unwrap();
     let out = xdpstat(&["explain", "--log", unknown.to_str().unwrap(), "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["programs"][0]["diagnosis"]["kind"], "helper-unavailable", "{v}");
+    assert_eq!(
+        v["programs"][0]["diagnosis"]["kind"], "helper-unavailable",
+        "{v}"
+    );
     let text =
         String::from_utf8_lossy(&xdpstat(&["explain", "--log", unknown.to_str().unwrap()]).stdout)
             .into_owned();

@@ -14,7 +14,7 @@ use std::{
     process::Command,
 };
 
-use common::{assert_fails, have_tool, privileged, settle, VethNs};
+use common::{assert_fails, have_tool, privileged, settle, Scratch, VethNs};
 use serde_json::Value;
 
 /// Builds the verdicts program into a directory of its own.
@@ -40,24 +40,6 @@ fn build(dir: &Path, redirect_ifindex: u32, btf: bool) -> PathBuf {
         .unwrap();
     assert!(status.success(), "clang {}", src.display());
     out
-}
-
-/// A scratch directory, removed even when the test fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("xdpstat-observe-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A namespace whose `a` runs the verdicts program, attached in `mode`:

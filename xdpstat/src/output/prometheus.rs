@@ -233,6 +233,23 @@ const COUNTER_FAMILIES: [CounterFamily; 2] = [
     },
 ];
 
+/// Encodes `series` into each of `families`.
+fn encode_counters(
+    encoder: &mut DescriptorEncoder,
+    families: &[CounterFamily],
+    series: &[(Labels, Counters)],
+) -> Result<(), fmt::Error> {
+    for f in families {
+        let mut family = encoder.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
+        for (labels, c) in series {
+            family
+                .encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&(f.value)(c), None)?;
+        }
+    }
+    Ok(())
+}
+
 /// Encodes one scrape's readings, and the scrape error count.
 ///
 /// # Errors
@@ -252,24 +269,9 @@ pub fn encode_readings(
         .iter()
         .flat_map(|r| component_series(r, per_cpu))
         .collect();
-    for f in &COUNTER_FAMILIES {
-        let mut family = encoder.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
-        for (labels, c) in &series {
-            family
-                .encode_family(labels)?
-                .encode_counter::<NoLabelSet, _, u64>(&(f.value)(c), None)?;
-        }
-    }
+    encode_counters(&mut encoder, &COUNTER_FAMILIES, &series)?;
     if !components.is_empty() {
-        for f in &COMPONENT_FAMILIES {
-            let mut family =
-                encoder.encode_descriptor(f.name, f.help, None, MetricType::Counter)?;
-            for (labels, c) in &components {
-                family
-                    .encode_family(labels)?
-                    .encode_counter::<NoLabelSet, _, u64>(&(f.value)(c), None)?;
-            }
-        }
+        encode_counters(&mut encoder, &COMPONENT_FAMILIES, &components)?;
     }
 
     let mut info = encoder.encode_descriptor(

@@ -560,3 +560,24 @@ pub fn xdpstat(args: &[&str]) -> Output {
 pub fn llvm_objdump() -> String {
     std::env::var("XDPSTAT_LLVM_OBJDUMP").unwrap_or_else(|_| "llvm-objdump".to_owned())
 }
+
+/// A scratch directory for a test's built objects and files, removed
+/// even when the test fails.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A fresh directory named after `name`, this process and a counter.
+    pub fn new(name: &str) -> Self {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("xdpstat-test-{name}-{}-{n}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
