@@ -6,7 +6,6 @@
 mod common;
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -56,57 +55,6 @@ fn check_json(obj: &Path) -> Vec<Value> {
     v["programs"].as_array().cloned().unwrap_or_else(|| vec![v])
 }
 
-/// The source line each instruction of `section` belongs to, by its
-/// index: from a listing in which a line of source (`;` …) precedes the
-/// instructions it made, and an instruction line starts with its index.
-fn lines_by_insn(listing: &str, source_prefix: &str) -> BTreeMap<usize, String> {
-    let mut current = None;
-    let mut out = BTreeMap::new();
-    for line in listing.lines() {
-        let trimmed = line.trim();
-        if let Some(src) = trimmed.strip_prefix(source_prefix) {
-            // xdpstat adds ` @ file:line`; llvm-objdump prints the text.
-            let text = src.rsplit_once(" @ ").map_or(src, |(t, _)| t).trim();
-            current = Some(text.to_owned());
-            continue;
-        }
-        let Some((index, _)) = trimmed.split_once(':') else {
-            continue;
-        };
-        if let (Ok(i), Some(text)) = (index.trim().parse::<usize>(), &current) {
-            out.insert(i, text.clone());
-        }
-    }
-    out
-}
-
-/// `xdpstat objdump`'s source line for every instruction of `section`
-/// equals `llvm-objdump -S`'s.
-pub fn assert_source_lines_agree(obj: &Path, section: &str) {
-    let ours = xdpstat(&["objdump", obj.to_str().unwrap(), "--sec", section]);
-    assert!(ours.status.success(), "{}", common::stderr(&ours));
-    let ours = lines_by_insn(&String::from_utf8_lossy(&ours.stdout), ";");
-    let theirs = Command::new(common::llvm_objdump())
-        .args(["-S", "--no-show-raw-insn"])
-        .arg(format!("--section={section}"))
-        .arg(obj)
-        .output()
-        .unwrap();
-    let theirs = lines_by_insn(&String::from_utf8_lossy(&theirs.stdout), ";");
-    assert!(
-        !theirs.is_empty(),
-        "llvm-objdump shows no lines for {section}"
-    );
-    for (insn, text) in &theirs {
-        assert_eq!(
-            ours.get(insn),
-            Some(text),
-            "{} {section} insn {insn}",
-            obj.display()
-        );
-    }
-}
-
 #[test]
 fn f1_each_section_keeps_its_own_line_and_func_info() {
     if !privileged("f1_each_section_keeps_its_own_line_and_func_info") || !have_tool("clang") {
@@ -135,7 +83,7 @@ fn f1_each_section_keeps_its_own_line_and_func_info() {
         "{programs:?}"
     );
     for section in ["xdp_pass_first", "xdp/hook", "xdp/nohook", "2/N"] {
-        assert_source_lines_agree(&obj, section);
+        common::assert_source_lines_agree(&obj, section, None);
     }
 
     // The kernel records the loaded program's own function: bpftool
@@ -184,7 +132,7 @@ fn f2_a_section_name_inside_a_symbol_name_loads() {
     for p in &programs {
         assert_eq!(p["accepted"], true, "{p}");
     }
-    assert_source_lines_agree(&obj, "xdp_fail1");
+    common::assert_source_lines_agree(&obj, "xdp_fail1", None);
 }
 
 #[test]

@@ -9,8 +9,9 @@
 //! with it. Its count of processed instructions is the kernel's
 //! `verified_insns` of each program it loaded.
 //!
-//! What xdpstat cannot yet load is listed in [`KNOWN`], each with the
-//! error it still gives, so that a fix shows up here.
+//! `objdump`'s source lines must equal `llvm-objdump -S`'s for every
+//! program. What xdpstat cannot yet load is listed in [`KNOWN`], each with
+//! the error it still gives, so that a fix shows up here.
 
 mod common;
 
@@ -241,6 +242,7 @@ fn xdpstat_and_libbpf_agree_on_every_real_program() {
     )
     .unwrap();
     let (mut compared, mut checked, mut known, mut alone) = (0, 0, 0, 0);
+    let mut lines_compared = 0;
     let mut wrong = Vec::new();
     let mut alone_rejected = Vec::new();
     for entry in &manifest {
@@ -276,6 +278,12 @@ fn xdpstat_and_libbpf_agree_on_every_real_program() {
                 (Ok(_), None) => {}
             }
             checked += 1;
+            lines_compared += 1;
+            wrong.extend(common::source_line_mismatches(
+                &obj,
+                p["section"].as_str().unwrap(),
+                Some(name),
+            ));
             let Some(got) = theirs.as_ref().and_then(|t| t.get(name)) else {
                 // libbpf cannot open it (legacy `maps`) or create its maps
                 // (sized by their loader): the kernel's verdict stands,
@@ -293,7 +301,7 @@ fn xdpstat_and_libbpf_agree_on_every_real_program() {
         }
     }
     println!(
-        "{checked} XDP programs checked: {compared} compared with libbpf, {alone} by the kernel alone ({} rejected: {alone_rejected:?}); {known} known gaps",
+        "{checked} XDP programs checked: {compared} compared with libbpf, {alone} by the kernel alone ({} rejected: {alone_rejected:?}); {known} known gaps; source lines equal to llvm-objdump -S's for all {lines_compared}",
         alone_rejected.len()
     );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

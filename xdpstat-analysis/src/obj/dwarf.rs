@@ -218,3 +218,146 @@ pub fn is_library_path(path: &str) -> bool {
         || path.contains("library/alloc/src")
         || path.contains("compiler-builtins")
 }
+
+/// A row of DWARF's line table in the program's own function: the byte
+/// offset (relative to the function's start) from which it holds, and
+/// the source line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineRow {
+    /// Byte offset in the function.
+    pub offset: u64,
+    /// The file, as DWARF names it (joined with its directory).
+    pub file: String,
+    /// The line; 0 for code the compiler made up.
+    pub line: u32,
+}
+
+/// DWARF's line table for `function`, the source lines `llvm-objdump -S`
+/// prints; empty without DWARF. BTF's line info places a function's first
+/// instructions on its signature, DWARF on its opening brace or first
+/// statement.
+///
+/// In a relocatable object the line table's addresses are section
+/// offsets, so several sections' sequences overlap. Of the sequences that
+/// cover the function, the one whose first line there is nearest the
+/// function's `DW_AT_decl_file` and `DW_AT_decl_line` is its own.
+pub fn line_rows(elf: &[u8], function: &str) -> Vec<LineRow> {
+    read_rows(elf, function).unwrap_or_default()
+}
+
+fn read_rows(elf: &[u8], function: &str) -> Option<Vec<LineRow>> {
+    let file = object::File::parse(elf).ok()?;
+    if !file.is_little_endian() {
+        return None;
+    }
+    let load = |id: gimli::SectionId| {
+        file.section_by_name(id.name())
+            .and_then(|s| s.uncompressed_data().ok())
+            .unwrap_or(Cow::Borrowed(&[]))
+    };
+    let sections: Vec<(gimli::SectionId, Cow<'_, [u8]>)> = [
+        gimli::SectionId::DebugAbbrev,
+        gimli::SectionId::DebugAddr,
+        gimli::SectionId::DebugInfo,
+        gimli::SectionId::DebugLine,
+        gimli::SectionId::DebugLineStr,
+        gimli::SectionId::DebugRanges,
+        gimli::SectionId::DebugRngLists,
+        gimli::SectionId::DebugStr,
+        gimli::SectionId::DebugStrOffsets,
+    ]
+    .into_iter()
+    .map(|id| (id, load(id)))
+    .collect();
+    let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = sections
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map_or(&[][..], |(_, d)| d.as_ref());
+        Ok(EndianSlice::new(data, LittleEndian))
+    })
+    .ok()?;
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        let Some((range, decl_file, decl_line)) = function_range(&dwarf, &unit, function) else {
+            continue;
+        };
+        let program = unit.line_program.clone()?;
+        let mut rows = program.rows();
+        let mut sequences: Vec<Vec<(u64, u64, u32)>> = vec![Vec::new()];
+        while let Ok(Some((_, row))) = rows.next_row() {
+            let line = row.line().map_or(0, |l| l.get() as u32);
+            if let Some(current) = sequences.last_mut() {
+                current.push((row.address(), row.file_index(), line));
+            }
+            if row.end_sequence() {
+                sequences.push(Vec::new());
+            }
+        }
+        let best = sequences
+            .iter()
+            .filter_map(|seq| {
+                let first = seq.iter().find(|(a, _, l)| range.contains(a) && *l != 0)?;
+                // The function's own file first, then the nearest line.
+                Some(((first.1 != decl_file, first.2.abs_diff(decl_line)), seq))
+            })
+            .min_by_key(|(distance, _)| *distance)?
+            .1;
+        let mut out = Vec::new();
+        for &(address, file_index, line) in best {
+            if !range.contains(&address) {
+                continue;
+            }
+            let file = file_name(&dwarf, &unit, file_index).unwrap_or_default();
+            out.push(LineRow {
+                offset: address - range.start,
+                file,
+                line,
+            });
+        }
+        return Some(out);
+    }
+    None
+}
+
+/// The byte range, declaration file index and declaration line of
+/// `function`'s subprogram.
+fn function_range(
+    dwarf: &gimli::Dwarf<R<'_>>,
+    unit: &gimli::Unit<R<'_>>,
+    function: &str,
+) -> Option<(Range<u64>, u64, u32)> {
+    let mut cursor = unit.entries();
+    while let Ok(Some(entry)) = cursor.next_dfs() {
+        if entry.tag() != gimli::DW_TAG_subprogram {
+            continue;
+        }
+        let name = entry
+            .attr_value(gimli::DW_AT_name)
+            .and_then(|v| attr_str(dwarf, unit, v));
+        if name.as_deref() != Some(function) {
+            continue;
+        }
+        let Some(range) = dwarf
+            .die_ranges(unit, entry)
+            .ok()
+            .and_then(|mut r| r.next().ok().flatten())
+        else {
+            continue;
+        };
+        let decl_line = entry
+            .attr_value(gimli::DW_AT_decl_line)
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0) as u32;
+        let decl_file = match entry.attr_value(gimli::DW_AT_decl_file) {
+            Some(AttributeValue::FileIndex(i)) => i,
+            Some(v) => v.udata_value().unwrap_or(0),
+            None => 0,
+        };
+        return Some((range.begin..range.end, decl_file, decl_line));
+    }
+    None
+}

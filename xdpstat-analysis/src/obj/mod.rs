@@ -581,7 +581,7 @@ impl BpfObject {
             source,
         })?;
         let strings = btf_strings(self.bytes_for_aya(program));
-        let lines = function
+        let lines: Vec<LineEntry> = function
             .line_info
             .line_info
             .iter()
@@ -593,11 +593,39 @@ impl BpfObject {
                 text: strings.get(l.line_off).trim().to_owned(),
             })
             .collect();
+        let rows = self::dwarf::line_rows(&self.bytes, &program.name);
+        let dwarf_span = function_slots(&self.bytes, &program.name);
+        let dwarf_lines = LineTable::new(
+            rows.into_iter()
+                .map(|r| {
+                    let insn = (r.offset / 8) as usize;
+                    // The text BTF recorded for the same line, for when
+                    // the source file cannot be found.
+                    let text = lines
+                        .iter()
+                        .find(|l: &&LineEntry| {
+                            l.line == r.line
+                                && r.file.ends_with(l.file.rsplit('/').next().unwrap_or(""))
+                        })
+                        .map(|l| l.text.clone())
+                        .unwrap_or_default();
+                    LineEntry {
+                        insn,
+                        file: r.file,
+                        line: r.line,
+                        column: 0,
+                        text,
+                    }
+                })
+                .collect(),
+        );
         Ok(LinkedProgram {
             program: program.clone(),
             insns,
             lines: LineTable::new(lines),
             call_sites: self::dwarf::call_sites(&self.bytes, &program.name),
+            dwarf_lines,
+            dwarf_span,
             map_names,
             license: self.license.clone(),
         })
@@ -843,6 +871,18 @@ impl BpfObject {
     }
 }
 
+/// The instruction slots of function `name` (its symbol's size / 8).
+fn function_slots(bytes: &[u8], name: &str) -> usize {
+    object::File::parse(bytes)
+        .ok()
+        .and_then(|f| {
+            f.symbols()
+                .find(|s| s.name() == Ok(name) && s.kind() == object::SymbolKind::Text)
+                .map(|s| (s.size() / 8) as usize)
+        })
+        .unwrap_or(0)
+}
+
 fn elf_machine(bytes: &[u8]) -> Option<u16> {
     let raw: [u8; 2] = bytes.get(18..20)?.try_into().ok()?;
     // EI_DATA: 1 little-endian, 2 big-endian.
@@ -872,6 +912,13 @@ pub struct LinkedProgram {
     pub lines: LineTable,
     /// DWARF's inlined call sites in the program's own function.
     pub call_sites: Vec<self::dwarf::CallSite>,
+    /// DWARF's line table for the program's own function, by verifier
+    /// index: the lines `llvm-objdump -S` shows (empty without DWARF). It
+    /// covers the indexes below [`LinkedProgram::dwarf_span`].
+    pub dwarf_lines: LineTable,
+    /// How many instruction slots the program's own function has (its
+    /// subprograms follow).
+    pub dwarf_span: usize,
     /// Map names, by the stand-in fd in `ld_imm64` map references.
     pub map_names: Vec<String>,
     /// The object's license.

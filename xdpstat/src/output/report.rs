@@ -249,7 +249,14 @@ pub fn write_objdump(
     let mut last: Option<(String, u32)> = None;
     for (index, insn) in &program.insns {
         // Line 0 marks code the compiler made up; it has no source.
-        if let Some(entry) = program.lines.starting_at(*index).filter(|e| e.line != 0) {
+        // DWARF's lines for the program's own function, as llvm-objdump
+        // shows them; BTF's for the subprograms after it, or without DWARF.
+        let table = if *index < program.dwarf_span && !program.dwarf_lines.is_empty() {
+            &program.dwarf_lines
+        } else {
+            &program.lines
+        };
+        if let Some(entry) = table.starting_at(*index).filter(|e| e.line != 0) {
             let key = (entry.file.clone(), entry.line);
             if last.as_ref() != Some(&key) {
                 let text = files

@@ -581,3 +581,87 @@ impl Drop for Scratch {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// The source line each instruction belongs to, by its index, from a
+/// listing in which a line of source (`;` …) precedes the instructions it
+/// made and an instruction line starts with its index. With `function`,
+/// only that function's part of an `llvm-objdump` listing (`<name>:` up to
+/// the next function), indexed from its start.
+fn lines_by_insn(
+    listing: &str,
+    function: Option<&str>,
+) -> std::collections::BTreeMap<usize, String> {
+    let mut current = None;
+    let mut out = std::collections::BTreeMap::new();
+    let mut inside = function.is_none();
+    for line in listing.lines() {
+        let trimmed = line.trim();
+        if let (Some(f), Some(label)) = (function, trimmed.strip_suffix(">:")) {
+            let name = label.rsplit('<').next().unwrap_or_default();
+            // Branch targets (`LBB0_2`) stay inside the function.
+            inside = name == f || (inside && name.starts_with("LBB"));
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if let Some(src) = trimmed.strip_prefix(';') {
+            // xdpstat adds ` @ file:line`; llvm-objdump prints the text.
+            let text = src.rsplit_once(" @ ").map_or(src, |(t, _)| t).trim();
+            current = Some(text.to_owned());
+            continue;
+        }
+        let Some((index, _)) = trimmed.split_once(':') else {
+            continue;
+        };
+        if let (Ok(i), Some(text)) = (index.trim().parse::<usize>(), &current) {
+            out.insert(i, text.clone());
+        }
+    }
+    if function.is_some() {
+        if let Some(&base) = out.keys().next() {
+            return out.into_iter().map(|(i, t)| (i - base, t)).collect();
+        }
+    }
+    out
+}
+
+/// `xdpstat objdump`'s source line for every instruction of `program` (a
+/// section, or with `function` a program's name) equals `llvm-objdump
+/// -S`'s; the mismatches, empty when they agree.
+pub fn source_line_mismatches(obj: &Path, section: &str, function: Option<&str>) -> Vec<String> {
+    let ours = xdpstat(&[
+        "objdump",
+        obj.to_str().unwrap(),
+        "--sec",
+        function.unwrap_or(section),
+    ]);
+    assert!(ours.status.success(), "{}", stderr(&ours));
+    let ours = lines_by_insn(&String::from_utf8_lossy(&ours.stdout), None);
+    let theirs = Command::new(llvm_objdump())
+        .args(["-S", "--no-show-raw-insn"])
+        .arg(format!("--section={section}"))
+        .arg(obj)
+        .output()
+        .unwrap();
+    let theirs = lines_by_insn(&String::from_utf8_lossy(&theirs.stdout), function);
+    theirs
+        .iter()
+        .filter(|(insn, text)| ours.get(insn) != Some(text))
+        .map(|(insn, text)| {
+            format!(
+                "{} {} insn {insn}: llvm-objdump {text:?}, xdpstat {:?}",
+                obj.display(),
+                function.unwrap_or(section),
+                ours.get(insn)
+            )
+        })
+        .collect()
+}
+
+/// Asserts [`source_line_mismatches`] finds none, and that llvm-objdump
+/// shows lines at all.
+pub fn assert_source_lines_agree(obj: &Path, section: &str, function: Option<&str>) {
+    let wrong = source_line_mismatches(obj, section, function);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
