@@ -33,6 +33,53 @@ pub struct CallSite {
 
 type R<'a> = EndianSlice<'a, LittleEndian>;
 
+/// The DWARF sections of a (little-endian) object, as read, for
+/// [`gimli::Dwarf`] to borrow.
+struct Sections<'a>(Vec<(gimli::SectionId, Cow<'a, [u8]>)>);
+
+impl<'a> Sections<'a> {
+    fn read(elf: &'a [u8]) -> Option<Self> {
+        let file = object::File::parse(elf).ok()?;
+        if !file.is_little_endian() {
+            return None;
+        }
+        let ids = [
+            gimli::SectionId::DebugAbbrev,
+            gimli::SectionId::DebugAddr,
+            gimli::SectionId::DebugInfo,
+            gimli::SectionId::DebugLine,
+            gimli::SectionId::DebugLineStr,
+            gimli::SectionId::DebugRanges,
+            gimli::SectionId::DebugRngLists,
+            gimli::SectionId::DebugStr,
+            gimli::SectionId::DebugStrOffsets,
+        ];
+        Some(Self(
+            ids.into_iter()
+                .map(|id| {
+                    let data = file
+                        .section_by_name(id.name())
+                        .and_then(|s| s.uncompressed_data().ok())
+                        .unwrap_or(Cow::Borrowed(&[][..]));
+                    (id, data)
+                })
+                .collect(),
+        ))
+    }
+
+    fn dwarf(&self) -> Option<gimli::Dwarf<R<'_>>> {
+        gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+            let data = self
+                .0
+                .iter()
+                .find(|(s, _)| *s == id)
+                .map_or(&[][..], |(_, d)| d.as_ref());
+            Ok(EndianSlice::new(data, LittleEndian))
+        })
+        .ok()
+    }
+}
+
 /// Every inlined call in `function`, with the byte offsets it covers
 /// (relative to the function's start) and how deeply it is nested. Empty
 /// when the object has no DWARF, or no subprogram of that name.
@@ -41,38 +88,8 @@ pub fn call_sites(elf: &[u8], function: &str) -> Vec<CallSite> {
 }
 
 fn read(elf: &[u8], function: &str) -> Option<Vec<CallSite>> {
-    let file = object::File::parse(elf).ok()?;
-    if !file.is_little_endian() {
-        return None;
-    }
-    let sections: Vec<(gimli::SectionId, Cow<'_, [u8]>)> = [
-        gimli::SectionId::DebugAbbrev,
-        gimli::SectionId::DebugAddr,
-        gimli::SectionId::DebugInfo,
-        gimli::SectionId::DebugLine,
-        gimli::SectionId::DebugLineStr,
-        gimli::SectionId::DebugRanges,
-        gimli::SectionId::DebugRngLists,
-        gimli::SectionId::DebugStr,
-        gimli::SectionId::DebugStrOffsets,
-    ]
-    .into_iter()
-    .map(|id| {
-        let data = file
-            .section_by_name(id.name())
-            .and_then(|s| s.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[]));
-        (id, data)
-    })
-    .collect();
-    let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
-        let data = sections
-            .iter()
-            .find(|(s, _)| *s == id)
-            .map_or(&[][..], |(_, d)| d.as_ref());
-        Ok(EndianSlice::new(data, LittleEndian))
-    })
-    .ok()?;
+    let sections = Sections::read(elf)?;
+    let dwarf = sections.dwarf()?;
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
         let Ok(unit) = dwarf.unit(header) else {
@@ -246,37 +263,8 @@ pub fn line_rows(elf: &[u8], function: &str) -> Vec<LineRow> {
 }
 
 fn read_rows(elf: &[u8], function: &str) -> Option<Vec<LineRow>> {
-    let file = object::File::parse(elf).ok()?;
-    if !file.is_little_endian() {
-        return None;
-    }
-    let load = |id: gimli::SectionId| {
-        file.section_by_name(id.name())
-            .and_then(|s| s.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[]))
-    };
-    let sections: Vec<(gimli::SectionId, Cow<'_, [u8]>)> = [
-        gimli::SectionId::DebugAbbrev,
-        gimli::SectionId::DebugAddr,
-        gimli::SectionId::DebugInfo,
-        gimli::SectionId::DebugLine,
-        gimli::SectionId::DebugLineStr,
-        gimli::SectionId::DebugRanges,
-        gimli::SectionId::DebugRngLists,
-        gimli::SectionId::DebugStr,
-        gimli::SectionId::DebugStrOffsets,
-    ]
-    .into_iter()
-    .map(|id| (id, load(id)))
-    .collect();
-    let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
-        let data = sections
-            .iter()
-            .find(|(s, _)| *s == id)
-            .map_or(&[][..], |(_, d)| d.as_ref());
-        Ok(EndianSlice::new(data, LittleEndian))
-    })
-    .ok()?;
+    let sections = Sections::read(elf)?;
+    let dwarf = sections.dwarf()?;
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
         let Ok(unit) = dwarf.unit(header) else {

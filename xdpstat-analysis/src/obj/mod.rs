@@ -201,6 +201,15 @@ pub struct BpfObject {
     /// The functions each program calls that the object does not define,
     /// by program name.
     externs: HashMap<String, Vec<String>>,
+    /// Whether BTF declares kfunc externs (a `.ksyms` section).
+    kfuncs: bool,
+    /// Whether `.BTF.ext` has CO-RE relocations.
+    core_relocations: bool,
+    /// Each program's own instruction slots (its symbol's size / 8), by
+    /// program name.
+    slots: HashMap<String, usize>,
+    /// The maps of each section's view, by name, as aya-obj parsed them.
+    maps: HashMap<String, Vec<(String, aya_obj::Map)>>,
 }
 
 fn section_is_xdp_by_name(name: &str) -> bool {
@@ -327,6 +336,7 @@ impl BpfObject {
         };
         validate::check(&file).map_err(malformed)?;
         let mut programs = Vec::new();
+        let mut slots = HashMap::new();
         let mut executable = Vec::new();
         for section in file.sections() {
             let Ok(name) = section.name() else { continue };
@@ -347,6 +357,7 @@ impl BpfObject {
                     && symbol.is_global()
                 {
                     if let Ok(function) = symbol.name() {
+                        slots.insert(function.to_owned(), (symbol.size() / 8) as usize);
                         programs.push(XdpProgram {
                             section: name.to_owned(),
                             name: function.to_owned(),
@@ -383,6 +394,13 @@ impl BpfObject {
             });
         }
         let externs = undefined_calls(&file, &programs);
+        let btf = file.section_by_name(".BTF").and_then(|s| s.data().ok());
+        // kfunc externs are described in BTF's `.ksyms` section.
+        let kfuncs = btf.is_some_and(|b| b.windows(7).any(|w| w == b".ksyms\0"));
+        let core_relocations = file
+            .section_by_name(".BTF.ext")
+            .and_then(|s| s.data().ok())
+            .is_some_and(has_core_relocations);
         let license = file
             .section_by_name("license")
             .and_then(|s| s.data().ok())
@@ -393,6 +411,7 @@ impl BpfObject {
         // found by section name), and no other section, XDP or not, can
         // stop aya from parsing the object.
         let mut for_aya = HashMap::new();
+        let mut maps = HashMap::new();
         for program in &programs {
             if for_aya.contains_key(&program.section) {
                 continue;
@@ -426,7 +445,12 @@ impl BpfObject {
                         ),
                     })
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok(parsed)) => {
+                    let mut section_maps: Vec<(String, aya_obj::Map)> =
+                        parsed.maps.into_iter().collect();
+                    section_maps.sort_by(|a, b| a.0.cmp(&b.0));
+                    maps.insert(program.section.clone(), section_maps);
+                }
             }
             for_aya.insert(program.section.clone(), view);
         }
@@ -437,6 +461,10 @@ impl BpfObject {
             license,
             for_aya,
             externs,
+            kfuncs,
+            core_relocations,
+            slots,
+            maps,
         })
     }
 
@@ -450,33 +478,24 @@ impl BpfObject {
         let Some(callee) = self.externs.get(&program.name).and_then(|c| c.first()) else {
             return Ok(());
         };
-        // kfunc externs are described in BTF's `.ksyms` section.
-        let kfunc = (|| {
-            let file = object::File::parse(&*self.bytes).ok()?;
-            let btf = file.section_by_name(".BTF")?.data().ok()?;
-            Some(btf.windows(7).any(|w| w == b".ksyms\0"))
-        })()
-        .unwrap_or(false);
         Err(ObjectError::UndefinedCall {
             path: self.path.clone(),
             program: program.name.clone(),
             callee: callee.clone(),
-            kfunc,
+            kfunc: self.kfuncs,
         })
     }
 
     /// Whether the object has CO-RE relocations, which need the kernel's
     /// own BTF (tens of megabytes once parsed) to apply.
     pub fn has_core_relocations(&self) -> bool {
-        (|| {
-            let file = object::File::parse(&*self.bytes).ok()?;
-            let ext = file.section_by_name(".BTF.ext")?.data().ok()?;
-            let u32_at = |o: usize| Some(u32::from_le_bytes(ext.get(o..o + 4)?.try_into().ok()?));
-            let hdr_len = u32_at(4)?;
-            // core_relo_len, after a record size of its own.
-            Some(hdr_len >= 32 && u32_at(28)? > 4)
-        })()
-        .unwrap_or(false)
+        self.core_relocations
+    }
+
+    /// The maps of `program`'s view of the object, by name, as aya-obj
+    /// parsed them (their definitions: `max_entries`, pinning).
+    pub fn maps_of(&self, program: &XdpProgram) -> &[(String, aya_obj::Map)] {
+        self.maps.get(&program.section).map_or(&[], Vec::as_slice)
     }
 
     /// The file's path.
@@ -594,7 +613,7 @@ impl BpfObject {
             })
             .collect();
         let rows = self::dwarf::line_rows(&self.bytes, &program.name);
-        let dwarf_span = function_slots(&self.bytes, &program.name);
+        let dwarf_span = self.slots.get(&program.name).copied().unwrap_or(0);
         let dwarf_lines = LineTable::new(
             rows.into_iter()
                 .map(|r| {
@@ -871,16 +890,15 @@ impl BpfObject {
     }
 }
 
-/// The instruction slots of function `name` (its symbol's size / 8).
-fn function_slots(bytes: &[u8], name: &str) -> usize {
-    object::File::parse(bytes)
-        .ok()
-        .and_then(|f| {
-            f.symbols()
-                .find(|s| s.name() == Ok(name) && s.kind() == object::SymbolKind::Text)
-                .map(|s| (s.size() / 8) as usize)
-        })
-        .unwrap_or(0)
+/// Whether a `.BTF.ext` section has CO-RE relocations: a `core_relo`
+/// part (in a header of 32 bytes or more) longer than its record size.
+fn has_core_relocations(ext: &[u8]) -> bool {
+    let u32_at = |o: usize| {
+        ext.get(o..o + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    u32_at(4).is_some_and(|hdr_len| hdr_len >= 32) && u32_at(28).is_some_and(|len| len > 4)
 }
 
 fn elf_machine(bytes: &[u8]) -> Option<u16> {

@@ -114,16 +114,6 @@ impl LoadOptions {
 const SIZED_BY_LOADER: [u32; 1] =
     [aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_PERF_EVENT_ARRAY as u32];
 
-/// The maps of `program`'s view of the object, by name.
-fn object_maps(obj: &BpfObject, program: &XdpProgram) -> Vec<(String, aya_obj::Map)> {
-    let Ok(Ok(parsed)) = guard::aya(|| aya_obj::Object::parse(obj.bytes_for_aya(program))) else {
-        return Vec::new();
-    };
-    let mut maps: Vec<(String, aya_obj::Map)> = parsed.maps.into_iter().collect();
-    maps.sort_by(|a, b| a.0.cmp(&b.0));
-    maps
-}
-
 /// `percpu_array (key 4, value 16, 5 entries, flags 0x0)`.
 fn shape(map_type: u32, key: u32, value: u32, entries: u32, flags: u32) -> String {
     let name = crate::kernel::map::MapType(map_type)
@@ -269,11 +259,11 @@ pub fn load(
         reason,
     };
     obj.check_calls(program).map_err(WorkbenchError::Object)?;
-    let maps = object_maps(obj, program);
+    let maps = obj.maps_of(program);
     let mut loader = EbpfLoader::new();
     loader.verifier_log_level(VerifierLogLevel::DISABLE);
     let mut unsized_maps = Vec::new();
-    for (name, map) in &maps {
+    for (name, map) in maps {
         let sized = opts.max_entries.iter().find(|(n, _)| n == name);
         if let Some((n, size)) = sized {
             loader.map_max_entries(n, *size);
