@@ -211,24 +211,15 @@ pub fn source_dirs(obj: Option<&std::path::Path>, extra: &[PathBuf]) -> Vec<Path
     dirs
 }
 
-/// The kernel-syntax text of every instruction of a linked program.
-pub fn insn_texts(program: &LinkedProgram) -> Vec<(u32, String)> {
-    program
-        .insns
-        .iter()
-        .map(|(i, insn)| (*i as u32, insn.display(*i, program).to_string()))
-        .collect()
-}
-
 /// The portability warnings of a program: possibly-NULL pointers used
 /// without a test, found without the kernel.
 pub fn warnings(program: &LinkedProgram, sources: &mut dyn Sources) -> Vec<Warning> {
-    let texts = insn_texts(program);
     let text_at = |i: u32| {
-        texts
+        program
+            .insns
             .iter()
-            .find(|(j, _)| *j == i)
-            .map(|(_, t)| t.clone())
+            .find(|(j, _)| *j == i as usize)
+            .map(|(j, insn)| insn.display(*j, program).to_string())
             .unwrap_or_default()
     };
     nullcheck::find_unchecked(&program.insns, program)

@@ -413,7 +413,7 @@ impl BpfObject {
         let mut for_aya = HashMap::new();
         let mut maps = HashMap::new();
         for program in &programs {
-            if for_aya.contains_key(&program.section) {
+            if maps.contains_key(&program.section) {
                 continue;
             }
             let others: HashSet<&str> = executable
@@ -421,19 +421,24 @@ impl BpfObject {
                 .map(String::as_str)
                 .filter(|s| *s != program.section)
                 .collect();
-            let view = aya_view(
-                &bytes,
-                &program.section,
-                program.by == XdpBy::Assumed,
-                &others,
-            )
-            .map_err(|reason| ObjectError::Parse {
-                path: path.to_owned(),
-                reason,
-            })?;
+            let rename = program.by == XdpBy::Assumed;
+            // An object of one program section that aya takes by its name
+            // is its own view: no copy of it is kept.
+            let view = if others.is_empty() && !rename {
+                None
+            } else {
+                Some(
+                    aya_view(&bytes, &program.section, rename, &others).map_err(|reason| {
+                        ObjectError::Parse {
+                            path: path.to_owned(),
+                            reason,
+                        }
+                    })?,
+                )
+            };
             // What aya-obj cannot parse fails here, for every command alike,
             // rather than in whichever later step parses it first.
-            match guard::aya(|| aya_obj::Object::parse(&view)) {
+            match guard::aya(|| aya_obj::Object::parse(view.as_deref().unwrap_or(&bytes))) {
                 Err(panic) => return Err(malformed(panic.to_string())),
                 Ok(Err(e)) => {
                     return Err(ObjectError::Parse {
@@ -452,7 +457,9 @@ impl BpfObject {
                     maps.insert(program.section.clone(), section_maps);
                 }
             }
-            for_aya.insert(program.section.clone(), view);
+            if let Some(view) = view {
+                for_aya.insert(program.section.clone(), view);
+            }
         }
         Ok(Self {
             path: path.to_owned(),
@@ -668,12 +675,27 @@ impl BpfObject {
         fds: &std::collections::HashMap<String, i32>,
         kernel: &KernelFeatures<'_>,
     ) -> Result<KernelProgram, ObjectError> {
+        self.prepare(program, kernel)?.finish(fds)
+    }
+
+    /// The first half of [`BpfObject::for_kernel`], for a loader that
+    /// creates the maps itself: the BTF fixed up and CO-RE applied, with
+    /// the BTF and the maps to create from it before
+    /// [`Prepared::finish`] points the program at them.
+    ///
+    /// # Errors
+    ///
+    /// As [`BpfObject::for_kernel`].
+    pub fn prepare<'a>(
+        &self,
+        program: &XdpProgram,
+        kernel: &KernelFeatures<'a>,
+    ) -> Result<Prepared<'a>, ObjectError> {
         self.check_calls(program)?;
-        prepare_program(
+        prepare(
             &self.path,
             self.bytes_for_aya(program),
             &program.name,
-            fds,
             kernel,
         )
     }
@@ -694,102 +716,180 @@ pub fn prepare_program(
     fds: &std::collections::HashMap<String, i32>,
     kernel: &KernelFeatures<'_>,
 ) -> Result<KernelProgram, ObjectError> {
-    guard::aya(|| prepare_unguarded(path, bytes, name, fds, kernel)).map_err(|panic| {
-        ObjectError::Malformed {
-            path: path.to_owned(),
-            reason: panic.to_string(),
-        }
+    prepare(path, bytes, name, kernel)?.finish(fds)
+}
+
+/// The panic aya-obj raised on malformed input, as an input error.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, ObjectError>) -> Result<T, ObjectError> {
+    guard::aya(f).map_err(|panic| ObjectError::Malformed {
+        path: path.to_owned(),
+        reason: panic.to_string(),
     })?
 }
 
-fn prepare_unguarded(
+fn parse_error(path: &Path) -> impl Fn(String) -> ObjectError + '_ {
+    move |reason| ObjectError::Parse {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// As [`BpfObject::prepare`], for any object's program by name.
+///
+/// # Errors
+///
+/// As [`BpfObject::for_kernel`].
+pub fn prepare<'a>(
     path: &Path,
     bytes: &[u8],
     name: &str,
-    fds: &std::collections::HashMap<String, i32>,
-    kernel: &KernelFeatures<'_>,
-) -> Result<KernelProgram, ObjectError> {
-    let parse_error = |reason: String| ObjectError::Parse {
-        path: path.to_owned(),
-        reason,
-    };
-    let mut obj =
-        aya_obj::Object::parse(bytes).map_err(|e| parse_error(crate::error::chain(&e)))?;
-    let features = kernel.features;
-    let btf = match features.btf() {
-        Some(btf_features) => obj
-            .fixup_and_sanitize_btf(btf_features)
-            .map_err(|e| parse_error(crate::error::chain(&e)))?
-            .map(aya_obj::btf::Btf::to_bytes),
-        None => None,
-    };
-    if btf.is_some() {
-        if let Some(kernel_btf) = &kernel.kernel_btf {
-            obj.relocate_btf(kernel_btf)
-                .map_err(|e| parse_error(crate::error::chain(&e)))?;
+    kernel: &KernelFeatures<'a>,
+) -> Result<Prepared<'a>, ObjectError> {
+    guarded(path, || {
+        let parse_error = parse_error(path);
+        let mut obj =
+            aya_obj::Object::parse(bytes).map_err(|e| parse_error(crate::error::chain(&e)))?;
+        let btf = match kernel.features.btf() {
+            Some(btf_features) => obj
+                .fixup_and_sanitize_btf(btf_features)
+                .map_err(|e| parse_error(crate::error::chain(&e)))?
+                .map(aya_obj::btf::Btf::to_bytes),
+            None => None,
+        };
+        if btf.is_some() {
+            if let Some(kernel_btf) = &kernel.kernel_btf {
+                obj.relocate_btf(kernel_btf)
+                    .map_err(|e| parse_error(crate::error::chain(&e)))?;
+            }
         }
-    }
-    let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
-    let maps: Vec<(String, aya_obj::Map)> = obj
-        .maps
-        .iter()
-        .map(|(n, m)| (n.clone(), m.clone()))
-        .collect();
-    let mut missing = None;
-    let with_fds: Vec<(&str, i32, &aya_obj::Map)> = maps
-        .iter()
-        .map(|(n, m)| {
-            let fd = fds.get(n).copied().unwrap_or_else(|| {
-                missing = Some(n.clone());
-                -1
-            });
-            (n.as_str(), fd, m)
+        let maps = obj
+            .maps
+            .iter()
+            .map(|(n, m)| (n.clone(), m.clone()))
+            .collect();
+        Ok(Prepared {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            obj,
+            btf,
+            maps,
+            features: kernel.features,
+            kern_version: kernel.kern_version,
         })
-        .collect();
-    if let Some(name) = missing {
-        return Err(parse_error(format!("map {name} was not created")));
-    }
-    obj.relocate_maps(with_fds.into_iter(), &text_sections)
-        .map_err(|e| parse_error(crate::error::chain(&e)))?;
-    obj.relocate_calls(&text_sections)
-        .map_err(|e| parse_error(crate::error::chain(&e)))?;
-    obj.sanitize_functions(features);
-    let prog = obj
-        .programs
-        .get(name)
-        .ok_or_else(|| parse_error(format!("aya-obj found no program '{name}'")))?;
-    let (attach_type, frags) = match &prog.section {
-        aya_obj::ProgramSection::Xdp { frags, attach_type } => (*attach_type, *frags),
-        _ => (aya_obj::programs::XdpAttachType::Interface, false),
-    };
-    let kern_version = prog.kernel_version.unwrap_or(kernel.kern_version);
-    let function = obj
-        .functions
-        .get(&prog.function_key())
-        .ok_or_else(|| parse_error(format!("no function for program '{name}'")))?;
-    Ok(KernelProgram {
-        name: name.to_owned(),
-        insns: function.instructions.iter().flat_map(insn_bytes).collect(),
-        license: prog.license.clone(),
-        kern_version,
-        expected_attach_type: aya_obj::generated::bpf_attach_type::from(attach_type) as u32,
-        flags: if frags {
-            aya_obj::generated::BPF_F_XDP_HAS_FRAGS
-        } else {
-            0
-        },
-        btf,
-        func_info: (
-            function.func_info_rec_size as u32,
-            function.func_info.func_info_bytes(),
-            function.func_info.len() as u32,
-        ),
-        line_info: (
-            function.line_info_rec_size as u32,
-            function.line_info.line_info_bytes(),
-            function.line_info.len() as u32,
-        ),
     })
+}
+
+/// A program half prepared ([`BpfObject::prepare`]): its object's BTF is
+/// ready for `BPF_BTF_LOAD`, and its maps for `BPF_MAP_CREATE`.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    path: PathBuf,
+    name: String,
+    obj: aya_obj::Object,
+    btf: Option<Vec<u8>>,
+    maps: Vec<(String, aya_obj::Map)>,
+    features: &'a aya_obj::Features,
+    kern_version: u32,
+}
+
+impl Prepared<'_> {
+    /// The object's BTF, fixed up for the kernel.
+    pub fn btf(&self) -> Option<&[u8]> {
+        self.btf.as_deref()
+    }
+
+    /// The maps the program's object declares, by name, as aya-obj read
+    /// them (global-data sections' maps with their initial contents).
+    pub fn maps(&self) -> &[(String, aya_obj::Map)] {
+        &self.maps
+    }
+
+    /// Points the program's map references at `fds` (by map name), links
+    /// its subprograms and swaps the helpers the kernel lacks.
+    ///
+    /// # Errors
+    ///
+    /// [`ObjectError::Parse`] when a map has no fd or a relocation fails.
+    pub fn finish(
+        self,
+        fds: &std::collections::HashMap<String, i32>,
+    ) -> Result<KernelProgram, ObjectError> {
+        let path = self.path.clone();
+        guarded(&path, || self.finish_unguarded(fds))
+    }
+
+    fn finish_unguarded(
+        self,
+        fds: &std::collections::HashMap<String, i32>,
+    ) -> Result<KernelProgram, ObjectError> {
+        let Self {
+            path,
+            name,
+            mut obj,
+            btf,
+            maps,
+            features,
+            kern_version,
+        } = self;
+        let parse_error = parse_error(&path);
+        let text_sections: HashSet<usize> =
+            obj.functions.keys().map(|(section, _)| *section).collect();
+        let mut missing = None;
+        let with_fds: Vec<(&str, i32, &aya_obj::Map)> = maps
+            .iter()
+            .map(|(n, m)| {
+                let fd = fds.get(n).copied().unwrap_or_else(|| {
+                    missing = Some(n.clone());
+                    -1
+                });
+                (n.as_str(), fd, m)
+            })
+            .collect();
+        if let Some(name) = missing {
+            return Err(parse_error(format!("map {name} was not created")));
+        }
+        obj.relocate_maps(with_fds.into_iter(), &text_sections)
+            .map_err(|e| parse_error(crate::error::chain(&e)))?;
+        obj.relocate_calls(&text_sections)
+            .map_err(|e| parse_error(crate::error::chain(&e)))?;
+        obj.sanitize_functions(features);
+        let prog = obj
+            .programs
+            .get(&name)
+            .ok_or_else(|| parse_error(format!("aya-obj found no program '{name}'")))?;
+        let (attach_type, frags) = match &prog.section {
+            aya_obj::ProgramSection::Xdp { frags, attach_type } => (*attach_type, *frags),
+            _ => (aya_obj::programs::XdpAttachType::Interface, false),
+        };
+        let kern_version = prog.kernel_version.unwrap_or(kern_version);
+        let function = obj
+            .functions
+            .get(&prog.function_key())
+            .ok_or_else(|| parse_error(format!("no function for program '{name}'")))?;
+        Ok(KernelProgram {
+            name: name.clone(),
+            insns: function.instructions.iter().flat_map(insn_bytes).collect(),
+            license: prog.license.clone(),
+            kern_version,
+            expected_attach_type: aya_obj::generated::bpf_attach_type::from(attach_type) as u32,
+            flags: if frags {
+                aya_obj::generated::BPF_F_XDP_HAS_FRAGS
+            } else {
+                0
+            },
+            btf,
+            func_info: (
+                function.func_info_rec_size as u32,
+                function.func_info.func_info_bytes(),
+                function.func_info.len() as u32,
+            ),
+            line_info: (
+                function.line_info_rec_size as u32,
+                function.line_info.line_info_bytes(),
+                function.line_info.len() as u32,
+            ),
+        })
+    }
 }
 
 /// What the kernel a program is prepared for supports, as the caller probed

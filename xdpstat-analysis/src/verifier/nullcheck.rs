@@ -14,7 +14,7 @@
 //! log), their successors from [`Insn::falls_through`] and
 //! [`Insn::jump_target`].
 
-use std::collections::{hash_map::Entry, BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::effect::{returns_or_null, Effect, Place};
 use crate::insn::{Insn, Resolver};
@@ -32,31 +32,69 @@ pub struct Unchecked {
     pub helper: String,
 }
 
-/// Which call's result each place may hold, untested.
-type State = HashMap<Place, u32>;
+/// Which call's result each place may hold, untested. A few entries at
+/// most, and one state per instruction: a small vector is far smaller
+/// than a hash map, which matters on programs of 100,000 instructions.
+#[derive(Clone, Debug, Default)]
+struct State(Vec<(Place, u32)>);
 
-/// One instruction: what it does, and where execution goes next.
-struct Node {
-    effect: Effect,
-    successors: Vec<u32>,
+impl State {
+    fn get(&self, place: Place) -> Option<u32> {
+        self.0.iter().find(|(p, _)| *p == place).map(|(_, o)| *o)
+    }
+
+    fn insert(&mut self, place: Place, origin: u32) {
+        match self.0.iter_mut().find(|(p, _)| *p == place) {
+            Some(slot) => slot.1 = origin,
+            None => self.0.push((place, origin)),
+        }
+    }
+
+    fn remove(&mut self, place: Place) {
+        self.0.retain(|(p, _)| *p != place);
+    }
+
+    fn copy(&mut self, from: Place, to: Place) {
+        match self.get(from) {
+            Some(origin) => self.insert(to, origin),
+            None => self.remove(to),
+        }
+    }
+
+    fn forget_origin(&mut self, origin: u32) {
+        self.0.retain(|(_, o)| *o != origin);
+    }
+
+    /// Adds what `other` has and this lacks: a place keeps the first
+    /// origin that reached it. Whether anything was added.
+    fn join(&mut self, other: &Self) -> bool {
+        let mut changed = false;
+        for &(place, origin) in &other.0 {
+            if self.get(place).is_none() {
+                self.0.push((place, origin));
+                changed = true;
+            }
+        }
+        changed
+    }
 }
 
-/// The program as the pass walks it: a node per verifier index.
-fn nodes(insns: &[(usize, Insn)], names: &dyn Resolver) -> BTreeMap<u32, Node> {
-    let index = |i: usize| u32::try_from(i).ok();
-    let present: std::collections::HashSet<usize> = insns.iter().map(|(i, _)| *i).collect();
+/// Where execution goes after each instruction, as positions in the
+/// instruction list. Effects are not kept: each is worked out again when
+/// the walk reaches its instruction, which keeps the pass at 16 bytes an
+/// instruction.
+fn successors(insns: &[(usize, Insn)]) -> Vec<[Option<u32>; 2]> {
+    let position: HashMap<usize, u32> = insns
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, (i, _))| Some((*i, u32::try_from(pos).ok()?)))
+        .collect();
     insns
         .iter()
-        .filter_map(|(i, insn)| {
+        .map(|(i, insn)| {
             let next = insn.falls_through().then(|| i + insn.width());
-            let successors = next
-                .into_iter()
-                .chain(insn.jump_target(*i))
-                .filter(|s| present.contains(s))
-                .filter_map(index)
-                .collect();
-            let effect = Effect::from_insn(*i, insn, names);
-            Some((index(*i)?, Node { effect, successors }))
+            let at = |s: Option<usize>| s.and_then(|s| position.get(&s).copied());
+            [at(next), at(insn.jump_target(*i))]
         })
         .collect()
 }
@@ -65,41 +103,55 @@ fn nodes(insns: &[(usize, Insn)], names: &dyn Resolver) -> BTreeMap<u32, Node> {
 /// tested, in a program given as (verifier index, instruction), with
 /// `names` for its helpers.
 pub fn find_unchecked(insns: &[(usize, Insn)], names: &dyn Resolver) -> Vec<Unchecked> {
-    let nodes = nodes(insns, names);
-    let helpers: HashMap<u32, String> = nodes
+    let helpers: HashMap<u32, String> = insns
         .iter()
-        .filter_map(|(i, n)| match &n.effect {
-            Effect::Call { name, .. } if returns_or_null(name) => Some((*i, name.clone())),
+        .filter_map(|(i, insn)| match Effect::from_insn(*i, insn, names) {
+            Effect::Call { name, .. } if returns_or_null(&name) => {
+                Some((u32::try_from(*i).ok()?, name))
+            }
             _ => None,
         })
         .collect();
-    let Some(&first) = nodes.keys().next() else {
-        return Vec::new();
-    };
-    if helpers.is_empty() {
+    if insns.is_empty() || helpers.is_empty() {
         return Vec::new();
     }
+    let successors = successors(insns);
     let mut pass = Pass {
         helpers: &helpers,
         found: BTreeMap::new(),
     };
-    let mut in_states: HashMap<u32, State> = HashMap::from([(first, State::new())]);
-    let mut work: VecDeque<u32> = VecDeque::from([first]);
+    let mut in_states: Vec<Option<State>> = Vec::new();
+    in_states.resize_with(insns.len(), || None);
+    in_states[0] = Some(State::default());
+    let mut queued = vec![false; insns.len()];
+    queued[0] = true;
+    let mut work: VecDeque<usize> = VecDeque::from([0]);
     // Each pass can only add tags, so this terminates; the cap guards
     // against a malformed program.
     let mut budget = insns.len().saturating_mul(64).max(1024);
-    while let Some(index) = work.pop_front() {
+    while let Some(pos) = work.pop_front() {
+        queued[pos] = false;
         if budget == 0 {
             break;
         }
         budget -= 1;
-        let Some(node) = nodes.get(&index) else {
+        let (i, insn) = &insns[pos];
+        let Ok(index) = u32::try_from(*i) else {
             continue;
         };
-        let mut state = in_states.get(&index).cloned().unwrap_or_default();
-        pass.step(index, &node.effect, &mut state);
-        for &succ in &node.successors {
-            if join(&mut in_states, succ, &state) && !work.contains(&succ) {
+        let mut state = in_states[pos].clone().unwrap_or_default();
+        pass.step(index, &Effect::from_insn(*i, insn, names), &mut state);
+        for succ in successors[pos].into_iter().flatten() {
+            let succ = succ as usize;
+            let changed = match &mut in_states[succ] {
+                Some(target) => target.join(&state),
+                empty @ None => {
+                    *empty = Some(state.clone());
+                    true
+                }
+            };
+            if changed && !queued[succ] {
+                queued[succ] = true;
                 work.push_back(succ);
             }
         }
@@ -117,7 +169,7 @@ impl Pass<'_> {
     /// Reports the use of `reg` at `index` if it holds an untested result,
     /// and forgets that result (one warning per use and origin).
     fn use_of(&mut self, index: u32, reg: u8, state: &mut State) {
-        if let Some(&origin) = state.get(&Place::Reg(reg)) {
+        if let Some(origin) = state.get(Place::Reg(reg)) {
             let helpers = self.helpers;
             self.found
                 .entry((index, origin))
@@ -127,7 +179,7 @@ impl Pass<'_> {
                     origin,
                     helper: helpers.get(&origin).cloned().unwrap_or_default(),
                 });
-            forget_origin(state, origin);
+            state.forget_origin(origin);
         }
     }
 
@@ -139,21 +191,17 @@ impl Pass<'_> {
         match effect {
             Effect::Call { .. } | Effect::SubCall => {
                 for r in 0..=5 {
-                    state.remove(&Place::Reg(r));
+                    state.remove(Place::Reg(r));
                 }
                 if self.helpers.contains_key(&index) {
                     state.insert(Place::Reg(0), index);
                 }
             }
-            Effect::Move { dst, src } => copy(state, Place::Reg(*src), Place::Reg(*dst)),
-            Effect::Load { dst, base: 10, off } => {
-                copy(state, Place::Stack(*off), Place::Reg(*dst))
-            }
+            Effect::Move { dst, src } => state.copy(Place::Reg(*src), Place::Reg(*dst)),
+            Effect::Load { dst, base: 10, off } => state.copy(Place::Stack(*off), Place::Reg(*dst)),
             Effect::Store { base: 10, off, src } => match src {
-                Some(src) => copy(state, Place::Reg(*src), Place::Stack(*off)),
-                None => {
-                    state.remove(&Place::Stack(*off));
-                }
+                Some(src) => state.copy(Place::Reg(*src), Place::Stack(*off)),
+                None => state.remove(Place::Stack(*off)),
             },
             // Arithmetic on a NULL-able pointer is refused as well.
             Effect::Alu { dst, .. } => self.use_of(index, *dst, state),
@@ -165,54 +213,17 @@ impl Pass<'_> {
             } => {
                 // Any comparison with 0 tests it, and, as in the verifier,
                 // tests every copy of it.
-                if let Some(&origin) = state.get(&Place::Reg(*reg)) {
-                    forget_origin(state, origin);
+                if let Some(origin) = state.get(Place::Reg(*reg)) {
+                    state.forget_origin(origin);
                 }
             }
             other => {
                 if let Some(dst) = other.defines() {
-                    state.remove(&Place::Reg(dst));
+                    state.remove(Place::Reg(dst));
                 }
             }
         }
     }
-}
-
-/// Merges `state` into the state on entry to `succ`: a place keeps the
-/// first origin that reached it. Whether anything was added.
-fn join(in_states: &mut HashMap<u32, State>, succ: u32, state: &State) -> bool {
-    match in_states.entry(succ) {
-        Entry::Vacant(v) => {
-            v.insert(state.clone());
-            true
-        }
-        Entry::Occupied(mut o) => {
-            let target = o.get_mut();
-            let mut changed = false;
-            for (place, origin) in state {
-                if !target.contains_key(place) {
-                    target.insert(*place, *origin);
-                    changed = true;
-                }
-            }
-            changed
-        }
-    }
-}
-
-fn copy(state: &mut State, from: Place, to: Place) {
-    match state.get(&from).copied() {
-        Some(origin) => {
-            state.insert(to, origin);
-        }
-        None => {
-            state.remove(&to);
-        }
-    }
-}
-
-fn forget_origin(state: &mut State, origin: u32) {
-    state.retain(|_, o| *o != origin);
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::{
     io::{self, BufRead, BufReader, Write},
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
@@ -11,7 +12,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::kernel::privileges::{self, Capability};
-use crate::model::attach::{AttachError, AttachOptions, Loaded, Mode};
+use crate::model::attach::{AttachError, AttachOptions, Loaded, LoadedXdp, Mode};
 use crate::model::kernels::{self, KernelCheck};
 use crate::model::workbench;
 use crate::output::kernels as kernels_out;
@@ -167,6 +168,8 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
     let obj = BpfObject::open(&args.obj)?;
     let program = obj.single(args.sec.as_deref())?.clone();
     privileges::require("xdpstat load", &[Capability::Bpf, Capability::NetAdmin])?;
+    // Maps pinned by name go in bpffs, as attach's pins do.
+    crate::kernel::bpffs::ensure_mounted().map_err(AttachError::from)?;
     let checked = workbench::check(
         &obj,
         &program,
@@ -178,7 +181,7 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
     )?;
     let r = checked.report;
     let mut out = io::stdout().lock();
-    let Some(mut ebpf) = checked.ebpf else {
+    let Some(loaded) = checked.loaded else {
         if args.json {
             serde_json::to_writer(&mut out, &ProgramsJson { programs: &[r] })?;
             writeln!(out)?;
@@ -187,66 +190,47 @@ pub(super) fn load_cmd(args: &LoadArgs) -> Result<u8> {
         }
         return Ok(1);
     };
-    // The pins by name this load made, which detach removes with the
-    // rest; a pin that was there before is only reused, and stays.
-    let made: Vec<String> = checked
-        .pinned
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-        .collect();
     let opts = AttachOptions {
         mode: args.mode,
         layout: Default::default(),
         force: args.force,
     };
-    let name = program.name.clone();
+    // The pins by name this load made, which detach removes with the
+    // rest; a pin that was there before is only reused, and stays.
+    let made = |name: &str| {
+        loaded.maps.pinned.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|f| f == std::ffi::OsStr::new(name))
+        })
+    };
     let attached = crate::model::attach::attach_with(&args.dev, &opts, "xdpstat load", |pins| {
-        for (map_name, map) in ebpf.maps() {
-            let path = pins.stage(&pin_name(map_name));
-            map.pin(&path).map_err(|e| AttachError::Load {
-                what: format!("pinning map {map_name}"),
-                source: e.into(),
-            })?;
-            if made.iter().any(|m| m == map_name) {
-                let path = pins.stage(&format!(
+        for (map_name, fd) in &loaded.maps.fds {
+            let mut pin = |name: String| {
+                let path = pins.stage(&name);
+                crate::kernel::sys::obj_pin(fd.as_fd(), &path).map_err(|e| AttachError::Load {
+                    what: format!("pinning map {map_name}"),
+                    source: e.into(),
+                })
+            };
+            pin(pin_name(map_name))?;
+            if made(map_name) {
+                pin(format!(
                     "{}{}",
                     crate::model::attach::BY_NAME_PREFIX,
                     pin_name(map_name)
-                ));
-                map.pin(&path).map_err(|e| AttachError::Load {
-                    what: format!("pinning map {map_name}"),
-                    source: e.into(),
-                })?;
+                ))?;
             }
         }
-        let xdp: &mut aya::programs::Xdp = ebpf
-            .program_mut(&name)
-            .ok_or_else(|| AttachError::Load {
-                what: "the loaded object lost its program".to_owned(),
-                source: name.clone().into(),
-            })?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| AttachError::Load {
-                what: format!("loading {name}"),
-                source: e.into(),
-            })?;
-        // The verifier accepted it above; aya loads it again to attach it.
-        xdp.load().map_err(|e| AttachError::Load {
-            what: "loading the accepted program through aya".to_owned(),
-            source: e.into(),
-        })?;
+        // The very program the verifier accepted above is attached.
         Ok(Loaded {
-            ebpf,
-            program: name.clone(),
+            program: LoadedXdp::Program(Box::new(pins.adopt(loaded.fd.as_fd())?)),
             counters_kept: false,
         })
     });
     let attached = match attached {
         Ok(a) => a,
         Err(e) => {
-            for path in &checked.pinned {
-                let _ = std::fs::remove_file(path);
-            }
+            loaded.maps.unpin();
             return Err(e.into());
         }
     };

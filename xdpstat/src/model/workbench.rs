@@ -2,12 +2,18 @@
 //! into the kernel with the verifier's log (prepared as aya would load it),
 //! and reporting on it through [`xdpstat_analysis::report`].
 
-use std::{io, path::PathBuf};
+mod maps;
 
-use aya::{Ebpf, EbpfLoader, VerifierLogLevel};
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd as _, OwnedFd},
+    path::PathBuf,
+};
+
+pub use maps::Maps;
 use thiserror::Error;
 use xdpstat_analysis::{
-    obj::{guard, BpfObject, ObjectError, XdpProgram},
+    obj::{BpfObject, ObjectError, XdpProgram},
     report::{errno_text, report, source_dirs, ProgramReport, ReportInput, StatsReport},
     verifier::log::{self, ParsedLog},
 };
@@ -53,26 +59,15 @@ pub enum WorkbenchError {
         /// The options that would size them.
         options: String,
     },
-    /// The object pins maps by name, and `check` has nowhere private to
-    /// pin them.
-    #[error("{object_path} pins maps by name ({maps}), and checking it needs bpffs for them: mount it with `mount -t bpf bpf /sys/fs/bpf` ({reason})")]
-    NoBpffs {
-        /// The object.
-        object_path: String,
-        /// The maps.
-        maps: String,
-        /// What failed.
-        reason: String,
-    },
 }
 
 impl WorkbenchError {
     /// Whether it is the input's fault (exit 2): a malformed object, a
-    /// pin in the way, no bpffs.
+    /// pin in the way, an unsized map.
     pub fn is_usage(&self) -> bool {
         match self {
             Self::Object(e) => e.is_usage(),
-            Self::PinMismatch { .. } | Self::NoBpffs { .. } | Self::UnsizedMap { .. } => true,
+            Self::PinMismatch { .. } | Self::UnsizedMap { .. } => true,
             Self::Prepare { .. } => false,
         }
     }
@@ -81,9 +76,8 @@ impl WorkbenchError {
 /// Where the maps that an object pins by name (`LIBBPF_PIN_BY_NAME`) go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PinPlace {
-    /// Nowhere that outlives the load: `check` pins them in a directory
-    /// of its own and removes it at once, so it never reuses (or leaves)
-    /// a pin.
+    /// Nowhere: `check` creates them unpinned, so it never reuses (or
+    /// leaves) a pin.
     Private,
     /// `/sys/fs/bpf/<name>`, as libbpf pins them, for `load`: an existing
     /// pin of the same shape is reused, one of another shape refused.
@@ -168,45 +162,8 @@ fn check_pin(
     }
 }
 
-/// A directory of `check`'s own in bpffs for the maps an object pins by
-/// name, removed with what aya pinned there when dropped.
-struct PrivatePins(PathBuf);
-
-impl PrivatePins {
-    fn new() -> io::Result<Self> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = PathBuf::from(crate::kernel::bpffs::MOUNT_POINT).join(format!(
-            "xdpstat-check-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        if !crate::kernel::bpffs::is_bpffs(std::path::Path::new(crate::kernel::bpffs::MOUNT_POINT))
-            .unwrap_or(false)
-        {
-            return Err(io::Error::other(format!(
-                "{} is not bpffs",
-                crate::kernel::bpffs::MOUNT_POINT
-            )));
-        }
-        std::fs::create_dir(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for PrivatePins {
-    fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.0) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 /// Removes the pins a load made, when it goes no further.
-fn unpin_all(paths: &[PathBuf]) {
+pub(crate) fn unpin_all(paths: &[PathBuf]) {
     for path in paths {
         let _ = std::fs::remove_file(path);
     }
@@ -214,16 +171,12 @@ fn unpin_all(paths: &[PathBuf]) {
 
 /// The kernel's answer to one program.
 pub enum Verdict {
-    /// Accepted. aya has created the object's maps in `ebpf`; its
-    /// program is not loaded yet (`load` loads it through aya to attach it).
+    /// Accepted, and loaded: `load` attaches this very program.
     Accepted {
-        /// The object, maps created.
-        ebpf: Ebpf,
+        /// The program, loaded.
+        program: Loaded,
         /// The verifier's log.
         log: String,
-        /// The pins by name that this load made ([`PinPlace::Shared`]),
-        /// for the caller to keep or remove.
-        pinned: Vec<PathBuf>,
     },
     /// Rejected, with the errno and the verifier's log.
     Rejected {
@@ -234,12 +187,22 @@ pub enum Verdict {
     },
 }
 
+/// An accepted program, loaded, with the maps made for it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The program.
+    pub fd: OwnedFd,
+    /// Its maps, and the pins by name this load made ([`PinPlace::Shared`]),
+    /// for the caller to keep or remove.
+    pub maps: Maps,
+}
+
 /// Loads one XDP program of `obj` and asks the verifier for its log at
 /// `level` (the `BPF_LOG_*` bits).
 ///
-/// aya creates the maps and loads the object's BTF as usual; the program
-/// itself goes through xdpstat's own `BPF_PROG_LOAD`, prepared exactly as
-/// aya prepares it ([`BpfObject::for_kernel`]), because aya 0.14 grows its
+/// The object is prepared as aya prepares it ([`BpfObject::prepare`]), its
+/// maps made as aya makes them ([`maps::create_all`]), and the program
+/// loaded through xdpstat's own `BPF_PROG_LOAD`, because aya 0.14 grows its
 /// log buffer ten times over, re-verifying each time, and stops at 16 MiB:
 /// the kernel then keeps only the log's tail. Here the buffer starts at
 /// 64 MiB and, if that is short, grows once to the size the kernel reports.
@@ -253,24 +216,25 @@ pub fn load(
     level: u32,
     opts: &LoadOptions,
 ) -> Result<Verdict, WorkbenchError> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
     let prepare = |reason: String| WorkbenchError::Prepare {
         path: obj.path().display().to_string(),
         reason,
     };
-    obj.check_calls(program).map_err(WorkbenchError::Object)?;
-    let maps = obj.maps_of(program);
-    let mut loader = EbpfLoader::new();
-    loader.verifier_log_level(VerifierLogLevel::DISABLE);
-    let mut unsized_maps = Vec::new();
-    for (name, map) in maps {
-        let sized = opts.max_entries.iter().find(|(n, _)| n == name);
-        if let Some((n, size)) = sized {
-            loader.map_max_entries(n, *size);
-        } else if map.max_entries() == 0 && !SIZED_BY_LOADER.contains(&map.map_type()) {
-            unsized_maps.push(name.as_str());
-        }
-    }
+    let features = KernelFeatures::probe_for(obj.has_core_relocations());
+    let prepared = obj.prepare(program, &features).map_err(|e| match e {
+        ObjectError::Parse { reason, .. } => prepare(reason),
+        e => WorkbenchError::Object(e),
+    })?;
+    let unsized_maps: Vec<&str> = prepared
+        .maps()
+        .iter()
+        .filter(|(name, map)| {
+            map.max_entries() == 0
+                && !SIZED_BY_LOADER.contains(&map.map_type())
+                && !opts.max_entries.iter().any(|(n, _)| n == name)
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
     if !unsized_maps.is_empty() {
         return Err(WorkbenchError::UnsizedMap {
             object_path: obj.path().display().to_string(),
@@ -282,80 +246,30 @@ pub fn load(
                 .join(" "),
         });
     }
-    let by_name: Vec<&(String, aya_obj::Map)> = maps
-        .iter()
-        .filter(|(_, m)| m.pinning() == aya_obj::maps::PinningType::ByName)
-        .collect();
-    let place = opts.pins;
-    let mut private = None;
-    let mut created = Vec::new();
-    if !by_name.is_empty() {
-        match place {
-            PinPlace::Private => {
-                let dir = PrivatePins::new().map_err(|e| WorkbenchError::NoBpffs {
-                    object_path: obj.path().display().to_string(),
-                    maps: by_name
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    reason: e.to_string(),
-                })?;
-                loader.default_map_pin_directory(&dir.0);
-                private = Some(dir);
-            }
-            PinPlace::Shared => {
-                for (name, map) in by_name.iter().copied() {
-                    let path = PathBuf::from(crate::kernel::bpffs::MOUNT_POINT).join(name);
-                    if path.exists() {
-                        check_pin(obj, name, map, &path)?;
-                    } else {
-                        created.push(path);
-                    }
-                }
-            }
-        }
-    }
-    let loaded = guard::aya(|| loader.load(obj.bytes_for_aya(program)));
-    // The maps live on in `ebpf`; check's pins of them go now.
-    drop(private);
-    let ebpf = match loaded {
-        Ok(Ok(ebpf)) => ebpf,
-        Ok(Err(e)) => {
-            unpin_all(&created);
-            return Err(prepare(xdpstat_analysis::error::chain(&e)));
-        }
-        Err(panic) => {
-            unpin_all(&created);
-            return Err(WorkbenchError::Object(ObjectError::Malformed {
-                path: obj.path().to_owned(),
-                reason: panic.to_string(),
-            }));
-        }
-    };
-    let fds = ebpf
-        .maps()
-        .map(|(name, map)| (name.to_owned(), map_data(map).fd().as_fd().as_raw_fd()))
-        .collect();
-    let kernel = obj
-        .for_kernel(
-            program,
-            &fds,
-            &KernelFeatures::probe_for(obj.has_core_relocations()),
-        )
-        .map_err(|e| {
-            unpin_all(&created);
-            match e {
-                ObjectError::Malformed { .. } => WorkbenchError::Object(e),
-                e => prepare(e.to_string()),
-            }
-        })?;
     // Without its BTF the kernel still verifies the program, only without
     // source annotations; aya proceeds the same way for XDP.
-    let btf = kernel
-        .btf
-        .as_deref()
+    let btf = prepared
+        .btf()
         .and_then(|b| crate::kernel::sys::btf_load(b).ok());
+    let maps = maps::create_all(
+        obj,
+        prepared.maps(),
+        btf.as_ref().map(AsFd::as_fd),
+        opts.pins,
+        &opts.max_entries,
+    )?;
+    let fds = maps
+        .fds
+        .iter()
+        .map(|(name, fd)| (name.clone(), fd.as_raw_fd()))
+        .collect();
+    let kernel = prepared.finish(&fds).map_err(|e| {
+        maps.unpin();
+        match e {
+            ObjectError::Parse { reason, .. } => prepare(reason),
+            e => WorkbenchError::Object(e),
+        }
+    })?;
     let (result, log) = crate::kernel::sys::prog_load_with_log(
         &crate::kernel::sys::ProgLoad {
             prog_type: crate::kernel::sys::PROG_TYPE_XDP,
@@ -366,7 +280,7 @@ pub fn load(
             kern_version: kernel.kern_version,
             expected_attach_type: kernel.expected_attach_type,
             flags: kernel.flags,
-            btf: btf.as_ref().map(|fd| fd.as_fd()),
+            btf: btf.as_ref().map(AsFd::as_fd),
             func_info: (kernel.func_info.0, &kernel.func_info.1, kernel.func_info.2),
             line_info: (kernel.line_info.0, &kernel.line_info.1, kernel.line_info.2),
         },
@@ -378,57 +292,17 @@ pub fn load(
     );
     let log = String::from_utf8_lossy(&log).into_owned();
     match result {
-        // The program is freed with its fd; `load` loads it again
-        // through aya to attach it.
-        Ok(_fd) => Ok(Verdict::Accepted {
-            ebpf,
+        Ok(fd) => Ok(Verdict::Accepted {
+            program: Loaded { fd, maps },
             log,
-            pinned: created,
         }),
         Err(e) => {
-            unpin_all(&created);
+            maps.unpin();
             Ok(Verdict::Rejected {
                 errno: e.source,
                 log,
             })
         }
-    }
-}
-
-/// The map behind any kind of aya map (every kind wraps one).
-fn map_data(map: &aya::maps::Map) -> &aya::maps::MapData {
-    use aya::maps::Map;
-    match map {
-        Map::Array(d)
-        | Map::ArrayOfMaps(d)
-        | Map::BloomFilter(d)
-        | Map::CgroupArray(d)
-        | Map::CgroupStorage(d)
-        | Map::CgrpStorage(d)
-        | Map::CpuMap(d)
-        | Map::DevMap(d)
-        | Map::DevMapHash(d)
-        | Map::HashMap(d)
-        | Map::HashOfMaps(d)
-        | Map::InodeStorage(d)
-        | Map::LpmTrie(d)
-        | Map::LruHashMap(d)
-        | Map::PerCpuArray(d)
-        | Map::PerCpuCgroupStorage(d)
-        | Map::PerCpuHashMap(d)
-        | Map::PerCpuLruHashMap(d)
-        | Map::PerfEventArray(d)
-        | Map::ProgramArray(d)
-        | Map::Queue(d)
-        | Map::ReusePortSockArray(d)
-        | Map::RingBuf(d)
-        | Map::SockHash(d)
-        | Map::SockMap(d)
-        | Map::SkStorage(d)
-        | Map::Stack(d)
-        | Map::StackTraceMap(d)
-        | Map::Unsupported(d)
-        | Map::XskMap(d) => d,
     }
 }
 
@@ -440,15 +314,12 @@ const LOG_LEVEL_1: u32 = 1 | 4;
 /// Log level 2, with statistics.
 const LOG_LEVEL_2: u32 = 2 | 1 | 4;
 
-/// What [`check`] found: the report, and for an accepted program the
-/// object aya prepared and the pins by name it made.
+/// What [`check`] found: the report, and an accepted program, loaded.
 pub struct Checked {
     /// The report.
     pub report: ProgramReport,
-    /// For an accepted program: aya's object, maps created.
-    pub ebpf: Option<Ebpf>,
-    /// The pins by name made for it ([`PinPlace::Shared`]).
-    pub pinned: Vec<PathBuf>,
+    /// The accepted program, loaded, with its maps.
+    pub loaded: Option<Loaded>,
 }
 
 /// Loads `program` and reports on it. The verifier runs first with
@@ -478,7 +349,7 @@ pub fn check(
     };
     let first = load(obj, program, LOG_STATS, opts)?;
     let (errno, text) = match first {
-        Verdict::Accepted { ebpf, log, pinned } => {
+        Verdict::Accepted { program, log } => {
             let parsed = log::parse_str(&log);
             let mut r = base(None);
             r.accepted = Some(true);
@@ -487,15 +358,14 @@ pub fn check(
             }
             return Ok(Checked {
                 report: r,
-                ebpf: Some(ebpf),
-                pinned,
+                loaded: Some(program),
             });
         }
         Verdict::Rejected { errno, .. } => match load(obj, program, LOG_LEVEL_1, opts)? {
             Verdict::Rejected { errno, log } => (errno, log),
             // The verifier changed its mind: keep its first answer.
-            Verdict::Accepted { log, pinned, .. } => {
-                unpin_all(&pinned);
+            Verdict::Accepted { log, program } => {
+                program.maps.unpin();
                 (errno, log)
             }
         },
@@ -525,8 +395,7 @@ pub fn check(
     r.log = Some(kept);
     Ok(Checked {
         report: r,
-        ebpf: None,
-        pinned: Vec::new(),
+        loaded: None,
     })
 }
 

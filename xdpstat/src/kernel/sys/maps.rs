@@ -293,3 +293,125 @@ pub fn fd_kind(fd: BorrowedFd<'_>) -> io::Result<FdKind> {
         _ => FdKind::Other,
     })
 }
+
+/// What `BPF_MAP_CREATE` needs of a map.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MapCreate<'a> {
+    /// `BPF_MAP_TYPE_*`.
+    pub map_type: u32,
+    /// Bytes per key.
+    pub key_size: u32,
+    /// Bytes per value.
+    pub value_size: u32,
+    /// Capacity.
+    pub max_entries: u32,
+    /// `BPF_F_*` creation flags.
+    pub map_flags: u32,
+    /// For a map of maps: a map of the shape its values have.
+    pub inner_map: Option<BorrowedFd<'a>>,
+    /// The name (cut to 15 bytes).
+    pub name: &'a str,
+    /// The BTF that types key and value, with their type ids.
+    pub btf: Option<(BorrowedFd<'a>, u32, u32)>,
+    /// `map_extra` (a bloom filter's hash count).
+    pub map_extra: u64,
+}
+
+/// Creates a map (`BPF_MAP_CREATE`).
+///
+/// # Errors
+///
+/// The kernel's refusal: `EINVAL` for a shape it does not take, `EPERM`
+/// without `CAP_BPF`.
+pub fn map_create(map: &MapCreate<'_>) -> Result<OwnedFd, SyscallError> {
+    const BPF_MAP_CREATE: i32 = bpf_cmd::BPF_MAP_CREATE as i32;
+    // `union bpf_attr`'s map-creation prefix, up to `map_extra` (5.16);
+    // older kernels take it as long as the fields they do not know are 0.
+    #[repr(C)]
+    struct Attr {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        inner_map_fd: u32,
+        numa_node: u32,
+        map_name: [u8; 16],
+        map_ifindex: u32,
+        btf_fd: u32,
+        btf_key_type_id: u32,
+        btf_value_type_id: u32,
+        btf_vmlinux_value_type_id: u32,
+        map_extra: u64,
+    }
+    let mut map_name = [0u8; 16];
+    let name = map.name.as_bytes();
+    let len = name.len().min(15);
+    map_name[..len].copy_from_slice(&name[..len]);
+    let (btf_fd, key_id, value_id) = map
+        .btf
+        .map_or((0, 0, 0), |(fd, k, v)| (fd.as_raw_fd() as u32, k, v));
+    let mut attr = Attr {
+        map_type: map.map_type,
+        key_size: map.key_size,
+        value_size: map.value_size,
+        max_entries: map.max_entries,
+        map_flags: map.map_flags,
+        inner_map_fd: map.inner_map.map_or(0, |fd| fd.as_raw_fd() as u32),
+        numa_node: 0,
+        map_name,
+        map_ifindex: 0,
+        btf_fd,
+        btf_key_type_id: key_id,
+        btf_value_type_id: value_id,
+        btf_vmlinux_value_type_id: 0,
+        map_extra: map.map_extra,
+    };
+    // SAFETY: BPF_MAP_CREATE returns a new descriptor.
+    unsafe { super::bpf_fd(BPF_MAP_CREATE, "BPF_MAP_CREATE", &mut attr) }
+}
+
+/// Sets the value at key 0 of an array map (`BPF_MAP_UPDATE_ELEM`), as a
+/// loader fills a global-data section's map.
+///
+/// # Errors
+///
+/// The kernel's refusal, `EINVAL` when `value` is not the value's size.
+pub fn map_set_first(map: BorrowedFd<'_>, value: &[u8]) -> Result<(), SyscallError> {
+    const BPF_MAP_UPDATE_ELEM: i32 = bpf_cmd::BPF_MAP_UPDATE_ELEM as i32;
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let key = 0u32;
+    let mut attr = Attr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: std::ptr::from_ref(&key) as u64,
+        value: value.as_ptr() as u64,
+        flags: 0,
+    };
+    bpf(BPF_MAP_UPDATE_ELEM, "BPF_MAP_UPDATE_ELEM", &mut attr).map(drop)
+}
+
+/// Makes a map read-only to user space (`BPF_MAP_FREEZE`), as a loader
+/// does with `.rodata` so that the verifier may trust its values.
+///
+/// # Errors
+///
+/// The kernel's refusal.
+pub fn map_freeze(map: BorrowedFd<'_>) -> Result<(), SyscallError> {
+    const BPF_MAP_FREEZE: i32 = bpf_cmd::BPF_MAP_FREEZE as i32;
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+    }
+    let mut attr = Attr {
+        map_fd: map.as_raw_fd() as u32,
+    };
+    bpf(BPF_MAP_FREEZE, "BPF_MAP_FREEZE", &mut attr).map(drop)
+}

@@ -470,21 +470,53 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError
             .map_err(|e: ProgramError| load_error(e.into()))?;
         program.load().map_err(|e| load_error(e.into()))?;
         Ok(Loaded {
-            ebpf,
-            program: opts.layout.program_name().to_owned(),
+            program: LoadedXdp::Object {
+                ebpf,
+                name: opts.layout.program_name().to_owned(),
+            },
             counters_kept,
         })
     })
 }
 
-/// An object loaded for [`attach_with`], its XDP program loaded too.
+/// A program loaded for [`attach_with`].
 pub struct Loaded {
-    /// The object.
-    pub ebpf: Ebpf,
-    /// The name of the XDP program in it to attach.
-    pub program: String,
+    /// The program.
+    pub program: LoadedXdp,
     /// Whether the pinned counters were kept from before.
     pub counters_kept: bool,
+}
+
+/// An XDP program loaded, in the two ways attach pipelines load one.
+pub enum LoadedXdp {
+    /// One program of an object aya loaded.
+    Object {
+        /// The object.
+        ebpf: Ebpf,
+        /// The program's name in it.
+        name: String,
+    },
+    /// A program loaded on its own, which aya only attaches.
+    Program(Box<Xdp>),
+}
+
+impl LoadedXdp {
+    fn xdp(&mut self) -> Result<&mut Xdp, AttachError> {
+        match self {
+            Self::Program(xdp) => Ok(xdp.as_mut()),
+            Self::Object { ebpf, name } => ebpf
+                .program_mut(name)
+                .ok_or_else(|| AttachError::Load {
+                    what: format!("attaching {name}"),
+                    source: "the loaded object lost its program".into(),
+                })?
+                .try_into()
+                .map_err(|e: ProgramError| AttachError::Load {
+                    what: format!("attaching {name}"),
+                    source: e.into(),
+                }),
+        }
+    }
 }
 
 /// The pins a loader makes for its maps: staged, and put in place only once
@@ -510,6 +542,29 @@ impl PinPlan<'_> {
         self.planned
             .push((staged.clone(), self.staging.dir.path().join(name)));
         staged
+    }
+
+    /// Takes a program loaded by xdpstat itself for aya to attach: aya
+    /// 0.14 opens a program it did not load only from a pin, so it is
+    /// pinned in the staging area for as long as aya opens it.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::Load`] when the pin or aya's opening it fails.
+    pub fn adopt(&mut self, program: std::os::fd::BorrowedFd<'_>) -> Result<Xdp, AttachError> {
+        let path = self.staging.stage("adopted-program");
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| AttachError::Load {
+            what: "handing the loaded program to aya".to_owned(),
+            source,
+        };
+        let adopted = sys::obj_pin(program, &path)
+            .map_err(|e| failed(e.into()))
+            .and_then(|()| {
+                Xdp::from_pin(&path, aya_obj::programs::XdpAttachType::Interface)
+                    .map_err(|e| failed(e.into()))
+            });
+        let _ = fs::remove_file(&path);
+        adopted
     }
 
     /// Keeps a pin that is already in place, and returns it.
@@ -541,18 +596,7 @@ pub fn attach_with(
         kept: Vec::new(),
     };
     let mut loaded = load(&mut plan)?;
-    let program: &mut Xdp = loaded
-        .ebpf
-        .program_mut(&loaded.program)
-        .ok_or_else(|| AttachError::Load {
-            what: format!("attaching {}", loaded.program),
-            source: "the loaded object lost its program".into(),
-        })?
-        .try_into()
-        .map_err(|e: ProgramError| AttachError::Load {
-            what: format!("attaching {}", loaded.program),
-            source: e.into(),
-        })?;
+    let program = loaded.program.xdp()?;
     let holder = target.install(program, opts.mode, &mut plan.staging)?;
     let PinPlan {
         mut staging,
