@@ -111,6 +111,68 @@ fn f1_each_section_keeps_its_own_line_and_func_info() {
 }
 
 #[test]
+fn f3_kfunc_externs_are_resolved_in_the_kernels_btf() {
+    if !privileged("f3_kfunc_externs_are_resolved_in_the_kernels_btf")
+        || !have_tool("clang")
+        || !have_tool("bpftool")
+    {
+        return;
+    }
+    let scratch = Scratch::new("f3");
+    let obj = build(&scratch, "kfuncs", &[]);
+    let programs = check_json(&obj);
+    assert_eq!(programs[0]["accepted"], true, "{programs:?}");
+    assert!(programs[0]["stats"]["insns_processed"].as_u64() > Some(0));
+    let listing = xdpstat(&["objdump", obj.to_str().unwrap()]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for kfunc in ["call bpf_xdp_ct_lookup#", "call bpf_ct_release#"] {
+        assert!(listing.contains(kfunc), "objdump names {kfunc}: {listing}");
+    }
+    // Loaded, each call is bound to the kernel's own function: bpftool
+    // names the target of each call from the kernel's symbols.
+    let ns = VethNs::new();
+    ns.xdpstat_ok(&[
+        "load",
+        obj.to_str().unwrap(),
+        "--dev",
+        &ns.a,
+        "--mode",
+        "generic",
+    ]);
+    let id = ns.xdp_on(&ns.a)[0].prog_id;
+    let xlated = bpftool(&["prog", "dump", "xlated", "id", &id.to_string()]);
+    for kfunc in ["bpf_xdp_ct_lookup", "bpf_ct_release"] {
+        assert!(
+            xlated.contains(&format!("call {kfunc}#")),
+            "{kfunc}: {xlated}"
+        );
+    }
+    ns.xdpstat_ok(&["detach", &ns.a]);
+    // A kfunc this kernel lacks is named; the kernel's lack, exit 1.
+    let missing = build(&scratch, "kfuncs", &["-DMISSING"]);
+    for cmd in ["check", "load"] {
+        let mut args = vec![cmd, missing.to_str().unwrap()];
+        if cmd == "load" {
+            args.extend(["--dev", ns.a.as_str()]);
+        }
+        let out = ns.xdpstat(&args);
+        assert_fails(
+            &out,
+            1,
+            &[
+                "bpf_xdpstat_no_such_kfunc",
+                "this kernel does not have",
+                "modprobe",
+            ],
+        );
+    }
+    assert!(
+        ns.xdp_on(&ns.a).is_empty(),
+        "a refused load attaches nothing"
+    );
+}
+
+#[test]
 fn f2_a_section_name_inside_a_symbol_name_loads() {
     if !privileged("f2_a_section_name_inside_a_symbol_name_loads") || !have_tool("clang") {
         return;

@@ -536,6 +536,105 @@ impl Btf {
             })
         }
     }
+    /// The id of the function (`FUNC`) named `name`. For a kernel
+    /// module's split BTF, `base` is vmlinux's: the module's ids follow
+    /// vmlinux's, and its names may be vmlinux's strings.
+    pub fn func_id(&self, name: &str, base: Option<&Self>) -> Option<u32> {
+        let (first_id, base_str_len) =
+            base.map_or((1, 0), |b| (b.len() as u32 + 1, b.strings.len() as u32));
+        (1..=self.len() as u32).find_map(|local| {
+            let t = self.type_by_id(local).ok()?;
+            if t.kind != Kind::Func {
+                return None;
+            }
+            let found = match base {
+                Some(b) if t.name_off < base_str_len => b.name(t.name_off).ok(),
+                _ => self.name(t.name_off - base_str_len).ok(),
+            };
+            (found == Some(name)).then_some(local + first_id - 1)
+        })
+    }
+
+    /// The `.ksyms` section's functions: the kfuncs an object declares
+    /// (`extern … __ksym`).
+    pub fn ksym_funcs(&self) -> Vec<String> {
+        let Some(sec) = self.ksyms() else {
+            return Vec::new();
+        };
+        sec.extra
+            .chunks_exact(12)
+            .filter_map(|e| {
+                let t = self.type_by_id(u32_at(e, 0)?).ok()?;
+                (t.kind == Kind::Func).then(|| self.name(t.name_off).ok().map(str::to_owned))?
+            })
+            .collect()
+    }
+
+    fn ksyms(&self) -> Option<Type<'_>> {
+        (1..=self.len() as u32).find_map(|id| {
+            let t = self.type_by_id(id).ok()?;
+            (t.kind == Kind::Datasec && self.name(t.name_off).ok()? == ".ksyms").then_some(t)
+        })
+    }
+
+    /// This BTF as libbpf hands an object's BTF to the kernel when the
+    /// object declares kfuncs, or `None` when it declares none. The kernel
+    /// refuses the `.ksyms` section clang writes (its entries are
+    /// functions, of extern linkage, and it has no size), so, as libbpf
+    /// does, each entry becomes a 4-byte variable of a type appended for
+    /// them, the section gets their size, and the functions global
+    /// linkage. Only the bytes change: no type id moves.
+    pub fn with_ksyms_as_vars(&self) -> Option<Vec<u8>> {
+        let sec = self.ksyms()?;
+        let header_len = u32_at(&self.data, 4)? as usize;
+        let type_start = header_len + u32_at(&self.data, 8)? as usize;
+        let type_end = type_start + u32_at(&self.data, 12)? as usize;
+        // Strings after types, as clang and the kernel write them.
+        if self.strings.start != type_end {
+            return None;
+        }
+        let mut types = self.data[type_start..type_end].to_vec();
+        let mut strings = self.data[self.strings.clone()].to_vec();
+        let put = |buf: &mut Vec<u8>, at: usize, v: u32| {
+            buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        };
+        let int_name = strings.len() as u32;
+        strings.extend_from_slice(b"__xdpstat_ksym_int\0");
+        let var_name = strings.len() as u32;
+        strings.extend_from_slice(b"__xdpstat_ksym\0");
+        let int_id = self.len() as u32 + 1;
+        let var_id = int_id + 1;
+        for word in [int_name, 1 << 24, 4, (1 << 24) | 32] {
+            types.extend_from_slice(&word.to_ne_bytes());
+        }
+        for word in [var_name, 14 << 24, int_id, 1] {
+            types.extend_from_slice(&word.to_ne_bytes());
+        }
+        let sec_at = self.offsets[sec.id as usize - 1] - type_start;
+        put(&mut types, sec_at + 8, 4 * u32::from(sec.vlen));
+        for (i, entry) in sec.extra.chunks_exact(12).enumerate() {
+            let target = u32_at(entry, 0)?;
+            if let Ok(t) = self.type_by_id(target) {
+                if t.kind == Kind::Func {
+                    let at = self.offsets[target as usize - 1] - type_start;
+                    let info = u32_at(&types, at + 4)?;
+                    put(&mut types, at + 4, (info & !0xffff) | 1);
+                }
+            }
+            let at = sec_at + 12 + 12 * i;
+            put(&mut types, at, var_id);
+            put(&mut types, at + 4, 4 * i as u32);
+            put(&mut types, at + 8, 4);
+        }
+        let mut out = self.data[..header_len].to_vec();
+        put(&mut out, 8, 0);
+        put(&mut out, 12, types.len() as u32);
+        put(&mut out, 16, types.len() as u32);
+        put(&mut out, 20, strings.len() as u32);
+        out.extend_from_slice(&types);
+        out.extend_from_slice(&strings);
+        Some(out)
+    }
 
     /// Formats `data` as a value of type `id`, as bpftool's `btf_dumper`
     /// does: structs by member name in order, enums by enumerator name (or

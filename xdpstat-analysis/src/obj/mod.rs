@@ -86,7 +86,7 @@ pub enum ObjectError {
         sections: Vec<String>,
     },
     /// The program calls a function the object does not define.
-    #[error("{}: {program} calls {callee}, {}", path.display(), if *kfunc { "a kernel function (kfunc, an `extern ... __ksym`), which xdpstat cannot resolve yet; libbpf can (`bpftool prog load`)".to_owned() } else { format!("which the object does not define and no loader can resolve (libbpf refuses it too); was its header missing when it was built? Define {callee}, or make it a macro or a static inline function") })]
+    #[error("{}: {program} calls {callee}, which the object does not define and no loader can resolve (libbpf refuses it too); was its header missing when it was built? Define {callee}, or make it a macro or a static inline function", path.display())]
     UndefinedCall {
         /// The file.
         path: PathBuf,
@@ -94,8 +94,16 @@ pub enum ObjectError {
         program: String,
         /// The function it calls.
         callee: String,
-        /// Whether it is declared as a kfunc (in BTF's `.ksyms`).
-        kfunc: bool,
+    },
+    /// The program calls a kernel function (kfunc) this kernel lacks.
+    #[error("{}: {program} calls the kernel function {kfunc} (an `extern … __ksym`), which this kernel does not have: neither vmlinux's BTF nor a loaded module's has it; load the module that provides it (`modprobe`), or check on a kernel that has it", path.display())]
+    MissingKfunc {
+        /// The file.
+        path: PathBuf,
+        /// The program.
+        program: String,
+        /// The kfunc.
+        kfunc: String,
     },
     /// `--sec` names no section of the object.
     #[error("{} has no section '{name}' (its XDP sections: {})", path.display(), available.join(", "))]
@@ -154,14 +162,14 @@ impl ObjectError {
             | Self::NotBpf { .. }
             | Self::NoXdp { .. }
             | Self::UntypedFunctions { .. }
-            | Self::UndefinedCall { kfunc: false, .. }
+            | Self::UndefinedCall { .. }
             | Self::NoSuchSection { .. }
             | Self::Ambiguous { .. }
             | Self::Malformed { .. }
             | Self::Parse { .. }
             | Self::Decode { .. } => true,
-            // A limit of xdpstat's, not a fault of the input.
-            Self::UndefinedCall { kfunc: true, .. } => false,
+            // The kernel's lack, not the input's fault.
+            Self::MissingKfunc { .. } => false,
         }
     }
 }
@@ -201,8 +209,9 @@ pub struct BpfObject {
     /// The functions each program calls that the object does not define,
     /// by program name.
     externs: HashMap<String, Vec<String>>,
-    /// Whether BTF declares kfunc externs (a `.ksyms` section).
-    kfuncs: bool,
+    /// The kfunc calls of every executable section, which the kernel's
+    /// BTF ids resolve ([`KernelFeatures::kfuncs`]).
+    kfunc_calls: Vec<KfuncCall>,
     /// Whether `.BTF.ext` has CO-RE relocations.
     core_relocations: bool,
     /// Each program's own instruction slots (its symbol's size / 8), by
@@ -210,6 +219,18 @@ pub struct BpfObject {
     slots: HashMap<String, usize>,
     /// The maps of each section's view, by name, as aya-obj parsed them.
     maps: HashMap<String, Vec<(String, aya_obj::Map)>>,
+}
+
+/// A call of a kernel function (kfunc): the instruction clang left as
+/// `call -1`, with a relocation against the extern.
+#[derive(Clone, Debug)]
+struct KfuncCall {
+    /// The section it is in.
+    section: String,
+    /// The call instruction's offset in the file.
+    file_offset: usize,
+    /// The kfunc.
+    name: String,
 }
 
 fn section_is_xdp_by_name(name: &str) -> bool {
@@ -393,10 +414,14 @@ impl BpfObject {
                 sections: executable,
             });
         }
-        let externs = undefined_calls(&file, &programs);
         let btf = file.section_by_name(".BTF").and_then(|s| s.data().ok());
         // kfunc externs are described in BTF's `.ksyms` section.
-        let kfuncs = btf.is_some_and(|b| b.windows(7).any(|w| w == b".ksyms\0"));
+        let ksym_funcs: HashSet<String> = btf
+            .and_then(|b| crate::btf::Btf::parse(b.to_vec()).ok())
+            .map(|b| b.ksym_funcs().into_iter().collect())
+            .unwrap_or_default();
+        let externs = undefined_calls(&file, &programs, &ksym_funcs);
+        let kfunc_calls = kfunc_calls(&file, &ksym_funcs);
         let core_relocations = file
             .section_by_name(".BTF.ext")
             .and_then(|s| s.data().ok())
@@ -424,16 +449,17 @@ impl BpfObject {
             let rename = program.by == XdpBy::Assumed;
             // An object of one program section that aya takes by its name
             // is its own view: no copy of it is kept.
-            let view = if others.is_empty() && !rename {
+            let ksyms = !ksym_funcs.is_empty();
+            let view = if others.is_empty() && !rename && !ksyms {
                 None
             } else {
                 Some(
-                    aya_view(&bytes, &program.section, rename, &others).map_err(|reason| {
-                        ObjectError::Parse {
+                    aya_view(&bytes, &program.section, rename, &others, ksyms).map_err(
+                        |reason| ObjectError::Parse {
                             path: path.to_owned(),
                             reason,
-                        }
-                    })?,
+                        },
+                    )?,
                 )
             };
             // What aya-obj cannot parse fails here, for every command alike,
@@ -468,7 +494,7 @@ impl BpfObject {
             license,
             for_aya,
             externs,
-            kfuncs,
+            kfunc_calls,
             core_relocations,
             slots,
             maps,
@@ -489,8 +515,87 @@ impl BpfObject {
             path: self.path.clone(),
             program: program.name.clone(),
             callee: callee.clone(),
-            kfunc: self.kfuncs,
         })
+    }
+
+    /// The kfuncs that `program`'s code calls (its section's, and the
+    /// subprograms' in sections that hold no XDP program), for the caller
+    /// to resolve in the kernel's BTF ([`KernelFeatures::kfuncs`]).
+    pub fn kfuncs_of(&self, program: &XdpProgram) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .kfunc_calls
+            .iter()
+            .filter(|c| self.reaches(program, &c.section))
+            .map(|c| c.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Every kfunc the object calls, in name order: a call's stand-in BTF
+    /// id, away from a kernel, is its index here.
+    fn kfunc_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.kfunc_calls.iter().map(|c| c.name.clone()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    fn kfunc_stand_ins(&self) -> std::collections::HashMap<String, (u32, i16)> {
+        self.kfunc_names()
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (n, (i as u32, 0)))
+            .collect()
+    }
+
+    /// Whether code in `section` is `program`'s: its own section, or one
+    /// of subprograms only.
+    fn reaches(&self, program: &XdpProgram, section: &str) -> bool {
+        section == program.section || !self.programs.iter().any(|p| p.section == section)
+    }
+
+    /// The view aya is given for `program`, with its kfunc calls pointed at
+    /// the kernel's functions, as libbpf points them: `BPF_PSEUDO_KFUNC_CALL`,
+    /// the function's BTF id, and the index in `fd_array` of the module's
+    /// BTF (0 for vmlinux).
+    fn bytes_with_kfuncs<'a>(
+        &'a self,
+        program: &XdpProgram,
+        kfuncs: &std::collections::HashMap<String, (u32, i16)>,
+    ) -> Result<std::borrow::Cow<'a, [u8]>, ObjectError> {
+        let view = self.bytes_for_aya(program);
+        let calls: Vec<&KfuncCall> = self
+            .kfunc_calls
+            .iter()
+            .filter(|c| self.reaches(program, &c.section))
+            .collect();
+        if calls.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(view));
+        }
+        let mut patched = view.to_vec();
+        for call in calls {
+            let &(btf_id, fd_index) =
+                kfuncs
+                    .get(&call.name)
+                    .ok_or_else(|| ObjectError::MissingKfunc {
+                        path: self.path.clone(),
+                        program: program.name.clone(),
+                        kfunc: call.name.clone(),
+                    })?;
+            let insn = patched
+                .get_mut(call.file_offset..call.file_offset + 8)
+                .ok_or_else(|| ObjectError::Parse {
+                    path: self.path.clone(),
+                    reason: format!("the call of {} lies past the end of the file", call.name),
+                })?;
+            // dst 0, src BPF_PSEUDO_KFUNC_CALL (little-endian nibbles).
+            insn[1] = 2 << 4;
+            insn[2..4].copy_from_slice(&fd_index.to_le_bytes());
+            insn[4..8].copy_from_slice(&btf_id.to_le_bytes());
+        }
+        Ok(std::borrow::Cow::Owned(patched))
     }
 
     /// Whether the object has CO-RE relocations, which need the kernel's
@@ -653,6 +758,7 @@ impl BpfObject {
             dwarf_lines,
             dwarf_span,
             map_names,
+            kfunc_names: self.kfunc_names(),
             license: self.license.clone(),
         })
     }
@@ -692,12 +798,8 @@ impl BpfObject {
         kernel: &KernelFeatures<'a>,
     ) -> Result<Prepared<'a>, ObjectError> {
         self.check_calls(program)?;
-        prepare(
-            &self.path,
-            self.bytes_for_aya(program),
-            &program.name,
-            kernel,
-        )
+        let bytes = self.bytes_with_kfuncs(program, &kernel.kfuncs)?;
+        prepare(&self.path, &bytes, &program.name, kernel)
     }
 }
 
@@ -902,6 +1004,10 @@ pub struct KernelFeatures<'a> {
     pub kernel_btf: Option<aya_obj::btf::Btf>,
     /// `KERNEL_VERSION` of the running kernel, for programs that ask.
     pub kern_version: u32,
+    /// The kfuncs the program calls ([`BpfObject::kfuncs_of`]) that the
+    /// kernel has: each one's BTF id, and the index in `fd_array` of the
+    /// module BTF it is in (0 for vmlinux).
+    pub kfuncs: std::collections::HashMap<String, (u32, i16)>,
 }
 
 /// A program as `BPF_PROG_LOAD` takes it.
@@ -956,8 +1062,9 @@ impl BpfObject {
             path: self.path.clone(),
             reason,
         };
-        let mut obj = aya_obj::Object::parse(self.bytes_for_aya(program))
-            .map_err(|e| parse_error(crate::error::chain(&e)))?;
+        let bytes = self.bytes_with_kfuncs(program, &self.kfunc_stand_ins())?;
+        let mut obj =
+            aya_obj::Object::parse(&bytes).map_err(|e| parse_error(crate::error::chain(&e)))?;
         let text_sections: HashSet<usize> =
             obj.functions.keys().map(|(section, _)| *section).collect();
         let mut maps: Vec<(String, aya_obj::Map)> = obj
@@ -1039,6 +1146,9 @@ pub struct LinkedProgram {
     pub dwarf_span: usize,
     /// Map names, by the stand-in fd in `ld_imm64` map references.
     pub map_names: Vec<String>,
+    /// The kfuncs called: a kfunc call's `imm` indexes them (away from a
+    /// kernel, which has BTF ids for them).
+    pub kfunc_names: Vec<String>,
     /// The object's license.
     pub license: String,
 }
@@ -1065,6 +1175,12 @@ impl LinkedProgram {
 }
 
 impl Resolver for LinkedProgram {
+    fn kfunc_name(&self, _index: usize, insn: &Insn) -> Option<String> {
+        self.kfunc_names
+            .get(usize::try_from(insn.imm).ok()?)
+            .cloned()
+    }
+
     fn ld_imm64(&self, _index: usize, insn: &Insn) -> Option<String> {
         // BPF_PSEUDO_MAP_FD / BPF_PSEUDO_MAP_VALUE with a stand-in fd.
         match insn.src {
@@ -1187,6 +1303,7 @@ impl BtfHeader {
 fn undefined_calls(
     file: &object::File<'_>,
     programs: &[XdpProgram],
+    kfuncs: &HashSet<String>,
 ) -> HashMap<String, Vec<String>> {
     const R_BPF_64_32: u32 = 10;
     let mut found: HashMap<String, Vec<String>> = HashMap::new();
@@ -1217,13 +1334,56 @@ fn undefined_calls(
                 continue;
             };
             if callee.is_undefined() {
-                if let Ok(name) = callee.name() {
+                if let Some(name) = callee.name().ok().filter(|n| !kfuncs.contains(*n)) {
                     let list = found.entry(program.name.clone()).or_default();
                     if !list.iter().any(|n| n == name) {
                         list.push(name.to_owned());
                     }
                 }
             }
+        }
+    }
+    found
+}
+
+/// Every call of a kfunc in the object's executable sections.
+fn kfunc_calls(file: &object::File<'_>, kfuncs: &HashSet<String>) -> Vec<KfuncCall> {
+    const R_BPF_64_32: u32 = 10;
+    if kfuncs.is_empty() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for section in file.sections() {
+        if section.kind() != SectionKind::Text {
+            continue;
+        }
+        let (Ok(name), Some((file_start, _))) = (section.name(), section.file_range()) else {
+            continue;
+        };
+        for (offset, reloc) in section.relocations() {
+            let (
+                object::RelocationFlags::Elf {
+                    r_type: R_BPF_64_32,
+                },
+                object::RelocationTarget::Symbol(index),
+            ) = (reloc.flags(), reloc.target())
+            else {
+                continue;
+            };
+            let Some(callee) = file
+                .symbol_by_index(index)
+                .ok()
+                .filter(object::ObjectSymbol::is_undefined)
+                .and_then(|s| s.name().ok().map(str::to_owned))
+                .filter(|n| kfuncs.contains(n))
+            else {
+                continue;
+            };
+            found.push(KfuncCall {
+                section: name.to_owned(),
+                file_offset: (file_start + offset) as usize,
+                name: callee,
+            });
         }
     }
     found
@@ -1237,7 +1397,9 @@ fn undefined_calls(
 /// - with `rename`, `keep` is named `xdp`, for a name aya would refuse
 ///   (`stats`, `xdp_prog`, `2/N`);
 /// - the BTF.ext records of `keep` follow it to its new name, and those of
-///   hidden sections name none.
+///   hidden sections name none;
+/// - with `ksyms`, the BTF's `.ksyms` section is made one the kernel takes
+///   ([`crate::btf::Btf::with_ksyms_as_vars`]).
 ///
 /// Nothing is renamed in place, since clang shares one string between a
 /// section's name and a symbol's (`xdp_fail1` is the tail of
@@ -1248,6 +1410,7 @@ fn aya_view(
     keep: &str,
     rename: bool,
     hide: &HashSet<&str>,
+    ksyms: bool,
 ) -> Result<Vec<u8>, String> {
     use object::read::elf::{ElfFile64, FileHeader as _, SectionHeader as _};
 
@@ -1350,6 +1513,7 @@ fn aya_view(
     // BTF strings when the section is renamed (only possible when they
     // end the section, as clang writes it).
     let mut xdp_string = None;
+    let mut new_btf = None;
     if rename && parsed.str_start() + parsed.str_len as usize == btf.len() {
         let mut grown = btf.to_vec();
         grown.extend_from_slice(b"xdp\0");
@@ -1360,10 +1524,24 @@ fn aya_view(
             str_len.to_be_bytes()
         };
         grown[20..24].copy_from_slice(&raw);
-        let at = append(&mut out, &grown);
-        put(&mut out, header_at(btf_index) + 24, at as u64, 8)?;
-        put(&mut out, header_at(btf_index) + 32, grown.len() as u64, 8)?;
+        new_btf = Some(grown);
         xdp_string = Some(parsed.str_len);
+    }
+    // The kernel refuses `.ksyms` as clang writes it; strings are only
+    // appended, so `xdp_string` stays where it is.
+    if ksyms && little == cfg!(target_endian = "little") {
+        let current = new_btf.clone().unwrap_or_else(|| btf.to_vec());
+        if let Some(fixed) = crate::btf::Btf::parse(current)
+            .ok()
+            .and_then(|b| b.with_ksyms_as_vars())
+        {
+            new_btf = Some(fixed);
+        }
+    }
+    if let Some(new_btf) = new_btf {
+        let at = append(&mut out, &new_btf);
+        put(&mut out, header_at(btf_index) + 24, at as u64, 8)?;
+        put(&mut out, header_at(btf_index) + 32, new_btf.len() as u64, 8)?;
     }
     let ext_header = table
         .section(object::SectionIndex(ext_index))

@@ -5,6 +5,7 @@
 
 pub mod bpffs;
 pub mod iface;
+pub mod kfunc;
 pub mod map;
 pub mod netlink;
 pub mod privileges;

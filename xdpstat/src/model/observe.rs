@@ -438,6 +438,7 @@ pub fn attach_object(
                 expected_attach_type: attach_type,
                 flags: 0,
                 btf: btf.as_ref().map(AsFd::as_fd),
+                fd_array: &[],
                 func_info: (
                     prepared.func_info.0,
                     &prepared.func_info.1,

@@ -220,7 +220,9 @@ pub fn load(
         path: obj.path().display().to_string(),
         reason,
     };
-    let features = KernelFeatures::probe_for(obj.has_core_relocations());
+    let kfuncs = crate::kernel::kfunc::resolve(&obj.kfuncs_of(program));
+    let mut features = KernelFeatures::probe_for(obj.has_core_relocations());
+    features.kfuncs = kfuncs.ids.clone();
     let prepared = obj.prepare(program, &features).map_err(|e| match e {
         ObjectError::Parse { reason, .. } => prepare(reason),
         e => WorkbenchError::Object(e),
@@ -283,6 +285,7 @@ pub fn load(
             btf: btf.as_ref().map(AsFd::as_fd),
             func_info: (kernel.func_info.0, &kernel.func_info.1, kernel.func_info.2),
             line_info: (kernel.line_info.0, &kernel.line_info.1, kernel.line_info.2),
+            fd_array: &kfuncs.fd_array,
         },
         level,
         // Statistics alone fit in a page. For a whole log: zeroed memory
@@ -419,6 +422,7 @@ impl KernelFeatures {
                 .flatten(),
             kern_version: aya::util::KernelVersion::current()
                 .map_or(0, aya::util::KernelVersion::code),
+            kfuncs: std::collections::HashMap::new(),
         }
     }
 }

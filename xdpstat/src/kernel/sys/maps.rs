@@ -149,6 +149,39 @@ pub fn btf_data(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SyscallError> {
     }
 }
 
+/// A BTF object's name and whether it is the kernel's own (vmlinux's or
+/// a module's), from `struct bpf_btf_info`.
+///
+/// # Errors
+///
+/// `EINVAL` when `fd` is not a BTF object.
+pub fn btf_name(fd: BorrowedFd<'_>) -> Result<(String, bool), SyscallError> {
+    #[repr(C)]
+    struct Raw {
+        btf: u64,
+        btf_size: u32,
+        id: u32,
+        name: u64,
+        name_len: u32,
+        kernel_btf: u32,
+    }
+    let mut name = [0u8; 64];
+    let mut raw = Raw {
+        btf: 0,
+        btf_size: 0,
+        id: 0,
+        name: name.as_mut_ptr() as u64,
+        name_len: name.len() as u32,
+        kernel_btf: 0,
+    };
+    info_by_fd(fd, &mut raw)?;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok((
+        String::from_utf8_lossy(&name[..end]).into_owned(),
+        raw.kernel_btf != 0,
+    ))
+}
+
 /// Puts the key after `prev` into `next` (`BPF_MAP_GET_NEXT_KEY`); with no
 /// `prev`, or a `prev` no longer in the map, the first key. Returns false
 /// when `prev` was the last key.

@@ -250,6 +250,16 @@ pub fn map_ids() -> Result<Vec<u32>, SyscallError> {
     ids(bpf_cmd::BPF_MAP_GET_NEXT_ID as i32, "BPF_MAP_GET_NEXT_ID")
 }
 
+/// Every BTF object's id (`BPF_BTF_GET_NEXT_ID`): vmlinux's, modules',
+/// programs'.
+///
+/// # Errors
+///
+/// `EPERM` without `CAP_SYS_ADMIN`.
+pub fn btf_ids() -> Result<Vec<u32>, SyscallError> {
+    ids(bpf_cmd::BPF_BTF_GET_NEXT_ID as i32, "BPF_BTF_GET_NEXT_ID")
+}
+
 /// Walks the ids of one kind of object with its `BPF_*_GET_NEXT_ID`.
 fn ids(cmd: i32, call: &'static str) -> Result<Vec<u32>, SyscallError> {
     let mut ids = Vec::new();
@@ -607,6 +617,9 @@ pub struct ProgLoad<'a> {
     pub func_info: (u32, &'a [u8], u32),
     /// `line_info`: record size, records, count.
     pub line_info: (u32, &'a [u8], u32),
+    /// `fd_array`: the module BTF that kfunc calls name by index (empty
+    /// for none).
+    pub fd_array: &'a [i32],
 }
 
 /// Loads BTF (`BPF_BTF_LOAD`).
@@ -725,7 +738,11 @@ pub fn prog_load_with_log(
             attach_btf_id: prog.attach.map_or(0, |(_, id)| id),
             attach_prog_fd: prog.attach.map_or(0, |(fd, _)| fd.as_raw_fd() as u32),
             core_relo_cnt: 0,
-            fd_array: 0,
+            fd_array: if prog.fd_array.is_empty() {
+                0
+            } else {
+                prog.fd_array.as_ptr() as u64
+            },
             core_relos: 0,
             core_relo_rec_size: 0,
             log_true_size: 0,
