@@ -38,46 +38,6 @@ const KNOWN: &[(&str, &str)] = &[
         "xdp-tools/xdp_flowtable_sample.o",
         "which this kernel does not have",
     ),
-    // Calls to functions the object does not define: these samples use
-    // the kernel tree's htons/ntohs/unlikely macros, which the stub
-    // headers of fixtures/real/prototype-kernel/_stubs lack, so clang
-    // made them implicit extern calls.
-    (
-        "prototype-kernel/xdp_bench01_mem_access_cost_kern.o",
-        "which the object does not define",
-    ),
-    (
-        "prototype-kernel/xdp_bench02_drop_pattern_kern.o",
-        "which the object does not define",
-    ),
-    (
-        "prototype-kernel/xdp_ddos01_blacklist_kern.o",
-        "which the object does not define",
-    ),
-    (
-        "prototype-kernel/xdp_redirect_cpu_kern.o:xdp_prognum1_touch_data",
-        "which the object does not define",
-    ),
-    (
-        "prototype-kernel/xdp_redirect_cpu_kern.o:xdp_prognum3_proto_separate",
-        "which the object does not define",
-    ),
-    (
-        "prototype-kernel/xdp_redirect_cpu_kern.o:xdp_prognum4_ddos_filter_pktgen",
-        "which the object does not define",
-    ),
-    (
-        "prototype-kernel/xdp_redirect_cpu_kern.o:xdp_prognum5_ip_l3_flow_hash",
-        "which the object does not define",
-    ),
-    (
-        "prototype-kernel/xdp_ttl_kern.o",
-        "which the object does not define",
-    ),
-    (
-        "prototype-kernel/xdp_vlan01_kern.o",
-        "which the object does not define",
-    ),
     // goebpf's own map definition, whose loader fills in the key and
     // value sizes of a perf event array or a program array (0 here).
     ("goebpf/itest_xdp1.o", "failed to create map"),
