@@ -29,6 +29,9 @@ pub enum Kind {
     /// A helper or kfunc argument of the wrong type (`R3 type=inv
     /// expected=fp`).
     HelperArgType,
+    /// A helper's size argument without proven bounds (`R2 min value is
+    /// negative, either use unsigned or 'var &= const'`).
+    HelperSizeArg,
     /// An acquired reference not released on some path.
     ReferenceLeak,
     /// Stack use beyond the 512-byte limit.
@@ -66,6 +69,7 @@ impl Kind {
             Self::CtxAccess => "ctx-access",
             Self::HelperUnavailable => "helper-unavailable",
             Self::HelperArgType => "helper-arg-type",
+            Self::HelperSizeArg => "helper-size-arg",
             Self::ReferenceLeak => "reference-leak",
             Self::StackLimit => "stack-limit",
             Self::Complexity => "complexity",
@@ -82,7 +86,7 @@ impl Kind {
 
 impl Kind {
     /// Every kind, in the order the report lists them.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::NullCheck,
         Self::PacketBounds,
         Self::StalePacketPointer,
@@ -92,6 +96,7 @@ impl Kind {
         Self::CtxAccess,
         Self::HelperUnavailable,
         Self::HelperArgType,
+        Self::HelperSizeArg,
         Self::ReferenceLeak,
         Self::StackLimit,
         Self::Complexity,

@@ -378,13 +378,21 @@ R6 invalid mem access 'map_value_or_null'
         assert_eq!(r(negative, Region::Packet), Kind::PacketBounds);
         assert_eq!(r(negative, Region::MapValue), Kind::MapValueBounds);
         assert_eq!(r(negative, Region::Stack), Kind::StackBounds);
-        // A helper's size argument is no memory: no kind fits.
+        // A helper's size argument is no memory: its own kind.
         assert_eq!(
             classify(
                 &["R2 min value is negative, either use unsigned or 'var &= const'".to_owned()],
                 Some("call bpf_probe_read_str#45")
             ),
-            Kind::Unknown
+            Kind::HelperSizeArg
+        );
+        assert_eq!(
+            k("R3 unbounded memory access, use 'var &= const' or 'if (var < const)'"),
+            Kind::HelperSizeArg
+        );
+        assert_eq!(
+            k("R2 invalid zero-sized read: u64=[0,31]"),
+            Kind::HelperSizeArg
         );
         assert_eq!(
             classify(&["R0 !read_ok".to_owned()], Some("exit")),

@@ -12,6 +12,7 @@ mod btf_access;
 mod complexity;
 mod ctx_access;
 mod helper_arg_type;
+mod helper_size_arg;
 mod helper_unavailable;
 mod invalid_return;
 mod map_value_bounds;
@@ -51,6 +52,9 @@ pub const RULES: &[Rule] = &[
     // After the packet's and the context's rows, which know their own
     // pointer arithmetic.
     pointer_arith::RULE,
+    // Before the out-of-range rows: these words are only ever said of a
+    // helper's size argument.
+    helper_size_arg::RULE,
     // Messages that say a value is out of its range, but not which memory
     // it points into (`R0 min value is negative`): the type of the
     // register in the verifier's state decides, a map value if none (but
