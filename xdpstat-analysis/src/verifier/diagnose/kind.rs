@@ -52,6 +52,9 @@ pub enum Kind {
     /// A read through a BTF (kernel-typed) pointer that does not match the
     /// kernel's type.
     BtfAccess,
+    /// A CO-RE relocation the loader could not resolve, poisoned
+    /// (`call unknown#195896080`).
+    CoreRelocation,
     /// None of the above.
     Unknown,
 }
@@ -79,6 +82,7 @@ impl Kind {
             Self::PointerArith => "pointer-arith",
             Self::Misaligned => "misaligned",
             Self::BtfAccess => "btf-access",
+            Self::CoreRelocation => "core-relocation",
             Self::Unknown => "unknown",
         }
     }
@@ -86,7 +90,7 @@ impl Kind {
 
 impl Kind {
     /// Every kind, in the order the report lists them.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::NullCheck,
         Self::PacketBounds,
         Self::StalePacketPointer,
@@ -106,6 +110,7 @@ impl Kind {
         Self::PointerArith,
         Self::Misaligned,
         Self::BtfAccess,
+        Self::CoreRelocation,
         Self::Unknown,
     ];
 }

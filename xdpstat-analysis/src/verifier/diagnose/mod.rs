@@ -369,6 +369,7 @@ R6 invalid mem access 'map_value_or_null'
             Kind::PacketBounds
         );
         assert_eq!(k("invalid func unknown#182"), Kind::HelperUnavailable);
+        assert_eq!(k("invalid func unknown#195896080"), Kind::CoreRelocation);
         let r = |m: &str, region| classify_with_region(&[m.to_owned()], None, Some(region));
         let unbounded =
             "math between fp pointer and register with unbounded min value is not allowed";

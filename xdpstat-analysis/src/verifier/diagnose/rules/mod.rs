@@ -10,6 +10,7 @@ use crate::verifier::{effect::Effect, regstate::Region};
 
 mod btf_access;
 mod complexity;
+mod core_relocation;
 mod ctx_access;
 mod helper_arg_type;
 mod helper_size_arg;
@@ -38,6 +39,8 @@ pub const RULES: &[Rule] = &[
     packet_bounds::RULE,
     map_value_bounds::RULE,
     ctx_access::RULE,
+    // Before the helper's row: the poison helper is no helper.
+    core_relocation::RULE,
     helper_unavailable::RULE,
     helper_arg_type::RULE,
     reference_leak::RULE,
