@@ -14,6 +14,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod kernel;
+pub mod man;
 pub mod model;
 pub mod output;
 pub mod server;

@@ -48,6 +48,9 @@ enum Cmd {
     /// Build the verifier workbench's broken test programs (fixtures/, C
     /// and Rust) into fixtures/build/.
     BuildFixtures,
+    /// Write the manual pages, made from the command line's definitions,
+    /// to man/ (xdpstat.8 and a page per command).
+    Man,
     /// Install what is missing, check the objects and the lints, then run
     /// every test (as root: they load programs and make namespaces).
     ///
@@ -118,6 +121,7 @@ fn main() -> Result<ExitCode> {
         Cmd::BuildEbpf => done(write_ebpf()),
         Cmd::CheckEbpf => done(check_ebpf()),
         Cmd::BuildFixtures => done(fixtures::build()),
+        Cmd::Man => done(write_man()),
         Cmd::Test { kernel, args, .. } if kernel.is_empty() => done(host_test(&args)),
         Cmd::Test {
             kernel,
@@ -241,6 +245,29 @@ fn bench_binary(name: &str) -> Result<PathBuf> {
         .with_context(|| format!("cargo built no benchmark {name}"))
 }
 
+/// `cargo xtask man`: every page of [`xdpstat::man::pages`] into man/,
+/// and no page of a command that is gone.
+fn write_man() -> Result<()> {
+    let dir = root().join("man");
+    std::fs::create_dir_all(&dir)?;
+    let pages = xdpstat::man::pages();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let stale = path.extension().is_some_and(|e| e == "8")
+            && !pages
+                .iter()
+                .any(|p| path.file_name().is_some_and(|f| f == p.file_name.as_str()));
+        if stale {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    for page in &pages {
+        std::fs::write(dir.join(&page.file_name), &page.roff)?;
+    }
+    println!("xtask: {} manual pages in {}", pages.len(), dir.display());
+    Ok(())
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -329,6 +356,9 @@ fn deps() -> Result<()> {
         // include glibc's 32-bit stubs.
         "libxdp-dev",
         "libc6-dev-i386",
+        // `man -l` renders the manual pages in their test.
+        "man-db",
+        "groff-base",
     ]
     .map(String::from)
     .to_vec();
