@@ -2,10 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use xdpstat::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=bash xdpstat -- …`) gets
+    // them, and the process exits here.
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .var(cli::COMPLETE_VAR)
+        .complete();
     let cli = Cli::parse();
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),

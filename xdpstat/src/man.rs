@@ -133,6 +133,13 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         )],
     ),
     (
+        "xdpstat-completions",
+        &[(
+            "Complete commands, flags, interface names and map ids in bash",
+            "source <(xdpstat completions bash)",
+        )],
+    ),
+    (
         "xdpstat-export",
         &[(
             "Serve every interface's counters to Prometheus",

@@ -19,6 +19,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9435";
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Interfaces to export; all that xdpstat counts on when none is given.
+    #[arg(add = super::complete::interfaces())]
     pub ifaces: Vec<String>,
     /// Address to serve /metrics on. Loopback unless given.
     #[arg(long, default_value = DEFAULT_LISTEN)]

@@ -14,6 +14,7 @@ use crate::output::mapdump::{write_btf_text, write_json, write_plain};
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// The map: its id, or the path where it is pinned.
+    #[arg(add = super::complete::map_ids())]
     pub map: String,
     /// Print JSON, in bpftool's `-j` shape.
     #[arg(long)]

@@ -14,12 +14,15 @@ use std::{
 use crate::error::{Error, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod complete;
 mod export;
 mod inspect;
 mod mapdump;
 mod values;
 mod watch;
 mod workbench;
+
+pub use complete::VAR as COMPLETE_VAR;
 
 use crate::model::attach::{self, AttachOptions, Attachment, Mode};
 use crate::model::counters::CountersMap;
@@ -72,6 +75,9 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Serve the counters as Prometheus metrics on /metrics.
     Export(export::ExportArgs),
+    /// Print the shell's completion script: `source <(xdpstat completions
+    /// bash)`. Interface names and map ids complete from the kernel.
+    Completions(complete::CompletionsArgs),
 }
 
 /// `xdpstat map …`.
@@ -91,6 +97,7 @@ pub enum MapCommand {
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     /// The interface, e.g. eth0.
+    #[arg(add = complete::interfaces())]
     pub iface: String,
     /// Where the program runs.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
@@ -115,6 +122,7 @@ pub struct AttachArgs {
 #[derive(Debug, Args)]
 pub struct DetachArgs {
     /// The interface.
+    #[arg(add = complete::interfaces())]
     pub iface: String,
 }
 
@@ -122,7 +130,11 @@ pub struct DetachArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The interface whose counters to print.
-    #[arg(required_unless_present = "map_path", conflicts_with = "map_path")]
+    #[arg(
+        required_unless_present = "map_path",
+        conflicts_with = "map_path",
+        add = complete::interfaces()
+    )]
     pub iface: Option<String>,
     /// Read a counters map pinned by another loader instead: an ARRAY or
     /// PERCPU_ARRAY whose value starts with u64 packets, u64 bytes.
@@ -140,6 +152,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The interface.
+    #[arg(add = complete::interfaces())]
     pub iface: String,
     /// Time between lines, e.g. 1s, 500ms, 2m.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
@@ -212,6 +225,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Map(MapCommand::Unpin(args)) => done(inspect::map_unpin_cmd(&args)),
         Command::Watch(args) => done(watch::watch_cmd(&args)),
         Command::Export(args) => done(export::export_cmd(&args)),
+        Command::Completions(args) => done(complete::completions_cmd(&args)),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::output::tui::{self, Action, App, TerminalGuard};
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Interfaces to watch; all that xdpstat counts on when none is given.
+    #[arg(add = super::complete::interfaces())]
     pub ifaces: Vec<String>,
     /// Time between updates, e.g. 1s, 500ms.
     #[arg(long, default_value = "1s", value_parser = super::parse_interval)]

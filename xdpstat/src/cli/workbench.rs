@@ -28,7 +28,7 @@ pub struct LoadArgs {
     /// The BPF object file (.o).
     pub obj: PathBuf,
     /// The interface to attach to.
-    #[arg(long)]
+    #[arg(long, add = super::complete::interfaces())]
     pub dev: String,
     /// The section (or program name) to load; needed when the object has
     /// several XDP programs.

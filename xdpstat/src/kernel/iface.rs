@@ -14,6 +14,33 @@ pub fn index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// The names of this network namespace's interfaces (`if_nameindex(3)`,
+/// which asks the kernel over netlink), in index order.
+pub fn names() -> Vec<String> {
+    // SAFETY: if_nameindex has no preconditions; it returns NULL or an
+    // array ended by an entry of index 0, freed below.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return Vec::new();
+    }
+    let mut names = Vec::new();
+    let mut at = list;
+    // SAFETY: each entry up to the terminating one is valid, with a
+    // NUL-terminated name.
+    unsafe {
+        while (*at).if_index != 0 {
+            names.push(
+                std::ffi::CStr::from_ptr((*at).if_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            at = at.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    names
+}
+
 /// Whether `name` could name an interface: 1 to 15 bytes, no `/`, no
 /// whitespace, not `.` or `..` (the kernel's `dev_valid_name`). xdpstat
 /// builds pin paths from names, so this also keeps them inside its directory.
