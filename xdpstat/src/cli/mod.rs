@@ -368,7 +368,10 @@ fn open_counters(iface: &str) -> Result<CountersMap> {
         return Err(unknown().into());
     }
     match attach::inspect(iface)? {
-        Some(a) if a.map_id != 0 => Ok(CountersMap::open_id(a.map_id)?),
+        Some(a) if a.map_id != 0 => Ok(CountersMap::open_id_or_pin(
+            a.map_id,
+            &a.pin_dir.join(xdpstat_common::COUNTERS_MAP),
+        )?),
         Some(a) => Err(Error::Failed(format!(
             "xdpstat's program on {iface} ({}, prog id {}) has no counters map",
             a.program,

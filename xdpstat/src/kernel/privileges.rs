@@ -13,6 +13,10 @@ pub enum Capability {
     NetAdmin = 12,
     /// `CAP_SYS_ADMIN`: mount bpffs; also implies `CAP_BPF` on old kernels.
     SysAdmin = 21,
+    /// `CAP_PERFMON`: pointer arithmetic the verifier otherwise refuses
+    /// (the counter program's `data_end - data`), and tracing programs
+    /// (the observers).
+    Perfmon = 38,
     /// `CAP_BPF`: load programs, create and read maps.
     Bpf = 39,
 }
@@ -23,6 +27,7 @@ impl Capability {
             Self::NetAdmin => "CAP_NET_ADMIN",
             Self::SysAdmin => "CAP_SYS_ADMIN",
             Self::Bpf => "CAP_BPF",
+            Self::Perfmon => "CAP_PERFMON",
         }
     }
 }
@@ -48,8 +53,9 @@ fn effective() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Fails unless the process has every capability in `needed`. `CAP_BPF` is
-/// also satisfied by `CAP_SYS_ADMIN`, as the kernel allows.
+/// Fails unless the process has every capability in `needed`. `CAP_BPF` and
+/// `CAP_PERFMON` are also satisfied by `CAP_SYS_ADMIN`, as the kernel
+/// allows.
 ///
 /// # Errors
 ///
@@ -59,7 +65,11 @@ pub fn require(what: &str, needed: &[Capability]) -> Result<(), PrivilegeError> 
     let has = |cap: Capability| eff & (1u64 << cap as u32) != 0;
     let missing: Vec<&str> = needed
         .iter()
-        .filter(|&&cap| !(has(cap) || cap == Capability::Bpf && has(Capability::SysAdmin)))
+        .filter(|&&cap| {
+            let implied =
+                matches!(cap, Capability::Bpf | Capability::Perfmon) && has(Capability::SysAdmin);
+            !(has(cap) || implied)
+        })
         .map(|cap| cap.name())
         .collect();
     if missing.is_empty() {

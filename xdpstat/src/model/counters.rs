@@ -195,6 +195,20 @@ impl CountersMap {
         Self::checked(map, Path::new(&format!("map id {id}")))
     }
 
+    /// As [`CountersMap::open_id`], or through its pin at `pin` when the id
+    /// cannot be opened: opening by id takes `CAP_SYS_ADMIN`, a pin only
+    /// `CAP_BPF`, so a service bounded to `CAP_BPF` still reads its counters.
+    ///
+    /// # Errors
+    ///
+    /// What opening by id returned, when the pin is not that map either.
+    pub fn open_id_or_pin(id: u32, pin: &Path) -> Result<Self, CountersError> {
+        Self::open_id(id).or_else(|by_id| match Self::open(pin) {
+            Ok(map) if map.map_id() == id => Ok(map),
+            _ => Err(by_id),
+        })
+    }
+
     fn checked(map: OpenMap, path: &Path) -> Result<Self, CountersError> {
         let info = &map.info;
         let layout = Layout::from_raw_map_type(info.map_type);

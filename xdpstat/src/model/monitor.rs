@@ -15,6 +15,7 @@ use crate::kernel::iface;
 use crate::model::attach::{self, AttachError};
 use crate::model::counters::{CountersMap, Rates, Snapshot};
 use crate::model::observe;
+use xdpstat_common::COUNTERS_MAP;
 
 /// Something the reader noticed, worth telling the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -143,8 +144,8 @@ impl Watch {
         if self.follow.take().is_some() {
             self.last = None;
         }
-        let pinned_id = match attach::inspect(&self.iface) {
-            Ok(Some(a)) if a.map_id != 0 => a.map_id,
+        let (pinned_id, pin) = match attach::inspect(&self.iface) {
+            Ok(Some(a)) if a.map_id != 0 => (a.map_id, a.pin_dir.join(COUNTERS_MAP)),
             Ok(_) => {
                 self.map = None;
                 self.last = None;
@@ -162,7 +163,7 @@ impl Watch {
         };
         let open_id = self.map.as_ref().map(CountersMap::map_id);
         if open_id != Some(pinned_id) {
-            match CountersMap::open_id(pinned_id) {
+            match CountersMap::open_id_or_pin(pinned_id, &pin) {
                 Ok(map) => {
                     if let Some(old_id) = open_id {
                         sample.notice.get_or_insert(Notice::MapReplaced {

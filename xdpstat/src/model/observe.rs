@@ -193,7 +193,7 @@ pub struct Observed {
 pub fn observe(iface: &str) -> Result<Observed, ObserveError> {
     privileges::require(
         "xdpstat attach --observe",
-        &[Capability::Bpf, Capability::NetAdmin],
+        &[Capability::Bpf, Capability::NetAdmin, Capability::Perfmon],
     )?;
     let ifindex =
         iface::index(iface).ok_or_else(|| ObserveError::UnknownInterface(iface.to_owned()))?;

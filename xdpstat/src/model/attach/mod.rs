@@ -447,6 +447,12 @@ pub(crate) fn resolve(name: &str) -> Result<u32, AttachError> {
 /// [`AttachError`]: no such interface, another program is there (without
 /// `force`), missing privileges, or the kernel refusing.
 pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attached, AttachError> {
+    // The counter program subtracts packet pointers (its byte count),
+    // which the verifier allows only with CAP_PERFMON.
+    privileges::require(
+        "xdpstat attach",
+        &[Capability::Bpf, Capability::NetAdmin, Capability::Perfmon],
+    )?;
     attach_with(iface, opts, "xdpstat attach", |pins| {
         let counters = pins.dir().counters();
         let counters_kept = pinned_counters_fit(&counters, opts.layout);
@@ -638,7 +644,12 @@ impl Target {
     /// Checks privileges and the interface, mounts bpffs, and refuses an
     /// interface that already runs a program unless `opts.force`.
     fn prepare(iface: &str, opts: &AttachOptions, what: &str) -> Result<Self, AttachError> {
-        privileges::require(what, &[Capability::Bpf, Capability::NetAdmin])?;
+        // Replacing a program opens it by id, which takes CAP_SYS_ADMIN.
+        let mut needed = vec![Capability::Bpf, Capability::NetAdmin];
+        if opts.force {
+            needed.push(Capability::SysAdmin);
+        }
+        privileges::require(what, &needed)?;
         let ifindex = resolve(iface)?;
         bpffs::ensure_mounted()?;
         let ns = NsDir::current()?;
@@ -1028,14 +1039,32 @@ fn describe_attachment(
         },
     };
     let prog_id = live.program.prog_id;
-    let map_id = record::counters_map_of(prog_id);
-    let map_type = map_id
-        .and_then(|id| sys::maps::map_fd_by_id(id).ok())
-        .and_then(|fd| sys::maps::map_info(fd.as_fd()).ok())
-        .map(|info| info.map_type);
+    // By id takes CAP_SYS_ADMIN; the counters' own pin, only CAP_BPF.
+    let pinned = || {
+        sys::obj_get(&record.dir.counters())
+            .ok()
+            .and_then(|fd| sys::maps::map_info(fd.as_fd()).ok())
+    };
+    let (map_id, map_type) = match record::counters_map_of(prog_id) {
+        Some(id) => (
+            Some(id),
+            sys::maps::map_fd_by_id(id)
+                .ok()
+                .and_then(|fd| sys::maps::map_info(fd.as_fd()).ok())
+                .or_else(pinned)
+                .map(|info| info.map_type),
+        ),
+        None => pinned().map_or((None, None), |info| (Some(info.id), Some(info.map_type))),
+    };
     let name = program_name(prog_id).unwrap_or_default();
     let layout =
         Layout::from_program_name(&name).or_else(|| map_type.and_then(Layout::from_raw_map_type));
+    // Without CAP_SYS_ADMIN the program cannot be opened by id for its
+    // name: the layout its counters have says which of xdpstat's it is.
+    let name = match (name.is_empty(), layout) {
+        (true, Some(layout)) => layout.program_name().to_owned(),
+        _ => name,
+    };
     Ok(Some(Attachment {
         interface: iface.to_owned(),
         ifindex,
