@@ -27,6 +27,8 @@ const OBJECTS: [&str; 5] = [
     "xdpstat_observe_floor",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The cargo-deb that `cargo xtask deb` builds the package with.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -51,6 +53,10 @@ enum Cmd {
     /// Write the manual pages, made from the command line's definitions,
     /// to man/ (xdpstat.8 and a page per command).
     Man,
+    /// Build the Debian package (cargo-deb) into target/debian/: the
+    /// binary in /usr/sbin, the manual pages, the completions, the systemd
+    /// units, the copyright.
+    Deb,
     /// Install what is missing, check the objects and the lints, then run
     /// every test (as root: they load programs and make namespaces).
     ///
@@ -122,6 +128,9 @@ fn main() -> Result<ExitCode> {
         Cmd::CheckEbpf => done(check_ebpf()),
         Cmd::BuildFixtures => done(fixtures::build()),
         Cmd::Man => done(write_man()),
+        Cmd::Deb => done(deps().and_then(|()| deb()).map(|path| {
+            println!("xtask: {}", path.display());
+        })),
         Cmd::Test { kernel, args, .. } if kernel.is_empty() => done(host_test(&args)),
         Cmd::Test {
             kernel,
@@ -194,8 +203,11 @@ fn host_test(args: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     fixtures::build()?;
+    // The package's install test (tests/deb.rs) installs this one.
+    let package = deb()?;
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root())
+        .env("XDPSTAT_DEB", &package)
         // Every binary runs even after one failed, so one run reports all.
         .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .args(args)
@@ -266,6 +278,42 @@ fn write_man() -> Result<()> {
     }
     println!("xtask: {} manual pages in {}", pages.len(), dir.display());
     Ok(())
+}
+
+/// `cargo xtask deb`: the release binary, the completion scripts it makes,
+/// then cargo-deb, which takes the rest from xdpstat's Cargo.toml.
+fn deb() -> Result<PathBuf> {
+    run(Command::new(cargo())
+        .current_dir(root())
+        .args(["build", "--release", "-p", "xdpstat"]))?;
+    let bin = root().join("target/release/xdpstat");
+    let dir = root().join("target/completions");
+    fs::create_dir_all(&dir)?;
+    for (shell, file) in [
+        ("bash", "xdpstat"),
+        ("zsh", "_xdpstat"),
+        ("fish", "xdpstat.fish"),
+    ] {
+        let script = output(Command::new(&bin).args(["completions", shell]))
+            .with_context(|| format!("xdpstat completions {shell}"))?;
+        fs::write(dir.join(file), script)?;
+    }
+    let out = root().join("target/debian");
+    fs::create_dir_all(&out)?;
+    let listing = output(
+        Command::new(cargo())
+            .current_dir(root())
+            .args(["deb", "-p", "xdpstat", "--no-build", "--output"])
+            .arg(&out),
+    )
+    .context("cargo deb failed; `cargo xtask deps` installs cargo-deb")?;
+    let path = listing
+        .lines()
+        .rev()
+        .find(|l| l.trim_end().ends_with(".deb"))
+        .map(|l| PathBuf::from(l.trim()))
+        .context("cargo deb named no package")?;
+    Ok(path)
 }
 
 fn root() -> PathBuf {
@@ -356,9 +404,12 @@ fn deps() -> Result<()> {
         // include glibc's 32-bit stubs.
         "libxdp-dev",
         "libc6-dev-i386",
-        // `man -l` renders the manual pages in their test.
+        // `man -l` renders the manual pages in their test; lintian checks
+        // the Debian package; systemd-analyze verifies its units.
         "man-db",
         "groff-base",
+        "lintian",
+        "systemd",
     ]
     .map(String::from)
     .to_vec();
@@ -382,6 +433,17 @@ fn deps() -> Result<()> {
                 &format!("llvm-{major}"),
             ])
             .env("LLVM_PREFIX", format!("/usr/lib/llvm-{major}")))?;
+    }
+    let have = output(Command::new(cargo()).args(["deb", "--version"])).unwrap_or_default();
+    if !have.contains(CARGO_DEB_VERSION) {
+        println!("xtask: installing cargo-deb {CARGO_DEB_VERSION}");
+        run(Command::new(cargo()).args([
+            "install",
+            "cargo-deb",
+            "--version",
+            CARGO_DEB_VERSION,
+            "--locked",
+        ]))?;
     }
     Ok(())
 }
