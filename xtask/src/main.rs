@@ -13,6 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use object::{Object, ObjectSection};
 
+mod daemonset;
 mod fixtures;
 mod guest_tests;
 mod vm;
@@ -53,6 +54,9 @@ enum Cmd {
     /// Write the manual pages, made from the command line's definitions,
     /// to man/ (xdpstat.8 and a page per command).
     Man,
+    /// Write deploy/daemonset.yaml and README's copy of it, with the
+    /// capabilities of the systemd units.
+    Daemonset,
     /// Build the Debian package (cargo-deb) into target/debian/: the
     /// binary in /usr/sbin, the manual pages, the completions, the systemd
     /// units, the copyright.
@@ -128,6 +132,7 @@ fn main() -> Result<ExitCode> {
         Cmd::CheckEbpf => done(check_ebpf()),
         Cmd::BuildFixtures => done(fixtures::build()),
         Cmd::Man => done(write_man()),
+        Cmd::Daemonset => done(daemonset::write()),
         Cmd::Deb => done(deps().and_then(|()| deb()).map(|path| {
             println!("xtask: {}", path.display());
         })),
@@ -410,6 +415,9 @@ fn deps() -> Result<()> {
         "groff-base",
         "lintian",
         "systemd",
+        // A venv for PyPI's kubernetes-validate, which checks the
+        // DaemonSet against Kubernetes' schemas.
+        "python3-venv",
     ]
     .map(String::from)
     .to_vec();
@@ -434,6 +442,7 @@ fn deps() -> Result<()> {
             ])
             .env("LLVM_PREFIX", format!("/usr/lib/llvm-{major}")))?;
     }
+    daemonset::install_validator()?;
     let have = output(Command::new(cargo()).args(["deb", "--version"])).unwrap_or_default();
     if !have.contains(CARGO_DEB_VERSION) {
         println!("xtask: installing cargo-deb {CARGO_DEB_VERSION}");
