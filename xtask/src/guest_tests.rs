@@ -23,7 +23,7 @@ use super::{
 /// The test binaries run in each guest unless `--test` names others: the
 /// kernel-facing ones that are worth their minutes under the emulator (see
 /// README, "Kernels tested"), with [`subset_filters`].
-pub const SUBSET: [&str; 10] = [
+pub const SUBSET: [&str; 11] = [
     "counting",
     "lifecycle",
     "namespaces",
@@ -34,6 +34,7 @@ pub const SUBSET: [&str; 10] = [
     "map_dump",
     "inspect",
     "observe",
+    "capabilities",
 ];
 
 /// The subset's filters for a binary in a kernel. The corpus's two

@@ -193,7 +193,14 @@ pub struct Observed {
 pub fn observe(iface: &str) -> Result<Observed, ObserveError> {
     privileges::require(
         "xdpstat attach --observe",
-        &[Capability::Bpf, Capability::NetAdmin, Capability::Perfmon],
+        // The observed program is another loader's: it is opened by id
+        // (CAP_SYS_ADMIN), and traced (CAP_PERFMON).
+        &[
+            Capability::Bpf,
+            Capability::NetAdmin,
+            Capability::Perfmon,
+            Capability::SysAdmin,
+        ],
     )?;
     let ifindex =
         iface::index(iface).ok_or_else(|| ObserveError::UnknownInterface(iface.to_owned()))?;
