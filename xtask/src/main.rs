@@ -290,8 +290,8 @@ fn write_man() -> Result<()> {
 fn deb() -> Result<PathBuf> {
     run(Command::new(cargo())
         .current_dir(root())
-        .args(["build", "--release", "-p", "xdpstat"]))?;
-    let bin = root().join("target/release/xdpstat");
+        .args(["build", "--profile", "deb", "-p", "xdpstat"]))?;
+    let bin = root().join("target/deb/xdpstat");
     let dir = root().join("target/completions");
     fs::create_dir_all(&dir)?;
     for (shell, file) in [
@@ -308,7 +308,7 @@ fn deb() -> Result<PathBuf> {
     let listing = output(
         Command::new(cargo())
             .current_dir(root())
-            .args(["deb", "-p", "xdpstat", "--no-build", "--output"])
+            .args(["deb", "-p", "xdpstat", "--profile", "deb", "--no-build", "--output"])
             .arg(&out),
     )
     .context("cargo deb failed; `cargo xtask deps` installs cargo-deb")?;
