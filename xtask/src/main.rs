@@ -285,12 +285,16 @@ fn write_man() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask deb`: the release binary, the completion scripts it makes,
+/// `cargo xtask deb`: the binary (`deb` profile), the completion scripts it makes,
 /// then cargo-deb, which takes the rest from xdpstat's Cargo.toml.
 fn deb() -> Result<PathBuf> {
-    run(Command::new(cargo())
-        .current_dir(root())
-        .args(["build", "--profile", "deb", "-p", "xdpstat"]))?;
+    run(Command::new(cargo()).current_dir(root()).args([
+        "build",
+        "--profile",
+        "deb",
+        "-p",
+        "xdpstat",
+    ]))?;
     let bin = root().join("target/deb/xdpstat");
     let dir = root().join("target/completions");
     fs::create_dir_all(&dir)?;
@@ -308,7 +312,15 @@ fn deb() -> Result<PathBuf> {
     let listing = output(
         Command::new(cargo())
             .current_dir(root())
-            .args(["deb", "-p", "xdpstat", "--profile", "deb", "--no-build", "--output"])
+            .args([
+                "deb",
+                "-p",
+                "xdpstat",
+                "--profile",
+                "deb",
+                "--no-build",
+                "--output",
+            ])
             .arg(&out),
     )
     .context("cargo deb failed; `cargo xtask deps` installs cargo-deb")?;
