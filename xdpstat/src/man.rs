@@ -121,6 +121,18 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         )],
     ),
     ("xdpstat-map", &[("A map's entries", "xdpstat map dump 4")]),
+    ("xdpstat-map-list", &[("Every map, with the programs that use it", "xdpstat map list")]),
+    (
+        "xdpstat-map-pin",
+        &[(
+            "Pin map 4 so that show --map-path can read it",
+            "xdpstat map pin 4 /sys/fs/bpf/xdp_stats_map\nxdpstat show --map-path /sys/fs/bpf/xdp_stats_map",
+        )],
+    ),
+    (
+        "xdpstat-map-unpin",
+        &[("Remove that pin", "xdpstat map unpin /sys/fs/bpf/xdp_stats_map")],
+    ),
     (
         "xdpstat-map-dump",
         &[("A map's entries, by id", "xdpstat map dump 4")],
@@ -261,6 +273,13 @@ mod tests {
             assert!(
                 names.contains(&format!("{page}.8").as_str()),
                 "examples for {page}, which has no page"
+            );
+        }
+        for page in &pages {
+            let name = page.file_name.trim_end_matches(".8");
+            assert!(
+                EXAMPLES.iter().any(|(p, _)| *p == name),
+                "{name} has no examples"
             );
         }
         let attach = String::from_utf8(pages[1].roff.clone()).unwrap();
