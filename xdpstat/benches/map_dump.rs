@@ -163,21 +163,6 @@ struct Pinned(PathBuf);
 impl Pinned {
     fn hash(name: &str, btf: Option<&OwnedFd>) -> Self {
         #[repr(C)]
-        struct Create {
-            map_type: u32,
-            key_size: u32,
-            value_size: u32,
-            max_entries: u32,
-            map_flags: u32,
-            inner_map_fd: u32,
-            numa_node: u32,
-            map_name: [u8; 16],
-            map_ifindex: u32,
-            btf_fd: u32,
-            btf_key_type_id: u32,
-            btf_value_type_id: u32,
-        }
-        #[repr(C)]
         struct Update {
             map_fd: u32,
             _pad: u32,
@@ -185,24 +170,16 @@ impl Pinned {
             value: u64,
             flags: u64,
         }
-        let mut map_name = [0u8; 16];
-        map_name[..name.len()].copy_from_slice(name.as_bytes());
-        let mut create = Create {
+        let fd = xdpstat::kernel::sys::maps::map_create(&xdpstat::kernel::sys::maps::MapCreate {
             map_type: 1,
             key_size: 4,
             value_size: 16,
             max_entries: ENTRIES,
-            map_flags: 0,
-            inner_map_fd: 0,
-            numa_node: 0,
-            map_name,
-            map_ifindex: 0,
-            btf_fd: btf.map_or(0, |fd| fd.as_raw_fd() as u32),
-            btf_key_type_id: if btf.is_some() { 1 } else { 0 },
-            btf_value_type_id: if btf.is_some() { 3 } else { 0 },
-        };
-        // SAFETY: a descriptor the kernel just returned.
-        let fd = unsafe { OwnedFd::from_raw_fd(bpf(0, &mut create) as i32) };
+            name,
+            btf: btf.map(|fd| (fd.as_fd(), 1, 3)),
+            ..Default::default()
+        })
+        .unwrap();
         for k in 0..ENTRIES {
             let key = k.to_ne_bytes();
             let value = [u64::from(k) * 3, u64::from(k) * 1500]

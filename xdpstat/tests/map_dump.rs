@@ -99,46 +99,18 @@ impl Spec<'_> {
 
 impl TestMap {
     fn create(what: &str, spec: &Spec<'_>) -> Self {
-        #[repr(C)]
-        struct Attr {
-            map_type: u32,
-            key_size: u32,
-            value_size: u32,
-            max_entries: u32,
-            map_flags: u32,
-            inner_map_fd: u32,
-            numa_node: u32,
-            map_name: [u8; 16],
-            map_ifindex: u32,
-            btf_fd: u32,
-            btf_key_type_id: u32,
-            btf_value_type_id: u32,
-            btf_vmlinux_value_type_id: u32,
-            map_extra: u64,
-        }
-        let mut name = [0u8; 16];
-        let short = &what.as_bytes()[..what.len().min(15)];
-        name[..short.len()].copy_from_slice(short);
-        let (btf_fd, key_id, value_id) = spec
-            .btf
-            .map_or((0, 0, 0), |(fd, k, v)| (fd.as_raw_fd() as u32, k, v));
-        let mut attr = Attr {
+        use xdpstat::kernel::sys::maps::{map_create, MapCreate};
+        let fd = map_create(&MapCreate {
             map_type: spec.map_type,
             key_size: spec.key_size,
             value_size: spec.value_size,
             max_entries: spec.max_entries,
             map_flags: spec.flags,
-            inner_map_fd: 0,
-            numa_node: 0,
-            map_name: name,
-            map_ifindex: 0,
-            btf_fd,
-            btf_key_type_id: key_id,
-            btf_value_type_id: value_id,
-            btf_vmlinux_value_type_id: 0,
-            map_extra: 0,
-        };
-        let fd = owned(bpf(0, &mut attr).unwrap_or_else(|e| panic!("BPF_MAP_CREATE {what}: {e}")));
+            name: what,
+            btf: spec.btf,
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_MAP_CREATE {what}: {e}"));
         let pin = pin_path(what);
         xdpstat::kernel::sys::obj_pin(fd.as_fd(), &pin).expect("pin the test map");
         Self {

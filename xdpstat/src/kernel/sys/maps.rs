@@ -111,6 +111,17 @@ pub fn map_info(fd: BorrowedFd<'_>) -> Result<MapInfo, SyscallError> {
     })
 }
 
+/// `struct bpf_btf_info`, which the kernel fills in for a BTF object.
+#[repr(C)]
+struct BtfInfo {
+    btf: u64,
+    btf_size: u32,
+    id: u32,
+    name: u64,
+    name_len: u32,
+    kernel_btf: u32,
+}
+
 /// Reads the raw bytes of a BTF object (header, types, strings), as it was
 /// loaded (`BPF_OBJ_GET_INFO_BY_FD` with `struct bpf_btf_info`).
 ///
@@ -118,20 +129,11 @@ pub fn map_info(fd: BorrowedFd<'_>) -> Result<MapInfo, SyscallError> {
 ///
 /// `EINVAL` when `fd` is not a BTF object.
 pub fn btf_data(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SyscallError> {
-    #[repr(C)]
-    struct Raw {
-        btf: u64,
-        btf_size: u32,
-        id: u32,
-        name: u64,
-        name_len: u32,
-        kernel_btf: u32,
-    }
     // Program BTF is usually a few KiB; the kernel says how much it has, so
     // a second call fetches a larger one whole.
     let mut data = vec![0u8; 16 << 10];
     loop {
-        let mut raw = Raw {
+        let mut raw = BtfInfo {
             btf: data.as_mut_ptr() as u64,
             btf_size: u32::try_from(data.len()).unwrap_or(u32::MAX),
             id: 0,
@@ -156,17 +158,8 @@ pub fn btf_data(fd: BorrowedFd<'_>) -> Result<Vec<u8>, SyscallError> {
 ///
 /// `EINVAL` when `fd` is not a BTF object.
 pub fn btf_name(fd: BorrowedFd<'_>) -> Result<(String, bool), SyscallError> {
-    #[repr(C)]
-    struct Raw {
-        btf: u64,
-        btf_size: u32,
-        id: u32,
-        name: u64,
-        name_len: u32,
-        kernel_btf: u32,
-    }
     let mut name = [0u8; 64];
-    let mut raw = Raw {
+    let mut raw = BtfInfo {
         btf: 0,
         btf_size: 0,
         id: 0,
@@ -377,10 +370,7 @@ pub fn map_create(map: &MapCreate<'_>) -> Result<OwnedFd, SyscallError> {
         btf_vmlinux_value_type_id: u32,
         map_extra: u64,
     }
-    let mut map_name = [0u8; 16];
-    let name = map.name.as_bytes();
-    let len = name.len().min(15);
-    map_name[..len].copy_from_slice(&name[..len]);
+    let map_name = super::object_name(map.name);
     let (btf_fd, key_id, value_id) = map
         .btf
         .map_or((0, 0, 0), |(fd, k, v)| (fd.as_raw_fd() as u32, k, v));

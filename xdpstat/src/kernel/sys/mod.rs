@@ -87,6 +87,15 @@ pub(crate) fn bpf<T>(cmd: i32, call: &'static str, attr: &mut T) -> Result<i64, 
     }
 }
 
+/// A program's or map's name as `bpf_attr` holds it: cut to 15 bytes,
+/// NUL-terminated.
+fn object_name(name: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let len = name.len().min(15);
+    out[..len].copy_from_slice(&name.as_bytes()[..len]);
+    out
+}
+
 /// Runs a `bpf(2)` command that returns a new file descriptor, and owns it.
 ///
 /// # Safety
@@ -696,10 +705,7 @@ pub fn prog_load_with_log(
         core_relo_rec_size: u32,
         log_true_size: u32,
     }
-    let mut prog_name = [0u8; 16];
-    let name = prog.name.as_bytes();
-    let len = name.len().min(15);
-    prog_name[..len].copy_from_slice(&name[..len]);
+    let prog_name = object_name(prog.name);
     let (with_btf, btf_fd) = match prog.btf {
         Some(fd) => (true, fd.as_raw_fd() as u32),
         None => (false, 0),
